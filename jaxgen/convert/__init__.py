@@ -1,0 +1,1 @@
+"""Converters from official (PyTorch) checkpoints to jaxgen parameters."""

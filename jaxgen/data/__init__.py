@@ -1,0 +1,1 @@
+"""Datasets: the embedded procedural demo data and loaders for user data."""

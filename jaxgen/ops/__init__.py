@@ -1,0 +1,1 @@
+"""Low-level array ops (FIR resampling, bias+activation) shared by the networks."""
