@@ -1,0 +1,184 @@
+"""FIR up/down-sampling and resampling convolutions, NHWC, matching StyleGAN2-ADA.
+
+StyleGAN2 never resamples with nearest/bilinear interpolation: it inserts zeros
+(upsampling) or drops pixels (downsampling) and low-pass filters with a small
+FIR kernel, by default the outer product of [1, 3, 3, 1] normalised to sum 1.
+These functions compute exactly what NVIDIA's reference ops
+(`upfirdn2d` and `conv2d_resample`) compute, so that ported weights give the
+same images, but they work on channels-last arrays ([N, H, W, C]) and convolution
+kernels in HWIO layout, which is what XLA prefers on TPU and GPU.
+
+Conventions:
+  * padding is `(x0, x1, y0, y1)` in pixels of the *upsampled* image, as in
+    the reference; negative values crop.
+  * A "correlation" (`flip_weight=True` in NVIDIA's terms) is what
+    `lax.conv_general_dilated` computes; a convolution flips the kernel.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Padding = Union[int, Sequence[int]]
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def setup_filter(taps: Sequence[float] = (1, 3, 3, 1), gain: float = 1.0) -> np.ndarray:
+    """Return the 2-D FIR filter [fh, fw] (float32) for 1-D `taps`.
+
+    The filter is the outer product of the taps, normalised so a constant
+    signal keeps its value (sum 1), then scaled by `gain`.
+    """
+    f = np.asarray(taps, dtype=np.float32)
+    if f.ndim == 0:
+        f = f[None]
+    if f.ndim == 1:
+        f = np.outer(f, f)
+    if f.ndim != 2 or f.size == 0:
+        raise ValueError(f"FIR filter must be 1-D or 2-D taps, got shape {f.shape}")
+    f = f / f.sum()
+    return (f * gain).astype(np.float32)
+
+
+def _parse_padding(padding: Padding) -> Tuple[int, int, int, int]:
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    padding = tuple(int(p) for p in padding)
+    if len(padding) == 2:
+        px, py = padding
+        return px, px, py, py
+    if len(padding) == 4:
+        return padding  # type: ignore[return-value]
+    raise ValueError(f"padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding}")
+
+
+def _pad_or_crop(x: jnp.ndarray, px0: int, px1: int, py0: int, py1: int) -> jnp.ndarray:
+    """Zero-pad (positive) or crop (negative) the H and W axes of an NHWC array."""
+    cfg = [(0, 0, 0), (py0, py1, 0), (px0, px1, 0), (0, 0, 0)]
+    return lax.pad(x, jnp.zeros((), x.dtype), cfg)
+
+
+def upfirdn2d(x: jnp.ndarray, f: np.ndarray | None, up: int = 1, down: int = 1,
+              padding: Padding = 0, flip_filter: bool = False, gain: float = 1.0) -> jnp.ndarray:
+    """Upsample by zero insertion, pad, FIR-filter and downsample, per channel.
+
+    Args:
+      x: [N, H, W, C] input.
+      f: [fh, fw] filter from `setup_filter`, or None for the identity.
+      up, down: integer resampling factors (same on both axes).
+      padding: see module docstring.
+      flip_filter: False = true convolution with `f`, True = correlation.
+      gain: overall scale; the filter is multiplied by `gain` (2-D filter).
+    Returns:
+      [N, H', W', C] with H' = (H * up + py0 + py1 - fh + 1) // down (rounded up).
+    """
+    if f is None:
+        f = np.ones([1, 1], np.float32)
+    f = np.asarray(f, np.float32)
+    n, h, w, c = x.shape
+    px0, px1, py0, py1 = _parse_padding(padding)
+    # Zero insertion and padding in one lax.pad (interior padding = up - 1),
+    # with the up-1 trailing zeros of the last pixel that the reference adds.
+    cfg = [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)]
+    x = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    kernel = f * gain
+    if not flip_filter:
+        kernel = kernel[::-1, ::-1]
+    fh, fw = kernel.shape
+    k = jnp.asarray(np.tile(kernel[:, :, None, None], [1, 1, 1, c]), dtype=x.dtype)
+    x = lax.conv_general_dilated(x, k, window_strides=(down, down), padding="VALID",
+                                 dimension_numbers=_DN, feature_group_count=c)
+    return x
+
+
+def upsample2d(x: jnp.ndarray, f: np.ndarray, up: int = 2) -> jnp.ndarray:
+    """FIR upsampling by `up` that keeps the image aligned: [N,H,W,C] -> [N,up*H,up*W,C]."""
+    fh, fw = f.shape
+    p = ((fw + up - 1) // 2, (fw - up) // 2, (fh + up - 1) // 2, (fh - up) // 2)
+    return upfirdn2d(x, f, up=up, padding=p, gain=up * up)
+
+
+def downsample2d(x: jnp.ndarray, f: np.ndarray, down: int = 2) -> jnp.ndarray:
+    """FIR downsampling by `down`: [N,H,W,C] -> [N,H/down,W/down,C]."""
+    fh, fw = f.shape
+    p = ((fw - down + 1) // 2, (fw - down) // 2, (fh - down + 1) // 2, (fh - down) // 2)
+    return upfirdn2d(x, f, down=down, padding=p)
+
+
+def _conv(x, w, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1)):
+    return lax.conv_general_dilated(x, w, window_strides=(stride, stride), padding=padding,
+                                    lhs_dilation=lhs_dilation, dimension_numbers=_DN)
+
+
+def conv2d_resample(x: jnp.ndarray, w: jnp.ndarray, f: np.ndarray | None = None, up: int = 1,
+                    down: int = 1, padding: int = 0, flip_weight: bool = True) -> jnp.ndarray:
+    """2-D convolution with optional FIR up/downsampling, as NVIDIA's `conv2d_resample`.
+
+    Padding is applied once, relative to the upsampled image, so the result is
+    exactly the reference's (it chooses a strided or transposed convolution
+    where that is equivalent).
+
+    Args:
+      x: [N, H, W, I] input.
+      w: [kh, kw, I, O] kernel (HWIO).
+      f: [fh, fw] FIR filter for resampling (required when up or down > 1).
+      up, down: 1 or 2 (any integer works).
+      padding: symmetric padding (kernel_size // 2 for 'same').
+      flip_weight: True = correlation, False = convolution with `w`.
+    Returns:
+      [N, H * up / down, W * up / down, O].
+    """
+    kh, kw = int(w.shape[0]), int(w.shape[1])
+    if not flip_weight:
+        w = w[::-1, ::-1]
+    if f is not None:
+        fh, fw = f.shape
+    else:
+        fh = fw = 1
+    px0 = px1 = py0 = py1 = padding
+    if up > 1:
+        px0 += (fw + up - 1) // 2
+        px1 += (fw - up) // 2
+        py0 += (fh + up - 1) // 2
+        py1 += (fh - up) // 2
+    if down > 1:
+        px0 += (fw - down + 1) // 2
+        px1 += (fw - down) // 2
+        py0 += (fh - down + 1) // 2
+        py1 += (fh - down) // 2
+
+    if kw == 1 and kh == 1 and down > 1 and up == 1:
+        # Filter and decimate first, then the (cheap) 1x1 conv.
+        x = upfirdn2d(x, f, down=down, padding=(px0, px1, py0, py1))
+        return _conv(x, w)
+    if kw == 1 and kh == 1 and up > 1 and down == 1:
+        x = _conv(x, w)
+        return upfirdn2d(x, f, up=up, padding=(px0, px1, py0, py1), gain=up * up)
+    if down > 1 and up == 1:
+        x = upfirdn2d(x, f, padding=(px0, px1, py0, py1))
+        return _conv(x, w, stride=down)
+    if up > 1:
+        # The reference runs a transposed strided conv; that equals zero
+        # insertion (lhs dilation) + padding k-1-p + correlation with the
+        # flipped transposed kernel, which is `w` as prepared above. The FIR
+        # filter then takes the remaining padding, as in the reference.
+        px0 -= kw - 1
+        px1 -= kw - up
+        py0 -= kh - 1
+        py1 -= kh - up
+        pxt = max(min(-px0, -px1), 0)
+        pyt = max(min(-py0, -py1), 0)
+        x = _conv(x, w, padding=((kh - 1 - pyt, kh - 1 - pyt), (kw - 1 - pxt, kw - 1 - pxt)),
+                  lhs_dilation=(up, up))
+        x = upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
+        if down > 1:
+            x = upfirdn2d(x, f, down=down)
+        return x
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return _conv(x, w, padding=((py0, py1), (px0, px1)))
+    x = _pad_or_crop(x, px0, px1, py0, py1)
+    return _conv(x, w)
