@@ -1,0 +1,26 @@
+# The two commands of the README:
+#   make demo   set up .venv, render the embedded demo data, train the tiny acne config on it
+#   make test   set up .venv and run the test suite (what .ci/run runs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade-strategy only-if-needed -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: setup
+	$(BIN)/python train.py --config configs/acne.py:tiny --workdir runs/acne_tiny
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache
