@@ -1,0 +1,1 @@
+"""StyleGAN2-ADA training: losses, augmentation, train state, the loop."""
