@@ -21,6 +21,11 @@ def get_config(arg: str = ""):
     # NVIDIA's 'auto' heuristics at 256 px with fmaps 0.5 and a 2-layer mapping.
     c.model.channel_base = 16384
     c.model.mapping_layers = 2
+    c.train.batch_size = 32
+    c.train.g_lr = c.train.d_lr = 0.002
+    c.train.r1_gamma = 0.0002 * c.data.resolution ** 2 / c.train.batch_size  # NVIDIA 'auto'
+    c.train.ema_kimg = c.train.batch_size * 10 / 32
+    c.train.snapshot_ticks = c.train.image_snapshot_ticks = 10
 
     if arg == "tiny":
         # Trains on the embedded procedural demo faces on a CPU in a few minutes.
@@ -33,6 +38,14 @@ def get_config(arg: str = ""):
         c.model.w_dim = 64
         c.model.channel_base = 1024
         c.model.channel_max = 64
+        c.model.mapping_layers = 2
+        c.train.batch_size = 8
+        c.train.r1_gamma = 0.0002 * 32 ** 2 / 8
+        c.train.ema_kimg = 1.0
+        c.train.total_kimg = 2.0
+        c.train.kimg_per_tick = 0.2
+        c.train.snapshot_ticks = c.train.image_snapshot_ticks = 2
+        c.ada.kimg = 20.0   # adapt fast enough to see p move in a short run
     elif arg:
         raise ValueError(f"unknown variant {arg!r} of configs/acne.py (known: tiny)")
     return c

@@ -34,4 +34,41 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.model.mbstd_group_size = 4
     c.model.dtype = "float32"       # compute dtype ('bfloat16' on TPU/GPU for speed)
     c.model.num_lowp_res = 4        # highest resolutions computed in `dtype`
+
+    c.train = ml_collections.ConfigDict()
+    c.train.total_kimg = 25000.0
+    c.train.batch_size = 32         # global, split over all devices
+    c.train.g_lr = 0.002
+    c.train.d_lr = 0.002
+    c.train.betas = (0.0, 0.99)
+    c.train.r1_gamma = 10.0
+    c.train.pl_weight = 2.0
+    c.train.pl_batch_shrink = 2
+    c.train.pl_decay = 0.01
+    c.train.style_mixing_prob = 0.9
+    c.train.g_reg_interval = 4
+    c.train.d_reg_interval = 16
+    c.train.ema_kimg = 10.0
+    c.train.ema_rampup = ml_collections.FieldReference(0.05, field_type=float)  # None = off
+    c.train.kimg_per_tick = 4.0
+    c.train.snapshot_ticks = 50       # checkpoint every N ticks
+    c.train.image_snapshot_ticks = 50  # sample grid every N ticks
+    c.train.keep_checkpoints = 3
+    c.train.grid_cols = 8
+
+    c.ada = ml_collections.ConfigDict()
+    c.ada.mode = "ada"              # 'ada' (adaptive p) | 'fixed' (p = p_init) | 'noaug'
+    c.ada.augpipe = "bgc"
+    c.ada.target = 0.6
+    c.ada.kimg = 500.0              # p can go 0 -> 1 in this many kimg
+    c.ada.interval = 4              # adjust p every N minibatches
+    c.ada.p_init = 0.0
+
+    c.transfer = ml_collections.ConfigDict()
+    c.transfer.init_from = ""       # NVIDIA .pkl, networks checkpoint or workdir
+    c.transfer.freeze_d = 0         # freeze-D: first N layers of D stay fixed
+    c.transfer.freeze_g_res = 0     # freeze G synthesis blocks at resolutions <= this
+    c.transfer.freeze_mapping = False
+
+    c.distributed = False           # multi-host: call jax.distributed.initialize()
     return c
