@@ -1,1 +1,60 @@
-"""Datasets: the embedded procedural demo data and loaders for user data."""
+"""Datasets: the embedded procedural demo data and loaders for user data.
+
+Every source gives an `ImageDataset` (images uint8 [N, R, R, C] NHWC, labels
+int32 [N], class_names, paths); `iterate_batches` turns one into float32
+[-1, 1] training batches. `load_dataset(cfg)` picks the source from a config
+(a mapping or any object with attributes):
+
+    source='folder': path, resolution, [channels, require_labels, min_classes,
+                     skip_corrupt, cache_dir]
+    source='tfds':   name, resolution, [split='train', channels, data_dir,
+                     image_key, label_key, max_examples]
+    source='demo':   path, resolution, [num_per_class=64, seed=0, classes]
+                     (renders the demo set into `path` if absent, then loads it)
+"""
+import warnings
+
+from jaxgen.data.folder import (DatasetError, ImageDataset, iterate_batches,
+                                load_image_folder, scan_image_folder, to_float, to_uint8)
+
+__all__ = ["DatasetError", "ImageDataset", "iterate_batches", "load_dataset",
+           "load_image_folder", "scan_image_folder", "to_float", "to_uint8"]
+
+_MISSING = object()
+
+
+def load_dataset(cfg) -> ImageDataset:
+    """Load the dataset that `cfg` describes (see the module docstring)."""
+    def get(key, default=_MISSING):
+        value = cfg.get(key, _MISSING) if hasattr(cfg, "get") else getattr(cfg, key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                raise DatasetError(f"dataset config needs {key!r} (source={source!r})")
+            return default
+        return value
+
+    source = None
+    source = get("source")
+    resolution, channels = get("resolution"), get("channels", 3)
+    if source == "folder":
+        return load_image_folder(get("path"), resolution, channels,
+                                 require_labels=get("require_labels", False),
+                                 min_classes=get("min_classes", 1),
+                                 skip_corrupt=get("skip_corrupt", False),
+                                 cache_dir=get("cache_dir", "auto"))
+    if source == "tfds":
+        from jaxgen.data.tfds_source import load_tfds
+        return load_tfds(get("name"), get("split", "train"), resolution, channels,
+                         data_dir=get("data_dir", None), image_key=get("image_key", "image"),
+                         label_key=get("label_key", "label"),
+                         max_examples=get("max_examples", None))
+    if source == "demo":
+        from jaxgen.data.demo_faces import DEFAULT_CLASSES, write_demo_dataset
+        path = get("path")
+        write_demo_dataset(path, get("num_per_class", 64), resolution, get("seed", 0),
+                           get("classes", DEFAULT_CLASSES), progress=get("progress", True))
+        with warnings.catch_warnings():  # the preview.png next to the class folders
+            warnings.filterwarnings("ignore", message="ignoring 1 image")
+            return load_image_folder(path, resolution, channels,
+                                     cache_dir=get("cache_dir", None))
+    raise DatasetError(f"unknown dataset source {source!r}: use 'folder', 'tfds' or 'demo'")
