@@ -11,18 +11,18 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "folder"        # 'folder' | 'demo' | 'tfds'
+    c.data.source = "folder"        # 'folder' | 'demo' | 'tfds'  (see jaxgen.data.load_dataset)
     c.data.path = ""                # image folder (class sub-folders) or demo output dir
-    c.data.tfds_name = ""           # for source='tfds' (must be prepared offline)
-    c.data.tfds_data_dir = ""
+    c.data.name = ""                # tfds dataset name, for source='tfds' (prepared offline)
+    c.data.data_dir = ""            # tfds data_dir
     c.data.split = "train"
     c.data.resolution = 256         # power of two; images are resized/cropped to it
     c.data.channels = 3             # 1 (grayscale) or 3 (RGB)
     c.data.conditional = True       # use class labels (c_dim = number of classes)
     c.data.mirror = True            # random x-flips of the reals
-    c.data.cache_dir = "data/.cache"
-    c.data.demo_num_per_class = 256  # for source='demo'
-    c.data.demo_seed = 0
+    c.data.cache_dir = "auto"       # decoded-image cache ('' = off)
+    c.data.num_per_class = 256      # demo images per class, for source='demo'
+    c.data.seed = 0                 # demo rendering seed
 
     c.model = ml_collections.ConfigDict()
     c.model.z_dim = 512

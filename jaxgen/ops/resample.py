@@ -79,20 +79,59 @@ def upfirdn2d(x: jnp.ndarray, f: np.ndarray | None, up: int = 1, down: int = 1,
     if f is None:
         f = np.ones([1, 1], np.float32)
     f = np.asarray(f, np.float32)
-    n, h, w, c = x.shape
+    c = x.shape[-1]
     px0, px1, py0, py1 = _parse_padding(padding)
     # Zero insertion and padding in one lax.pad (interior padding = up - 1),
     # with the up-1 trailing zeros of the last pixel that the reference adds.
     cfg = [(0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)]
     x = lax.pad(x, jnp.zeros((), x.dtype), cfg)
+    if f.shape == (1, 1):
+        f_val = float(f[0, 0]) * gain
+        x = x if f_val == 1 else x * jnp.asarray(f_val, x.dtype)
+        return x[:, ::down, ::down] if down > 1 else x
     kernel = f * gain
     if not flip_filter:
         kernel = kernel[::-1, ::-1]
-    fh, fw = kernel.shape
+    sep = _separable(kernel)
+    if sep is not None:
+        # Rank-1 filter (the usual outer-product FIR): two 1-D passes of
+        # shifted slices. Same sums as the 2-D filter, and far cheaper than a
+        # depthwise convolution (which XLA:CPU runs very slowly).
+        col, row = sep
+        x = _fir_1d(x, col, axis=1, down=down)
+        return _fir_1d(x, row, axis=2, down=down)
     k = jnp.asarray(np.tile(kernel[:, :, None, None], [1, 1, 1, c]), dtype=x.dtype)
-    x = lax.conv_general_dilated(x, k, window_strides=(down, down), padding="VALID",
-                                 dimension_numbers=_DN, feature_group_count=c)
-    return x
+    return lax.conv_general_dilated(x, k, window_strides=(down, down), padding="VALID",
+                                    dimension_numbers=_DN, feature_group_count=c)
+
+
+def _separable(kernel: np.ndarray):
+    """(column taps, row taps) if `kernel` is an outer product, else None."""
+    total = kernel.sum()
+    if total == 0:
+        return None
+    col, row = kernel.sum(axis=1), kernel.sum(axis=0) / total
+    if np.allclose(np.outer(col, row), kernel, rtol=1e-6, atol=1e-9):
+        return col, row
+    return None
+
+
+def _fir_1d(x: jnp.ndarray, taps: np.ndarray, axis: int, down: int) -> jnp.ndarray:
+    """Valid correlation of `x` with `taps` along `axis`, keeping every `down`-th output."""
+    n_out = (x.shape[axis] - len(taps)) // down + 1
+    out = None
+    for k, t in enumerate(taps):
+        if t == 0:
+            continue
+        start = [0] * x.ndim
+        limit = list(x.shape)
+        strides = [1] * x.ndim
+        start[axis] = k
+        limit[axis] = k + (n_out - 1) * down + 1
+        strides[axis] = down
+        term = lax.slice(x, start, limit, strides) * jnp.asarray(t, x.dtype)
+        out = term if out is None else out + term
+    return out
 
 
 def upsample2d(x: jnp.ndarray, f: np.ndarray, up: int = 2) -> jnp.ndarray:
@@ -112,6 +151,53 @@ def downsample2d(x: jnp.ndarray, f: np.ndarray, down: int = 2) -> jnp.ndarray:
 def _conv(x, w, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1)):
     return lax.conv_general_dilated(x, w, window_strides=(stride, stride), padding=padding,
                                     lhs_dilation=lhs_dilation, dimension_numbers=_DN)
+
+
+def _phase_taps(k: int, up: int, pad: int, n_in: int, r: int):
+    """For output phase r of a zero-inserted (by `up`), `pad`-padded correlation
+    with a length-k kernel: (first tap, number of taps, input pad lo, input pad hi, outputs)."""
+    n_out = (n_in - 1) * up + 1 + 2 * pad - k + 1
+    m = -(-(n_out - r) // up)  # outputs of this phase, ceil
+    s = (pad - r) % up
+    taps = len(range(s, k, up))
+    off = (r + s - pad) // up
+    lo = -off
+    hi = (m - 1 + taps - 1 + off) - (n_in - 1)
+    return s, taps, lo, hi, m, n_out
+
+
+def conv_upsampled(x: jnp.ndarray, w: jnp.ndarray, up: int, pad_y: int, pad_x: int) -> jnp.ndarray:
+    """Correlation of the zero-inserted input (factor `up`) with `w`, padded by pad_y/pad_x.
+
+    Equals `lax.conv_general_dilated(x, w, padding=((pad_y,)*2, (pad_x,)*2),
+    lhs_dilation=(up, up))`, computed as up*up small convolutions on the
+    low-resolution input (one per output phase) that are interleaved. This never
+    multiplies the inserted zeros, and its gradient avoids XLA:CPU's very slow
+    path for dilated-input convolutions.
+    x: [N, H, W, I], w: [kh, kw, I, O] -> [N, (H-1)*up + 1 + 2*pad_y - kh + 1, ..., O].
+    """
+    n, h, wd, _ = x.shape
+    kh, kw, _, o = w.shape
+    rows = []
+    out_h = out_w = None
+    for ry in range(up):
+        sy, ty, ly, hy, my, out_h = _phase_taps(kh, up, pad_y, h, ry)
+        cols = []
+        for rx in range(up):
+            sx, tx, lx, hx, mx, out_w = _phase_taps(kw, up, pad_x, wd, rx)
+            if ty == 0 or tx == 0:
+                cols.append(jnp.zeros((n, my, mx, o), x.dtype))
+                continue
+            xp = lax.pad(x, jnp.zeros((), x.dtype), [(0, 0, 0), (ly, hy, 0), (lx, hx, 0), (0, 0, 0)])
+            cols.append(_conv(xp, w[sy::up, sx::up]))
+        rows.append(cols)
+    my = max(c.shape[1] for r in rows for c in r)
+    mx = max(c.shape[2] for r in rows for c in r)
+    fit = lambda a: lax.pad(a, jnp.zeros((), a.dtype), [(0, 0, 0), (0, my - a.shape[1], 0),  # noqa: E731
+                                                       (0, mx - a.shape[2], 0), (0, 0, 0)])
+    y = jnp.stack([jnp.stack([fit(c) for c in r], axis=3) for r in rows], axis=2)  # [N,my,up,mx,up,O]
+    y = y.reshape(n, my * up, mx * up, o)
+    return y[:, :out_h, :out_w]
 
 
 def conv2d_resample(x: jnp.ndarray, w: jnp.ndarray, f: np.ndarray | None = None, up: int = 1,
@@ -172,8 +258,7 @@ def conv2d_resample(x: jnp.ndarray, w: jnp.ndarray, f: np.ndarray | None = None,
         py1 -= kh - up
         pxt = max(min(-px0, -px1), 0)
         pyt = max(min(-py0, -py1), 0)
-        x = _conv(x, w, padding=((kh - 1 - pyt, kh - 1 - pyt), (kw - 1 - pxt, kw - 1 - pxt)),
-                  lhs_dilation=(up, up))
+        x = conv_upsampled(x, w, up, kh - 1 - pyt, kw - 1 - pxt)
         x = upfirdn2d(x, f, padding=(px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt), gain=up * up)
         if down > 1:
             x = upfirdn2d(x, f, down=down)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxgen.data import loading
+from jaxgen.data import load_dataset
 from jaxgen.models.generator import Generator
 from jaxgen.training import networks, state as state_lib
 from jaxgen.training.checkpoint import TrainCheckpointer, write_model_json
@@ -120,7 +120,11 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
     is_main = jax.process_index() == 0
     t = config.train
 
-    ds = loading.load_dataset(config.data)
+    data_cfg = config.data.to_dict()
+    data_cfg["cache_dir"] = data_cfg["cache_dir"] or None
+    if data_cfg["source"] == "folder" and data_cfg["conditional"]:
+        data_cfg.update(require_labels=True, min_classes=2)
+    ds = load_dataset(data_cfg)
     conditional = bool(config.data.conditional) and ds.num_classes > 1
     num_classes = ds.num_classes if conditional else 0
     label_probs = (np.bincount(ds.labels, minlength=num_classes) / len(ds.labels)) if conditional else None
