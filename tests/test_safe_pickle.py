@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from fake_nvidia import write_fake_packages
 from jaxgen.convert.safe_pickle import (InvalidCheckpointError, PersistentModule, TorchModule,
                                         UnsafePickleError, load_network_pkl, load_torch_file)
 
@@ -85,52 +86,6 @@ def test_file_object_and_inception_style_state_dict():
         np.testing.assert_array_equal(got[key], tensor.numpy())
 
 
-_PERSISTENCE = '''\
-"""Minimal stand-in for NVIDIA's torch_utils.persistence (same pickle format)."""
-import copy, inspect, sys, types, uuid
-
-_sources = {}  # module name -> source, for modules created from embedded source
-
-def persistent_class(orig_class):
-    name = orig_class.__module__
-    src = _sources.get(name) or inspect.getsource(sys.modules[name])
-    class Wrapped(orig_class):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._init_args, self._init_kwargs = copy.deepcopy(args), copy.deepcopy(kwargs)
-        @property
-        def init_kwargs(self):
-            return copy.deepcopy(self._init_kwargs)
-        def __reduce__(self):
-            state = super().__reduce__()[2]
-            meta = dict(type="class", version=6, module_src=src,
-                        class_name=orig_class.__name__, state=state)
-            return _reconstruct_persistent_obj, (meta,)
-    Wrapped.__name__ = orig_class.__name__
-    return Wrapped
-
-def _reconstruct_persistent_obj(meta):
-    module = types.ModuleType("_imported_module_" + uuid.uuid4().hex)
-    sys.modules[module.__name__] = module
-    _sources[module.__name__] = meta["module_src"]
-    exec(meta["module_src"], module.__dict__)  # what makes real snapshots unsafe
-    cls = persistent_class(module.__dict__[meta["class_name"]])
-    obj = cls.__new__(cls)
-    obj.__setstate__(meta["state"])
-    return obj
-'''
-
-_EASYDICT = '''\
-class EasyDict(dict):
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name)
-    def __setattr__(self, name, value):
-        self[name] = value
-'''
-
 _NETWORKS = '''\
 import numpy as np
 import torch
@@ -170,12 +125,7 @@ def snapshot(tmp_path_factory):
     """An NVIDIA-style snapshot pickle whose embedded module source writes a marker file."""
     root = tmp_path_factory.mktemp("snapshot")
     pkgs, marker = root / "pkgs", root / "marker.txt"
-    (pkgs / "torch_utils").mkdir(parents=True)
-    (pkgs / "dnnlib").mkdir()
-    (pkgs / "torch_utils" / "__init__.py").write_text("")
-    (pkgs / "torch_utils" / "persistence.py").write_text(_PERSISTENCE)
-    (pkgs / "dnnlib" / "__init__.py").write_text("from .util import EasyDict\n")
-    (pkgs / "dnnlib" / "util.py").write_text(_EASYDICT)
+    write_fake_packages(pkgs)
     (pkgs / "fake_networks.py").write_text(f"MARKER = {str(marker)!r}\n" + _NETWORKS)
     sys.path.insert(0, str(pkgs))
     try:

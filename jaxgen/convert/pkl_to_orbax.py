@@ -1,0 +1,95 @@
+"""Convert an official StyleGAN2-ADA snapshot `.pkl` into a jaxgen networks checkpoint.
+
+  python -m jaxgen.convert.pkl_to_orbax stylegan2-ffhq-config-f.pkl runs/ffhq_f
+
+The pickle is read with the restricted unpickler (`safe_pickle`): the network
+source code that NVIDIA embeds in every snapshot is never executed; only the
+tensors and the constructor kwargs are taken. The output directory holds
+`model.json` (jaxgen G/D kwargs) and `networks/` (orbax: G, D, G_ema), plus a
+`preview.png` of G_ema samples so you can check the conversion by eye.
+Use the result with `--config.transfer.init_from=<dir>` (or pass the .pkl directly).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import pathlib
+import sys
+import time
+from typing import Any, Dict, Tuple
+
+import jax
+import numpy as np
+
+from jaxgen.convert.safe_pickle import PersistentModule, load_network_pkl
+from jaxgen.convert.stylegan2 import (discriminator_kwargs, generator_kwargs, load_discriminator,
+                                      load_generator)
+
+
+def convert_snapshot(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(info with G_kwargs/D_kwargs, {'G', 'D', 'G_ema'} Flax variables) of an NVIDIA snapshot."""
+    data = load_network_pkl(path)
+    recs = {}
+    for name in ("G", "D", "G_ema"):
+        rec = data.get(name)
+        if not isinstance(rec, PersistentModule):
+            raise ValueError(f"{path}: {name!r} is missing or not an NVIDIA network "
+                             f"(got {type(rec).__name__}); is this a StyleGAN2-ADA training snapshot?")
+        recs[name] = rec
+    g_init, d_init = recs["G"].init_kwargs, recs["D"].init_kwargs
+    _, g_vars = load_generator(recs["G"].state_dict(), g_init)
+    _, ema_vars = load_generator(recs["G_ema"].state_dict(), recs["G_ema"].init_kwargs)
+    _, d_vars = load_discriminator(recs["D"].state_dict(), d_init)
+    info = dict(G_kwargs=generator_kwargs(g_init), D_kwargs=discriminator_kwargs(d_init))
+    return info, dict(G=g_vars, D=d_vars, G_ema=ema_vars)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_preview(out_dir: pathlib.Path, G_kwargs: Dict[str, Any], ema_vars: Any, n: int = 8,
+                  psi: float = 0.7) -> pathlib.Path:
+    """A grid of n G_ema samples (seeds 0..n-1, truncation psi) as preview.png."""
+    from jaxgen.training.networks import build
+    from jaxgen.utils.images import save_grid
+    G, _ = build(G_kwargs, dict(c_dim=0, img_resolution=4, img_channels=1))
+    z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(n)]).astype(np.float32)
+    c = np.zeros([n, G.c_dim], np.float32)
+    if G.c_dim:
+        c[np.arange(n), np.arange(n) % G.c_dim] = 1
+    img = jax.jit(lambda v, z, c: G.apply(v, z, c, truncation_psi=psi, noise_mode="const"))(ema_vars, z, c)
+    return save_grid(np.asarray(img), out_dir / "preview.png", cols=n)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pkl", type=pathlib.Path, help="official snapshot (dict with G, D, G_ema)")
+    p.add_argument("out", type=pathlib.Path, help="output directory (must not hold a checkpoint)")
+    p.add_argument("--no-preview", action="store_true", help="skip preview.png")
+    args = p.parse_args(argv)
+    from jaxgen.training.checkpoint import save_networks
+    if not args.pkl.is_file():
+        print(f"error: {args.pkl} is not a file", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    info, nets = convert_snapshot(args.pkl)
+    n_params = {k: sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(v["params"]))
+                for k, v in nets.items()}
+    save_networks(args.out, info["G_kwargs"], info["D_kwargs"], nets, source=str(args.pkl.absolute()),
+                  source_sha256=_sha256(args.pkl))
+    print(f"converted {args.pkl} -> {args.out} in {time.time() - t0:.1f}s: "
+          f"G {n_params['G']:,} params, D {n_params['D']:,}, "
+          f"{info['G_kwargs']['img_resolution']}px, c_dim {info['G_kwargs']['c_dim']}")
+    if not args.no_preview:
+        print(f"preview: {write_preview(args.out, info['G_kwargs'], nets['G_ema'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
