@@ -5,11 +5,13 @@
       --config.train.total_kimg=5000 --workdir runs/acne
 
 Running the same command again resumes from the workdir's latest checkpoint.
+Compiled XLA programs are cached in $JAXGEN_JAX_CACHE (default
+~/.cache/jaxgen/xla; set it to '' to disable), so a resumed run starts fast.
 """
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
-
-from jaxgen.training.loop import train_and_evaluate
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:variant]).", lock_config=True)
@@ -19,6 +21,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    import jax
+    cache = os.environ.get("JAXGEN_JAX_CACHE", os.path.expanduser("~/.cache/jaxgen/xla"))
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    from jaxgen.training.loop import train_and_evaluate
     logging.set_verbosity(logging.WARNING)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

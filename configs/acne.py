@@ -46,6 +46,25 @@ def get_config(arg: str = ""):
         c.train.kimg_per_tick = 0.2
         c.train.snapshot_ticks = c.train.image_snapshot_ticks = 2
         c.ada.kimg = 20.0   # adapt fast enough to see p move in a short run
+    elif arg == "micro":
+        # Seconds-long smoke runs (tests, CI): 16 px, 16 channels, 8 images a class.
+        c.name = "acne_micro"
+        c.data.source = "demo"
+        c.data.path = "data/demo_acne_micro"
+        c.data.resolution = 16
+        c.data.num_per_class = 8
+        c.model.z_dim = c.model.w_dim = 16
+        c.model.channel_base = 256
+        c.model.channel_max = 16
+        c.model.mapping_layers = 2
+        c.train.batch_size = 4
+        c.train.r1_gamma = 0.1
+        c.train.ema_kimg = 0.01
+        c.train.total_kimg = 0.032
+        c.train.kimg_per_tick = 0.008
+        c.train.snapshot_ticks = c.train.image_snapshot_ticks = 1
+        c.train.grid_cols = 4
+        c.ada.kimg = 0.5
     elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/acne.py (known: tiny)")
+        raise ValueError(f"unknown variant {arg!r} of configs/acne.py (known: tiny, micro)")
     return c

@@ -212,7 +212,7 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
             bad = [k for k, v in stats.items() if not math.isfinite(v)]
             if bad:
                 raise TrainingDiverged(
-                    f"non-finite {', '.join(bad)} at kimg {nimg / 1000:.1f} (tick {tick_idx}); nothing "
+                    f"non-finite {', '.join(bad)} at kimg {nimg / 1000:.3f} (tick {tick_idx}); nothing "
                     f"was saved for this tick, the last good checkpoint is step {ckpt.latest_step()} "
                     f"in {ckpt.directory}. Lower config.train.g_lr/d_lr or raise r1_gamma and resume.")
             dt = time.time() - tick.start
@@ -239,7 +239,7 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
         ckpt.close()
         if writer is not None:
             writer.flush()
-    print(f"Done: {int(st.nimg) / 1000:.1f} kimg, checkpoints in {ckpt.directory}", flush=True)
+    print(f"Done: {int(st.nimg) / 1000:.3f} kimg, checkpoints in {ckpt.directory}", flush=True)
     return stats
 
 
@@ -272,7 +272,7 @@ def _writer(workdir: pathlib.Path, is_main: bool):
 
 
 def _report(stats: Dict[str, Any], elapsed: float, writer, workdir: pathlib.Path, nimg: int) -> None:
-    parts = [f"tick {stats['tick']:<4d}", f"kimg {stats['kimg']:<8.1f}", f"time {_fmt_time(elapsed):<8s}",
+    parts = [f"tick {stats['tick']:<4d}", f"kimg {stats['kimg']:<8.3f}", f"time {_fmt_time(elapsed):<8s}",
              f"sec/kimg {stats['sec_per_kimg']:<7.2f}", f"img/s {stats['images_per_sec']:<7.1f}"]
     for key, label in [("loss/G", "G"), ("loss/D", "D"), ("loss/pl_penalty", "pl"),
                        ("loss/r1_penalty", "r1"), ("signs/real", "rt"), ("ada_p", "p")]:

@@ -1,0 +1,28 @@
+"""A very small StyleGAN2 set-up (8x8 px, 16 channels) for fast training tests."""
+import jax
+import numpy as np
+
+from jaxgen.training import networks, state as state_lib
+from jaxgen.training.loss import LossConfig
+from jaxgen.training.step import StepConfig, make_train_step
+
+G_KW = dict(z_dim=16, w_dim=16, c_dim=3, img_resolution=8, img_channels=3, channel_base=128,
+            channel_max=16, mapping_layers=2)
+D_KW = dict(c_dim=3, img_resolution=8, img_channels=3, channel_base=128, channel_max=16)
+
+
+def setup(batch=8, augment="ada", freeze_d=0, lr=0.002, seed=0, c_dim=3, **step_kw):
+    G, D = networks.build(dict(G_KW, c_dim=c_dim), dict(D_KW, c_dim=c_dim))
+    g_vars, d_vars = networks.init_variables(G, D, jax.random.key(seed))
+    g_tx = state_lib.make_optimizer(state_lib.OptConfig(lr=lr, reg_interval=4))
+    d_tx = state_lib.make_optimizer(state_lib.OptConfig(lr=lr, reg_interval=16),
+                                    state_lib.freeze_d_fn(D.block_resolutions, freeze_d))
+    st = state_lib.init_state(g_vars, d_vars, g_tx, d_tx)
+    cfg = StepConfig(batch_size=batch, loss=LossConfig(r1_gamma=1.0), augment=augment,
+                     ema_kimg=0.01, **step_kw)
+    step = make_train_step(cfg, G, D, g_tx, d_tx, np.full(c_dim, 1 / c_dim) if c_dim else None)
+    rng = np.random.default_rng(seed)
+    real = rng.uniform(-1, 1, [batch, 8, 8, 3]).astype(np.float32)
+    c = np.eye(c_dim, dtype=np.float32)[rng.integers(0, c_dim, batch)] if c_dim else \
+        np.zeros([batch, 0], np.float32)
+    return dict(G=G, D=D, state=st, step=step, real=real, c=c, key=jax.random.key(seed + 1))
