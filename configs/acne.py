@@ -6,11 +6,24 @@ Paper settings: lr 0.002, minibatch 32, x-flip mirroring, a snapshot every
   python train.py --config configs/acne.py --config.data.path=/data/acne \
       --config.data.resolution=256
   python train.py --config configs/acne.py:tiny     # CPU demo on embedded data
+
+Variants (comma-separated): tiny | micro, and `finetune`, the per-class stage of
+the hierarchical pipeline: start from the base run's networks (transfer
+learning, freeze-D) and train an unconditional model on one class folder:
+
+  python train.py --config configs/acne.py:tiny,finetune \
+      --config.data.path=data/demo_acne/severe --workdir runs/acne_tiny_severe
 """
 from configs import common
 
 
 def get_config(arg: str = ""):
+    opts = [a for a in arg.split(",") if a]
+    unknown = set(opts) - {"tiny", "micro", "finetune"}
+    if unknown:
+        raise ValueError(f"unknown variant(s) {sorted(unknown)} of configs/acne.py "
+                         "(known: tiny, micro, finetune)")
+    size = next((o for o in opts if o in ("tiny", "micro")), "")
     c = common.stylegan2_ada()
     c.name = "acne"
     c.data.source = "folder"
@@ -23,11 +36,11 @@ def get_config(arg: str = ""):
     c.model.mapping_layers = 2
     c.train.batch_size = 32
     c.train.g_lr = c.train.d_lr = 0.002
-    c.train.r1_gamma = 0.0002 * c.data.resolution ** 2 / c.train.batch_size  # NVIDIA 'auto'
+    c.train.r1_gamma = -1.0  # auto: 0.0002 * resolution^2 / batch (NVIDIA's heuristic)
     c.train.ema_kimg = c.train.batch_size * 10 / 32
     c.train.snapshot_ticks = c.train.image_snapshot_ticks = 10
 
-    if arg == "tiny":
+    if size == "tiny":
         # Trains on the embedded procedural demo faces on a CPU in a few minutes.
         c.name = "acne_tiny"
         c.data.source = "demo"
@@ -40,13 +53,12 @@ def get_config(arg: str = ""):
         c.model.channel_max = 64
         c.model.mapping_layers = 2
         c.train.batch_size = 8
-        c.train.r1_gamma = 0.0002 * 32 ** 2 / 8
         c.train.ema_kimg = 1.0
         c.train.total_kimg = 2.0
         c.train.kimg_per_tick = 0.2
         c.train.snapshot_ticks = c.train.image_snapshot_ticks = 2
         c.ada.kimg = 20.0   # adapt fast enough to see p move in a short run
-    elif arg == "micro":
+    elif size == "micro":
         # Seconds-long smoke runs (tests, CI): 16 px, 16 channels, 8 images a class.
         c.name = "acne_micro"
         c.data.source = "demo"
@@ -65,6 +77,12 @@ def get_config(arg: str = ""):
         c.train.snapshot_ticks = c.train.image_snapshot_ticks = 1
         c.train.grid_cols = 4
         c.ada.kimg = 0.5
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/acne.py (known: tiny, micro)")
+
+    if "finetune" in opts:
+        c.name += "_finetune"
+        c.data.source = "folder"
+        c.data.conditional = False
+        c.transfer.init_from = "runs/" + ("acne" if not size else f"acne_{size}")
+        c.transfer.freeze_d = 4           # the highest-resolution D block stays fixed
+        c.train.total_kimg = c.train.total_kimg / 2
     return c

@@ -41,7 +41,7 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.train.g_lr = 0.002
     c.train.d_lr = 0.002
     c.train.betas = (0.0, 0.99)
-    c.train.r1_gamma = 10.0
+    c.train.r1_gamma = 10.0         # < 0: auto, 0.0002 * resolution^2 / batch_size
     c.train.pl_weight = 2.0
     c.train.pl_batch_shrink = 2
     c.train.pl_decay = 0.01

@@ -85,10 +85,18 @@ def _final_params(workdir):
         ck.close()
 
 
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env):
-    data = tmp_path / "demo"
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    subprocess.run(_train_cmd(ref, data), env=env, check=True, timeout=600, capture_output=True)
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory, env):
+    """A complete micro run (8 steps): the uninterrupted reference and a transfer source."""
+    root = tmp_path_factory.mktemp("base")
+    subprocess.run(_train_cmd(root / "run", root / "demo"), env=env, check=True, timeout=600,
+                   capture_output=True)
+    return dict(workdir=root / "run", data=root / "demo")
+
+
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, base_run):
+    data = base_run["data"]
+    ref, run = base_run["workdir"], tmp_path / "run"
     # Crash: SIGKILL as soon as the 2nd checkpoint (step 4 of 8) is complete.
     proc = subprocess.Popen(_train_cmd(run, data), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -131,3 +139,24 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, env):
     step, after = _final_params(run)
     assert step == good_step
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(after["d_params"]))
+
+
+def test_finetune_from_base_workdir_with_freeze_d(tmp_path, env, base_run):
+    """The hierarchical pipeline's per-class stage: transfer from the base run, freeze-D."""
+    out = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/acne.py") + ":micro,finetune",
+         "--workdir", str(tmp_path / "ft"), f"--config.data.path={base_run['data'] / 'severe'}",
+         f"--config.transfer.init_from={base_run['workdir']}"],
+        env=env, timeout=600, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    _, base = _final_params(base_run["workdir"])
+    _, ft = _final_params(tmp_path / "ft")
+    same = lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b)))  # noqa: E731
+    # freeze_d=4 keeps the whole 16 px D block (fromrgb, conv0, conv1, skip) at the base's values.
+    for layer in ("fromrgb", "conv0", "conv1", "skip"):
+        assert same(base["d_params"]["b16"][layer]["weight"], ft["d_params"]["b16"][layer]["weight"])
+    assert not same(base["d_params"]["b8"]["conv0"]["weight"], ft["d_params"]["b8"]["conv0"]["weight"])
+    # G was initialised from the base (same synthesis shapes) and then trained further.
+    g0, g1 = base["g_params"]["synthesis"]["b16"]["conv1"]["weight"], ft["g_params"]["synthesis"]["b16"]["conv1"]["weight"]
+    assert not same(g0, g1) and float(np.max(np.abs(np.asarray(g0) - np.asarray(g1)))) < 0.5
+    assert "mapping/fc0/weight" in out.stderr  # the unconditional fc0 could not be copied: reported

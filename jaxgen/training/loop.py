@@ -41,11 +41,19 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
 
 
+def r1_gamma(config: Any) -> float:
+    """config.train.r1_gamma, or NVIDIA's 'auto' 0.0002 * res^2 / batch when it is negative."""
+    g = float(config.train.r1_gamma)
+    if g < 0:
+        g = 0.0002 * int(config.data.resolution) ** 2 / int(config.train.batch_size)
+    return g
+
+
 def step_config(config: Any) -> StepConfig:
     t, a = config.train, config.ada
     return StepConfig(
         batch_size=int(t.batch_size),
-        loss=LossConfig(r1_gamma=float(t.r1_gamma), pl_weight=float(t.pl_weight),
+        loss=LossConfig(r1_gamma=r1_gamma(config), pl_weight=float(t.pl_weight),
                         pl_batch_shrink=int(t.pl_batch_shrink), pl_decay=float(t.pl_decay),
                         style_mixing_prob=float(t.style_mixing_prob)),
         g_reg_interval=int(t.g_reg_interval), d_reg_interval=int(t.d_reg_interval),
