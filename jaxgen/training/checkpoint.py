@@ -100,7 +100,7 @@ def save_networks(directory: PathLike, G_kwargs: Dict[str, Any], D_kwargs: Dict[
         raise CheckpointError(f"{target} already exists; choose a new output directory")
     d.mkdir(parents=True, exist_ok=True)
     with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(target, jax.tree_util.tree_map(lambda x: x, networks))
+        ckptr.save(target, networks)
     write_model_json(d, G_kwargs, D_kwargs, **extra)
     return d
 

@@ -139,7 +139,7 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
     G_kwargs, D_kwargs = networks.model_kwargs(config.model, ds.resolution, ds.channels, num_classes)
     G, D = networks.build(G_kwargs, D_kwargs)
 
-    n_dev = jax.device_count()
+    n_dev, n_proc = jax.device_count(), jax.process_count()
     if t.batch_size % n_dev:
         raise ValueError(f"config.train.batch_size={t.batch_size} must be a multiple of the "
                          f"{n_dev} devices")
@@ -207,6 +207,10 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
                 step = int(st.step)
                 img, c = real_batch(ds, step, t.batch_size, int(config.seed), bool(config.data.mirror),
                                     num_classes)
+                if n_proc > 1:  # each host feeds its slice of the (identical) global batch
+                    lo = jax.process_index() * (t.batch_size // n_proc)
+                    img, c = (jax.make_array_from_process_local_data(
+                        shard, a[lo:lo + t.batch_size // n_proc], a.shape) for a in (img, c))
                 st, m = step_fn(st, img, c, base_key)
                 tick.metrics.append(m)
                 if block_every_step:
