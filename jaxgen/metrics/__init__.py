@@ -1,0 +1,1 @@
+"""Evaluation metrics for generated images: feature networks, metric formulas, image quality."""
