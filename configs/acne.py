@@ -39,6 +39,7 @@ def get_config(arg: str = ""):
     c.train.r1_gamma = -1.0  # auto: 0.0002 * resolution^2 / batch (NVIDIA's heuristic)
     c.train.ema_kimg = c.train.batch_size * 10 / 32
     c.train.snapshot_ticks = c.train.image_snapshot_ticks = 10
+    c.metrics.every_ticks = 10        # needs --config.metrics.inception_weights=<.pth>
 
     if size == "tiny":
         # Trains on the embedded procedural demo faces on a CPU in a few minutes.
@@ -59,6 +60,9 @@ def get_config(arg: str = ""):
         c.train.snapshot_ticks = 2        # checkpoint every 1 kimg
         c.train.image_snapshot_ticks = 4  # sample grid every 2 kimg
         c.ada.kimg = 20.0   # adapt fast enough to see p move in a short run
+        c.metrics.every_ticks = 4
+        c.metrics.num_fakes = 256
+        c.metrics.feature_net = "random_inception"  # labelled: not comparable to published FID
     elif size == "micro":
         # Seconds-long smoke runs (tests, CI): 16 px, 16 channels, 8 images a class.
         c.name = "acne_micro"
@@ -78,6 +82,7 @@ def get_config(arg: str = ""):
         c.train.snapshot_ticks = c.train.image_snapshot_ticks = 1
         c.train.grid_cols = 4
         c.ada.kimg = 0.5
+        c.metrics.every_ticks = 0
 
     if "finetune" in opts:
         c.name += "_finetune"

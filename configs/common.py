@@ -70,5 +70,12 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.transfer.freeze_g_res = 0     # freeze G synthesis blocks at resolutions <= this
     c.transfer.freeze_mapping = False
 
+    c.metrics = ml_collections.ConfigDict()
+    c.metrics.every_ticks = 0         # FID (and KID) of G_ema every N ticks; 0 = off
+    c.metrics.num_fakes = 10000
+    c.metrics.inception_weights = ""  # path to pt_inception-2015-12-05-6726825d.pth
+    c.metrics.feature_net = ""        # fallback without Inception weights, e.g. 'random_inception'
+    c.metrics.cache_dir = "data/.metric_cache"
+
     c.distributed = False           # multi-host: call jax.distributed.initialize()
     return c

@@ -242,12 +242,13 @@ class FIDInceptionV3(nn.Module):
     normalize_input: bool = True
     num_classes: int = 1008
     precision: Any = "highest"
+    input_size: int = INPUT_SIZE  # 299 for FID; smaller (>= 75) only for non-standard feature nets
 
     @nn.compact
     def __call__(self, x) -> Dict[str, jax.Array]:
         x = jnp.asarray(x, jnp.float32)
         if self.resize_input:
-            x = resize_bilinear_torch(x, (INPUT_SIZE, INPUT_SIZE))
+            x = resize_bilinear_torch(x, (self.input_size, self.input_size))
         if self.normalize_input:
             x = 2 * x - 1
         p = self.precision
@@ -400,13 +401,13 @@ class InceptionFeatures:
     """
 
     def __init__(self, variables: Union[Mapping[str, Any], str, "os.PathLike[str]"], batch_size: int = 64,
-                 precision: Any = "highest"):
+                 precision: Any = "highest", input_size: int = INPUT_SIZE):
         if isinstance(variables, (str, os.PathLike)):
             variables = load_fid_inception_weights(variables)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
-        self.model = FIDInceptionV3(precision=precision)
+        self.model = FIDInceptionV3(precision=precision, input_size=input_size)
         self.variables = jax.device_put(dict(variables))
         self._run = jax.jit(self._forward)
 

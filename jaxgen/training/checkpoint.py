@@ -4,6 +4,7 @@ Layout of a training workdir:
   workdir/model.json                 G and D constructor kwargs (+ class names)
   workdir/checkpoints/<step>/state   orbax pytree of the whole TrainState
   workdir/checkpoints/<step>/meta    JSON: kimg, tick, ADA p, wall time, ...
+  workdir/best/<step>/...            the checkpoint with the lowest FID so far
 
 A *networks* checkpoint (what `python -m jaxgen.convert.pkl_to_orbax` writes
 from an official NVIDIA snapshot) has:
@@ -32,10 +33,11 @@ class CheckpointError(ValueError):
 
 
 class TrainCheckpointer:
-    """Save/restore the TrainState of a run under `workdir/checkpoints`."""
+    """Save/restore the TrainState of a run under `workdir/<subdir>` ('checkpoints' for the
+    latest ones, 'best' for the best-FID one)."""
 
-    def __init__(self, workdir: PathLike, max_to_keep: Optional[int] = 3):
-        self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    def __init__(self, workdir: PathLike, max_to_keep: Optional[int] = 3, subdir: str = "checkpoints"):
+        self.directory = pathlib.Path(workdir).absolute() / subdir
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.directory, options=options,

@@ -6,6 +6,8 @@ What a run does and writes (all under `workdir`):
   samples/fakes_<kimg>.png            G_ema on fixed latents every image snapshot
   checkpoints/<step>/                 the whole TrainState (orbax), every snapshot
   metrics.jsonl                       one JSON line of averaged scalars per tick
+  fid.jsonl, fid.png, best/           FID of G_ema every `metrics.every_ticks`, its plot
+                                      over kimg, and the best-FID checkpoint
   events.out.tfevents.*               the same scalars for TensorBoard (clu)
 
 Progress is printed every tick (kimg, sec/kimg, losses, ADA p). A run started
@@ -32,6 +34,7 @@ from jaxgen.data import load_dataset
 from jaxgen.models.generator import Generator
 from jaxgen.training import networks, state as state_lib
 from jaxgen.training.checkpoint import TrainCheckpointer, write_model_json
+from jaxgen.training.fid_tracker import FIDTracker
 from jaxgen.training.loss import LossConfig
 from jaxgen.training.step import StepConfig, make_train_step
 from jaxgen.utils.images import save_grid
@@ -164,7 +167,9 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
         g_vars, d_vars, ema_vars = networks.transfer(g_vars, d_vars, tr.init_from)
     fresh = state_lib.init_state(g_vars, d_vars, g_tx, d_tx, ema_vars, ada_p=float(config.ada.p_init))
 
+    fid = FIDTracker(config.metrics, G, ds.images, workdir, label_probs, write=is_main)
     ckpt = TrainCheckpointer(workdir, max_to_keep=int(t.keep_checkpoints))
+    best_ckpt = TrainCheckpointer(workdir, max_to_keep=1, subdir="best") if fid.every else None
     meta: Dict[str, Any] = dict(tick=0, wall_time=0.0)
     if ckpt.latest_step() is not None:
         st, meta = ckpt.restore(jax.tree_util.tree_map(np.asarray, fresh))
@@ -231,6 +236,15 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
             stats.update(kimg=nimg / 1000, tick=tick_idx, sec_per_tick=dt,
                          sec_per_kimg=dt / max((nimg - tick_start_nimg) / 1000, 1e-9),
                          images_per_sec=(nimg - tick_start_nimg) / max(dt, 1e-9))
+            meta = dict(tick=tick_idx, kimg=nimg / 1000, ada_p=stats.get("ada_p"),
+                        wall_time=time.time() - wall0, step=int(st.step))
+            if fid.due(tick_idx, done):
+                best_before = fid.best()
+                scores = fid.evaluate({"params": st.ema_params, "buffers": st.ema_buffers},
+                                      nimg / 1000, int(st.step))
+                stats.update({f"metrics/{k}": v for k, v in scores.items()})
+                if best_before is None or scores[fid.key] < best_before:
+                    best_ckpt.save(int(st.step), st, dict(meta, **{fid.key: scores[fid.key]}))
             if is_main:
                 _report(stats, time.time() - wall0, writer, workdir, nimg)
             snapshot = done or tick_idx % int(t.snapshot_ticks) == 0
@@ -239,8 +253,6 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
                 save_grid(np.asarray(fakes), workdir / "samples" / f"fakes_{nimg // 1000:06d}.png",
                           cols=grid["cols"], row_labels=grid["row_labels"])
             if snapshot:
-                meta = dict(tick=tick_idx, kimg=nimg / 1000, ada_p=stats.get("ada_p"),
-                            wall_time=time.time() - wall0, step=int(st.step))
                 ckpt.save(int(st.step), st, meta)
     except KeyboardInterrupt:
         print(f"Interrupted: saving a checkpoint at step {int(st.step)} before exiting", flush=True)
@@ -249,6 +261,8 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
         raise
     finally:
         ckpt.close()
+        if best_ckpt is not None:
+            best_ckpt.close()
         if writer is not None:
             writer.flush()
     print(f"Done: {int(st.nimg) / 1000:.3f} kimg, checkpoints in {ckpt.directory}", flush=True)
@@ -290,6 +304,7 @@ def _report(stats: Dict[str, Any], elapsed: float, writer, workdir: pathlib.Path
                        ("loss/r1_penalty", "r1"), ("signs/real", "rt"), ("ada_p", "p")]:
         if key in stats:
             parts.append(f"{label} {stats[key]:<7.4f}")
+    parts += [f"{k[8:]} {v:.4g}" for k, v in stats.items() if k.startswith("metrics/")]
     print("  ".join(parts), flush=True)
     with open(workdir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({k: v for k, v in stats.items()}) + "\n")

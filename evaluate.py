@@ -1,0 +1,36 @@
+"""Score generated images against real ones (FID, KID, IS, precision/recall, SSIM, PSNR).
+
+  python evaluate.py --checkpoint runs/acne_tiny --real data/demo_acne --feature_net random_inception
+  python evaluate.py --checkpoint runs/acne --real data/acne \\
+      --inception_weights weights/pt_inception-2015-12-05-6726825d.pth --num_fakes 50000
+
+See jaxgen/metrics/evaluate.py for all options. Writes metrics.json and metrics.md.
+"""
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", "", "Training workdir, networks checkpoint or official .pkl.")
+flags.DEFINE_bool("best", False, "Use the workdir's best-FID checkpoint instead of the latest.")
+flags.DEFINE_string("fakes", "", "Instead of --checkpoint: a folder of generated images.")
+flags.DEFINE_string("real", "", "Folder of real images (class sub-folders).")
+flags.DEFINE_list("metrics", ["fid", "kid", "is", "pr", "ssim", "psnr"], "Metrics to compute.")
+flags.DEFINE_integer("num_fakes", 10000, "Generated images to score.")
+flags.DEFINE_float("psi", 1.0, "Truncation psi for generation.")
+flags.DEFINE_integer("seed", 0, "Seed of the generated latents.")
+flags.DEFINE_string("inception_weights", "", "Path to pt_inception-2015-12-05-6726825d.pth.")
+flags.DEFINE_string("feature_net", "", "Fallback features without Inception weights: random_inception[:seed].")
+flags.DEFINE_string("out", "", "Output directory (default <checkpoint or fakes>/eval).")
+flags.DEFINE_string("cache_dir", "data/.metric_cache", "Cache for real-image features ('' = off).")
+
+
+def main(argv):
+    del argv
+    from jaxgen.metrics.evaluate import run
+    run(checkpoint=FLAGS.checkpoint, fakes=FLAGS.fakes, real=FLAGS.real, metrics=FLAGS.metrics,
+        num_fakes=FLAGS.num_fakes, psi=FLAGS.psi, seed=FLAGS.seed,
+        inception_weights=FLAGS.inception_weights, feature_net=FLAGS.feature_net,
+        out=FLAGS.out or None, best=FLAGS.best, cache_dir=FLAGS.cache_dir or None)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,120 @@
+"""`evaluate.py`: score a generator checkpoint (or a folder of images) against real data.
+
+  python evaluate.py --checkpoint runs/acne --real data/acne \
+      --inception_weights weights/pt_inception-2015-12-05-6726825d.pth
+  python evaluate.py --fakes out/synthetic --real data/acne --metrics fid,kid,pr \
+      --feature_net random_inception        # no Inception weights: labelled fallback
+
+--checkpoint takes a training workdir (its latest checkpoint; --best for the
+best-FID one), a networks checkpoint (pkl_to_orbax output) or an official .pkl.
+Writes <out>/metrics.json and <out>/metrics.md (a table), and prints the table.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from jaxgen.data import load_image_folder
+from jaxgen.metrics import suite
+
+NAMES = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std": "IS std",
+         "precision": "Precision", "recall": "Recall", "ssim_nn": "SSIM (nearest real)",
+         "psnr_nn": "PSNR dB (nearest real)"}
+
+
+def load_generator(checkpoint: str, best: bool = False):
+    """(G module, G_ema variables, info) from a workdir, networks checkpoint or official .pkl."""
+    from jaxgen.training import networks
+    from jaxgen.training.checkpoint import TrainCheckpointer, load_networks, read_model_json
+    path = pathlib.Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
+    if path.suffix == ".pkl":
+        from jaxgen.convert.pkl_to_orbax import convert_snapshot
+        info, nets = convert_snapshot(path)
+    elif best:
+        info = read_model_json(path)
+        ck = TrainCheckpointer(path, max_to_keep=None, subdir="best")
+        try:
+            s = ck.restore_raw()
+        finally:
+            ck.close()
+        nets = dict(G_ema=dict(params=s["ema_params"], buffers=s["ema_buffers"]))
+    else:
+        info, nets = load_networks(path)
+    G, _ = networks.build(info["G_kwargs"], info["D_kwargs"])
+    return G, nets["G_ema"], info
+
+
+def markdown_table(results: Dict[str, Any], title: str) -> str:
+    rows = [f"# {title}", "", "| metric | value |", "| --- | --- |"]
+    for k, v in results.items():
+        if isinstance(v, float) and k != "psi":
+            suffix = "_" + str(results.get("feature_net"))
+            base = k[: -len(suffix)] if k.endswith(suffix) else k
+            name = NAMES.get(base, base)
+            if base != k:
+                name += f" [{results['feature_net']}]"
+            rows.append(f"| {name} | {v:.6g} |")
+    rows.append("")
+    for k in ("num_fakes", "num_reals", "feature_net", "comparable_to_published", "source", "real"):
+        if k in results:
+            rows.append(f"- {k}: {results[k]}")
+    if results.get("comparable_to_published") is False:
+        rows.append("- NOTE: features from a fallback network; these numbers are NOT comparable "
+                    "with published FID/KID/IS/precision/recall.")
+    return "\n".join(rows) + "\n"
+
+
+def run(checkpoint: str = "", fakes: str = "", real: str = "", metrics: Sequence[str] = suite.ALL_METRICS,
+        num_fakes: int = 10000, psi: float = 1.0, seed: int = 0, inception_weights: str = "",
+        feature_net: str = "", out: Optional[str] = None, best: bool = False,
+        cache_dir: Optional[str] = "data/.metric_cache", channels: Optional[int] = None) -> Dict[str, Any]:
+    """Compute the metrics and write metrics.json / metrics.md into `out`."""
+    if bool(checkpoint) == bool(fakes):
+        raise ValueError("give exactly one of --checkpoint (a generator) or --fakes (an image folder)")
+    if not real:
+        raise ValueError("--real <image folder> is required (the real data to compare against)")
+    net = None
+    if {"fid", "kid", "is", "pr"} & set(metrics):
+        net = suite.make_feature_net(inception_weights, feature_net)
+    if checkpoint:
+        G, ema, info = load_generator(checkpoint, best)
+        reals = load_image_folder(real, G.img_resolution, G.img_channels)
+        probs = np.bincount(reals.labels, minlength=G.c_dim) / len(reals.labels) if G.c_dim else None
+        if G.c_dim and reals.num_classes != G.c_dim:
+            raise ValueError(f"the generator has {G.c_dim} classes but {real} has {reals.num_classes}")
+        fake_imgs = np.concatenate(list(suite.generator_batches(G, ema, num_fakes, seed=seed, psi=psi,
+                                                                label_probs=probs)))
+        source = str(checkpoint)
+    else:
+        fk = load_image_folder(fakes, _folder_resolution(fakes), channels or 3)
+        fake_imgs = fk.images[:num_fakes]
+        reals = load_image_folder(real, fk.resolution, fk.channels)
+        source = str(fakes)
+    res = suite.compute_metrics(fake_imgs, reals.images, metrics, net, cache_dir)
+    res.update(source=source, real=str(real), psi=psi, date=datetime.datetime.now().isoformat(timespec="seconds"))
+    out_dir = pathlib.Path(out) if out else (pathlib.Path(checkpoint or fakes) / "eval")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(res, indent=2))
+    md = markdown_table(res, f"Metrics of {pathlib.Path(source).name} vs {pathlib.Path(real).name}")
+    (out_dir / "metrics.md").write_text(md)
+    print(md)
+    print(f"written: {out_dir / 'metrics.json'}, {out_dir / 'metrics.md'}")
+    return res
+
+
+def _folder_resolution(folder: str) -> int:
+    """The size of the first image of a folder, rounded down to a power of two."""
+    from PIL import Image
+    from jaxgen.data import scan_image_folder
+    items, _ = scan_image_folder(folder)
+    if not items:
+        raise ValueError(f"no images in {folder}")
+    with Image.open(items[0][0]) as im:
+        side = min(im.size)
+    return 1 << (max(side, 4).bit_length() - 1)
