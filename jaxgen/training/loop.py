@@ -255,9 +255,13 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
             if snapshot:
                 ckpt.save(int(st.step), st, meta)
     except KeyboardInterrupt:
-        print(f"Interrupted: saving a checkpoint at step {int(st.step)} before exiting", flush=True)
-        ckpt.save(int(st.step), st, dict(tick=tick_idx, kimg=st.kimg, wall_time=time.time() - wall0,
-                                         step=int(st.step)))
+        try:  # `st` may have been donated to a step that was interrupted
+            print(f"Interrupted: saving a checkpoint at step {int(st.step)} before exiting", flush=True)
+            ckpt.save(int(st.step), st, dict(tick=tick_idx, kimg=st.kimg, wall_time=time.time() - wall0,
+                                             step=int(st.step)))
+        except Exception as e:  # noqa: BLE001 - report and keep the last periodic checkpoint
+            print(f"Interrupted mid-step ({type(e).__name__}); the last checkpoint is step "
+                  f"{ckpt.latest_step()} in {ckpt.directory}", flush=True)
         raise
     finally:
         ckpt.close()
