@@ -4,7 +4,11 @@
   python evaluate.py --checkpoint runs/acne --real data/acne \\
       --inception_weights weights/pt_inception-2015-12-05-6726825d.pth --num_fakes 50000
 
-See jaxgen/metrics/evaluate.py for all options. Writes metrics.json and metrics.md.
+  # classifier protocol (e.g. trained on synthetic, tested on real):
+  python evaluate.py --classifier runs/cls_synthetic,runs/cls_real --test data/demo_acne_test
+
+See jaxgen/metrics/evaluate.py for all options. Writes metrics.json and metrics.md
+(or, for classifiers, report.json/.md, confusion_matrix.png, and comparison.md).
 """
 from absl import app, flags
 
@@ -21,10 +25,16 @@ flags.DEFINE_string("inception_weights", "", "Path to pt_inception-2015-12-05-67
 flags.DEFINE_string("feature_net", "", "Fallback features without Inception weights: random_inception[:seed].")
 flags.DEFINE_string("out", "", "Output directory (default <checkpoint or fakes>/eval).")
 flags.DEFINE_string("cache_dir", "data/.metric_cache", "Cache for real-image features ('' = off).")
+flags.DEFINE_list("classifier", [], "Classifier workdir(s) to evaluate on --test.")
+flags.DEFINE_string("test", "", "Labelled test folder for --classifier (e.g. held-out real images).")
 
 
 def main(argv):
     del argv
+    if FLAGS.classifier:
+        from jaxgen.classifiers.train import evaluate_classifiers
+        evaluate_classifiers(FLAGS.classifier, FLAGS.test, FLAGS.out or None)
+        return
     from jaxgen.metrics.evaluate import run
     run(checkpoint=FLAGS.checkpoint, fakes=FLAGS.fakes, real=FLAGS.real, metrics=FLAGS.metrics,
         num_fakes=FLAGS.num_fakes, psi=FLAGS.psi, seed=FLAGS.seed,

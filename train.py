@@ -1,6 +1,7 @@
 """Train a model described by an ml_collections config.
 
   python train.py --config configs/acne.py:tiny --workdir runs/acne_tiny
+  python train.py --config configs/acne_classifier.py:tiny --workdir runs/cls_tiny
   python train.py --config configs/acne.py --config.data.path=/data/acne \\
       --config.train.total_kimg=5000 --workdir runs/acne
 
@@ -26,9 +27,16 @@ def main(argv):
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-    from jaxgen.training.loop import train_and_evaluate
     logging.set_verbosity(logging.WARNING)
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    task = FLAGS.config.get("task", "gan")
+    if task == "classifier":
+        from jaxgen.classifiers.train import train_classifier
+        train_classifier(FLAGS.config, FLAGS.workdir)
+    elif task == "gan":
+        from jaxgen.training.loop import train_and_evaluate
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+        raise ValueError(f"config.task={task!r}: choose 'gan' or 'classifier'")
 
 
 if __name__ == "__main__":

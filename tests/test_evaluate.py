@@ -91,3 +91,20 @@ def test_random_inception_features_are_seeded_and_sensitive():
     assert not np.allclose(a, c)
     assert net0.name == "random_inception_s0" and not net0.comparable
     assert 0.01 < float(a.std()) < 100  # He-normal init keeps activations in a sane range
+
+
+def test_generate_exports_resumable_dataset_with_metadata(trained, tmp_path):
+    from jaxgen.generate import export_dataset
+    out = tmp_path / "synthetic"
+    r = export_dataset(str(trained["workdir"]), str(out), num_per_class=3)
+    assert r["written"] == 12 and r["classes"] == ["healthy", "mild", "moderate", "severe"]
+    rows = [json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and rows[4]["class_name"] == "mild" and rows[4]["latent_seed"] == [0, 1, 1]
+    first = (out / "mild" / "mild_00001.png").read_bytes()
+    (out / "mild" / "mild_00001.png").unlink()
+    (out / "severe" / "severe_00002.png").write_bytes(b"truncated")
+    r2 = export_dataset(str(trained["workdir"]), str(out), num_per_class=3)
+    assert r2["written"] == 2                                   # only the missing and the broken one
+    assert (out / "mild" / "mild_00001.png").read_bytes() == first   # same latent -> same image
+    with pytest.raises(ValueError, match="outside the output directory"):
+        export_dataset(str(trained["workdir"]), str(out), 1, class_names=["../evil", "b", "c", "d"])

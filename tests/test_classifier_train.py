@@ -1,0 +1,83 @@
+"""Classifier training on the demo faces (learns; resumable; report), generation export, sorting."""
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgen.classifiers import train as ct
+from jaxgen.data.demo_faces import write_demo_dataset
+
+import sys
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from configs import acne_classifier  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cls")
+    write_demo_dataset(root / "train", num_per_class=40, resolution=32, seed=0, progress=False)
+    write_demo_dataset(root / "test", num_per_class=16, resolution=32, seed=1, progress=False)
+    return root
+
+
+def _config(path, epochs):
+    c = acne_classifier.get_config("tiny")
+    c.data.source = "folder"
+    c.data.path = str(path)
+    c.data.cache_dir = ""
+    c.train.epochs = epochs
+    return c
+
+
+def test_split_per_class_is_stratified_and_disjoint():
+    labels = np.repeat(np.arange(4), [10, 5, 2, 1])
+    tr, va = ct.split_per_class(labels, 0.2, seed=0)
+    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == len(labels)
+    assert [int(np.sum(labels[va] == k)) for k in range(4)] == [2, 1, 1, 0]
+
+
+def test_small_cnn_learns_demo_severity_and_reports(demo, tmp_path):
+    res = ct.train_classifier(_config(demo / "train", epochs=12), str(tmp_path / "cls"))
+    hist = res["history"]
+    assert len(hist) == 12
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert res["best_val_acc"] >= 0.5          # 4 classes: chance is 0.25
+    assert (tmp_path / "cls" / "curves.png").stat().st_size > 1000
+    out = ct.evaluate_classifier(str(tmp_path / "cls"), str(demo / "test"), str(tmp_path / "report"))
+    m = out["metrics"]
+    assert m["accuracy"] >= 0.45               # held-out "real" faces from another seed
+    cm = np.asarray(m["confusion_matrix"])
+    assert cm.shape == (4, 4) and cm.sum() == 64 and np.trace(cm) == round(m["accuracy"] * 64)
+    for name in ("report.json", "report.md", "confusion_matrix.png"):
+        assert (tmp_path / "report" / name).exists(), name
+    # Resuming a finished run does no more epochs and keeps the history.
+    again = ct.train_classifier(_config(demo / "train", epochs=12), str(tmp_path / "cls"))
+    assert len(again["history"]) == 12
+
+
+def test_predict_gives_probabilities(demo, tmp_path):
+    ct.train_classifier(_config(demo / "train", epochs=1), str(tmp_path / "c1"))
+    model, variables, info = ct.load_classifier(str(tmp_path / "c1"))
+    x = np.random.default_rng(0).integers(0, 256, [5, 32, 32, 3]).astype(np.uint8)
+    p = ct.predict(model, variables, x)
+    assert p.shape == (5, 4)
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
+    assert info["class_names"] == ["healthy", "mild", "moderate", "severe"]
+
+
+def test_latent_classifier_sorts_generated_images(demo, tmp_path):
+    import tiny_gan
+    from jaxgen.classifiers.sorting import make_latent_classifier
+    from jaxgen.training import networks
+    ct.train_classifier(_config(demo / "train", epochs=1), str(tmp_path / "c2"))
+    model, variables, info = ct.load_classifier(str(tmp_path / "c2"))
+    G, D = networks.build(dict(tiny_gan.G_KW, c_dim=0), dict(tiny_gan.D_KW, c_dim=0))
+    g_vars, _ = networks.init_variables(G, D, jax.random.key(0))   # 8 px G, classifier at 32 px
+    classify = make_latent_classifier(G, model, info["resolution"], info["channels"], psi=0.7)
+    z = jax.random.normal(jax.random.key(1), [6, G.z_dim])
+    cls, conf, probs = classify(g_vars, variables, z, np.zeros([6, 0], np.float32))
+    assert cls.shape == (6,) and probs.shape == (6, 4)
+    assert np.all((np.asarray(conf) >= 0.25 - 1e-6) & (np.asarray(conf) <= 1))
+    np.testing.assert_array_equal(np.asarray(cls), np.argmax(np.asarray(probs), -1))
