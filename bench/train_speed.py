@@ -3,10 +3,14 @@
   python bench/train_speed.py                     # 32, 64, 256 px on whatever device JAX has
   python bench/train_speed.py --res 64 --batch 16 --steps 20 --record
 
-Times steady-state iterations (the first steps, which compile, are excluded;
-every 16th step runs R1 and every 4th path length, so the measured window
-covers whole multiples of 16 steps). Prints a Markdown table; --record appends
-it to bench/RESULTS.md with the command line.
+Times steady-state iterations: step 0 (which compiles) is excluded, then steps
+1..N are timed; path length runs every 4th step and R1 every 16th, so N=16
+covers one whole regularisation cycle (smaller N over-weights the cheap steps,
+and the table says which N was used). Prints a Markdown table; --record
+appends it to bench/RESULTS.md with the command line.
+
+Widths: --preset paper uses NVIDIA's 'auto' widths for each resolution (what a
+GPU run uses); --preset cpu uses the narrow widths of the CPU demo configs.
 """
 import argparse
 import datetime
@@ -24,15 +28,14 @@ from jaxgen.training import networks, state as state_lib  # noqa: E402
 from jaxgen.training.loss import LossConfig  # noqa: E402
 from jaxgen.training.step import StepConfig, make_train_step  # noqa: E402
 
-# Channel settings per resolution: NVIDIA's 'auto' widths (fmaps 0.5) above 64 px,
-# the tiny demo's widths at 32 px.
-PRESETS = {32: dict(channel_base=1024, channel_max=64, z=64),
-           64: dict(channel_base=8192, channel_max=256, z=256),
-           256: dict(channel_base=16384, channel_max=512, z=512)}
+# Channel widths: 'paper' = NVIDIA's auto config (fmaps 0.5 below 512 px, z/w 512);
+# 'cpu' = the narrow widths of configs/acne.py:tiny (64 channels at most).
+PRESETS = {"paper": dict(channel_base=16384, channel_max=512, z=512),
+           "cpu": dict(channel_base=2048, channel_max=64, z=64)}
 
 
-def bench(res: int, batch: int, steps: int, augment: str):
-    p = PRESETS.get(res, dict(channel_base=16384, channel_max=512, z=512))
+def bench(res: int, batch: int, steps: int, augment: str, preset: str):
+    p = PRESETS[preset]
     common = dict(img_resolution=res, img_channels=3, c_dim=4, channel_base=p["channel_base"],
                   channel_max=p["channel_max"])
     G, D = networks.build(dict(common, z_dim=p["z"], w_dim=p["z"], mapping_layers=2), common)
@@ -47,11 +50,10 @@ def bench(res: int, batch: int, steps: int, augment: str):
     c = np.eye(4, dtype=np.float32)[rng.integers(0, 4, batch)]
     key = jax.random.key(1)
     t0 = time.perf_counter()
-    for _ in range(16):  # compiles, then runs one full regularisation cycle
-        st, m = step(st, real, c, key)
+    st, m = step(st, real, c, key)  # step 0: compiles (both lazy-regularisation branches)
     jax.block_until_ready(st)
     warm = time.perf_counter() - t0
-    n = max(16, (steps + 15) // 16 * 16)
+    n = steps
     t0 = time.perf_counter()
     for _ in range(n):
         st, m = step(st, real, c, key)
@@ -67,19 +69,21 @@ def main():
     ap.add_argument("--res", default="32,64,256")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     ap.add_argument("--augment", default="ada", choices=["ada", "noaug"])
     ap.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
     args = ap.parse_args()
     dev = jax.devices()[0]
     head = (f"Device: {dev.platform} ({dev.device_kind}), {jax.device_count()} device(s), "
             f"jax {jax.__version__}, {platform.processor() or platform.machine()}")
-    rows = ["| res | batch | params (G+D) | ms/step | img/s | sec/kimg | warm-up s (compile + 16 steps) |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| res | widths | batch | params (G+D) | steps timed | ms/step | img/s | sec/kimg | compile + step 0 (s) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     print(head, flush=True)
     for res in [int(r) for r in args.res.split(",")]:
-        r = bench(res, args.batch, args.steps, args.augment)
-        rows.append(f"| {r['res']} | {r['batch']} | {r['params']:,} | {r['ms_per_step']:.1f} | "
-                    f"{r['img_per_s']:.1f} | {r['sec_per_kimg']:.1f} | {r['warmup_s']:.1f} |")
+        r = bench(res, args.batch, args.steps, args.augment, args.preset)
+        rows.append(f"| {r['res']} | {args.preset} | {r['batch']} | {r['params']:,} | {r['steps']} | "
+                    f"{r['ms_per_step']:.1f} | {r['img_per_s']:.2f} | {r['sec_per_kimg']:.1f} | "
+                    f"{r['warmup_s']:.1f} |")
         print(rows[-1], flush=True)
     if args.record:
         out = pathlib.Path(__file__).with_name("RESULTS.md")
