@@ -10,7 +10,7 @@
 See jaxgen/metrics/evaluate.py for all options. Writes metrics.json and metrics.md
 (or, for classifiers, report.json/.md, confusion_matrix.png, and comparison.md).
 """
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", "", "Training workdir, networks checkpoint or official .pkl.")
@@ -31,6 +31,7 @@ flags.DEFINE_string("test", "", "Labelled test folder for --classifier (e.g. hel
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
     if FLAGS.classifier:
         from jaxgen.classifiers.train import evaluate_classifiers
         evaluate_classifiers(FLAGS.classifier, FLAGS.test, FLAGS.out or None)
