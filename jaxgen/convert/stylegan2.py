@@ -88,28 +88,18 @@ def _check_activation(*kwargs: Mapping[str, Any]) -> None:
             raise ConversionError(f"activation {act!r} is not supported by the converter (only 'lrelu')")
 
 
-def _convert_array(key: str, v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf == "weight" and v.ndim == 2:
-        return np.ascontiguousarray(v.T)
-    if leaf == "weight" and v.ndim == 4:
-        return np.ascontiguousarray(v.transpose(2, 3, 1, 0))
-    if leaf == "const" and v.ndim == 3:
-        return np.ascontiguousarray(v.transpose(1, 2, 0))
-    return v
+# (leaf name, ndim) -> axis permutation from NVIDIA's layout to jaxgen's.
+_LAYOUTS = {("weight", 2): (1, 0),           # [out, in] -> [in, out]
+            ("weight", 4): (2, 3, 1, 0),     # OIHW -> HWIO
+            ("const", 3): (1, 2, 0)}         # [C, H, W] -> [H, W, C]
 
 
-def _unconvert_array(key: str, v: np.ndarray) -> np.ndarray:
+def _permute(key: str, v: np.ndarray, inverse: bool = False) -> np.ndarray:
     v = np.asarray(v, dtype=np.float32)
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf == "weight" and v.ndim == 2:
-        return np.ascontiguousarray(v.T)
-    if leaf == "weight" and v.ndim == 4:
-        return np.ascontiguousarray(v.transpose(3, 2, 0, 1))
-    if leaf == "const" and v.ndim == 3:
-        return np.ascontiguousarray(v.transpose(2, 0, 1))
-    return v
+    perm = _LAYOUTS.get((key.rsplit(".", 1)[-1], v.ndim))
+    if perm is None:
+        return v
+    return np.ascontiguousarray(v.transpose(np.argsort(perm) if inverse else perm))
 
 
 def _collection(key: str) -> str:
@@ -153,7 +143,7 @@ def state_dict_to_variables(state_dict: StateDict, reference: Variables) -> Vari
             problems.append(f"{key}: non-default resample filter is not supported by this converter")
             continue
         path = (_collection(key),) + tuple(key.split("."))
-        arr = _convert_array(key, value)
+        arr = _permute(key, value)
         if path not in expected:
             problems.append(f"unexpected key {key} {tuple(np.shape(value))}")
             continue
@@ -178,7 +168,7 @@ def variables_to_state_dict(variables: Variables) -> Dict[str, np.ndarray]:
     for col in ("params", "buffers"):
         for path, v in _flatten(variables.get(col, {})).items():
             key = ".".join(path)
-            out[key] = _unconvert_array(key, np.asarray(v))
+            out[key] = _permute(key, np.asarray(v), inverse=True)
     return out
 
 
