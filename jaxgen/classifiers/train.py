@@ -62,8 +62,7 @@ def _inputs(x01: jnp.ndarray) -> jnp.ndarray:
 
 
 def _to01(images_uint8: jnp.ndarray) -> jnp.ndarray:
-    x = images_uint8.astype(jnp.float32) / 255.0
-    return x
+    return images_uint8.astype(jnp.float32) / 255.0
 
 
 def build(config: Any, num_classes: int):
@@ -267,7 +266,8 @@ def evaluate_classifier(workdir: str, test_path: str, out_dir: Optional[str] = N
                          "the test folder needs the same class sub-folders")
     probs = predict(model, variables, test.images)
     pred = probs.argmax(-1)
-    m = classification_metrics(test.labels, pred, len(info["class_names"]), info["class_names"])
+    m = classification_metrics(test.labels, pred, len(info["class_names"]), info["class_names"],
+                               scores=probs)
     history = None
     out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir) / f"eval_{pathlib.Path(test_path).name}"
     hist_file = pathlib.Path(workdir) / "history.json"
