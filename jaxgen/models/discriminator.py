@@ -106,12 +106,14 @@ class DiscriminatorEpilogue(nn.Module):
     conv_clamp: Optional[float] = None
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, img: Optional[jnp.ndarray],
+    def __call__(self, x: Optional[jnp.ndarray], img: Optional[jnp.ndarray],
                  cmap: Optional[jnp.ndarray]) -> jnp.ndarray:
+        if self.architecture == "skip" or x is None:
+            # x is None only at img_resolution 4, where there are no blocks before the head.
+            y = Conv2dLayer(self.in_channels, kernel_size=1, activation=self.activation,
+                            name="fromrgb")(img.astype(jnp.float32))
+            x = y if x is None else x.astype(jnp.float32) + y
         x = x.astype(jnp.float32)
-        if self.architecture == "skip":
-            x = x + Conv2dLayer(self.in_channels, kernel_size=1, activation=self.activation,
-                                name="fromrgb")(img.astype(jnp.float32))
         if self.mbstd_num_channels > 0:
             x = MinibatchStd(self.mbstd_group_size, self.mbstd_num_channels, name="mbstd")(x)
         x = Conv2dLayer(self.in_channels, kernel_size=3, activation=self.activation,
