@@ -81,3 +81,17 @@ def test_latent_classifier_sorts_generated_images(demo, tmp_path):
     assert cls.shape == (6,) and probs.shape == (6, 4)
     assert np.all((np.asarray(conf) >= 0.25 - 1e-6) & (np.asarray(conf) <= 1))
     np.testing.assert_array_equal(np.asarray(cls), np.argmax(np.asarray(probs), -1))
+
+
+def test_classifier_as_named_feature_network(demo, tmp_path):
+    from jaxgen.data import load_image_folder
+    from jaxgen.metrics import suite
+    ct.train_classifier(_config(demo / "train", epochs=2), str(tmp_path / "c3"))
+    net = suite.make_feature_net("", f"classifier:{tmp_path / 'c3'}")
+    assert net.name == "classifier_c3" and not net.comparable
+    real = load_image_folder(demo / "train", 32).images[:48]
+    test = load_image_folder(demo / "test", 32).images[:48]
+    res = suite.compute_metrics(test, real, ["fid", "kid"], net)
+    same = suite.compute_metrics(real, real, ["fid"], net)
+    assert abs(same["fid_classifier_c3"]) < 1e-6 < res["fid_classifier_c3"]
+    assert net.fn(real[:3])["pool3"].shape[0] == 3

@@ -2,8 +2,9 @@
 
 Features come from a `FeatureNet`: the standard FID Inception-v3 when its
 weights file is given (numbers comparable with papers), or a fallback the user
-names (`random_inception[:seed]`: the same architecture with seeded He-normal
-weights, fed 139 px instead of 299 px inputs to cost ~4.6x less). Fallback results carry the network's name in every key and a
+names: `random_inception[:seed]` (the same architecture with seeded He-normal
+weights, fed 139 px instead of 299 px inputs to cost ~4.6x less) or
+`classifier:<workdir>` (a jaxgen classifier's penultimate features). Fallback results carry the network's name in every key and a
 `comparable: false` flag, so they can never be mistaken for published FID.
 
 Real-image features are cached on disk, keyed by the images' content hash and
@@ -69,11 +70,38 @@ def make_feature_net(inception_weights: str = "", fallback: str = "", batch_size
         feats = InceptionFeatures(he_normal_inception_variables(seed), batch_size=batch_size,
                                   input_size=RANDOM_INCEPTION_INPUT)
         return FeatureNet(f"random_inception_s{seed}", False, feats)
+    if fallback.startswith("classifier:"):
+        return classifier_feature_net(fallback.split(":", 1)[1], batch_size)
     if fallback:
-        raise ValueError(f"unknown feature network {fallback!r}; use 'random_inception[:seed]'")
+        raise ValueError(f"unknown feature network {fallback!r}; use 'random_inception[:seed]' or "
+                         "'classifier:<classifier workdir>'")
     # No weights and no fallback: let the loader raise its message (where to get the file).
     load_fid_inception_weights("pt_inception-2015-12-05-6726825d.pth")
     raise AssertionError("unreachable")
+
+
+def classifier_feature_net(workdir: str, batch_size: int = 64) -> FeatureNet:
+    """Features of a classifier trained with jaxgen (penultimate layer, its logits).
+
+    Domain-specific features (e.g. an acne-severity classifier) often track the
+    quality of medical faces better than random ones; still not comparable to FID.
+    """
+    from jaxgen.classifiers.sorting import to_classifier_input
+    from jaxgen.classifiers.train import load_classifier
+    model, variables, info = load_classifier(workdir)
+    res, ch = int(info["resolution"]), int(info["channels"])
+
+    @jax.jit
+    def run(x_uint8):
+        x = to_classifier_input(x_uint8.astype(jnp.float32) / 127.5 - 1.0, res, ch)
+        logits, feats = model.apply(variables, x, train=False, return_features=True)
+        return {"pool3": feats.astype(jnp.float32), "logits": logits.astype(jnp.float32)}
+
+    def fn(images: np.ndarray) -> Dict[str, np.ndarray]:
+        outs = [jax.device_get(run(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+        return {k: np.concatenate([o[k] for o in outs]) for k in ("pool3", "logits")}
+    name = "classifier_" + "".join(ch_ if ch_.isalnum() else "_" for ch_ in pathlib.Path(workdir).name)
+    return FeatureNet(name, False, fn)
 
 
 def _content_hash(images: np.ndarray) -> str:

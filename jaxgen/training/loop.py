@@ -308,7 +308,7 @@ def _report(stats: Dict[str, Any], elapsed: float, writer, workdir: pathlib.Path
                        ("loss/r1_penalty", "r1"), ("signs/real", "rt"), ("ada_p", "p")]:
         if key in stats:
             parts.append(f"{label} {stats[key]:<7.4f}")
-    parts += [f"{k[8:]} {v:.4g}" for k, v in stats.items() if k.startswith("metrics/")]
+    parts += [f"{k[8:]} {v:.4g}" for k, v in stats.items() if k.startswith("metrics/") and "_std" not in k]
     print("  ".join(parts), flush=True)
     with open(workdir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({k: v for k, v in stats.items()}) + "\n")
