@@ -1,0 +1,1 @@
+"""Evolutionary search over generator latents (genetic algorithm core in ``ga``)."""
