@@ -1,0 +1,401 @@
+"""Identity embeddings for de-identification checks of synthetic faces.
+
+What: an identity model maps a face image to a vector so that two photos of
+the same person are close and photos of different people are far apart. The
+de-identification check asks, for every synthetic (candidate) image, how far
+its identity vector is from the nearest training (reference) identity; a
+candidate closer than the model's same-person threshold looks like a copy of
+a training patient and must be rejected.
+
+Why: a generator can memorise training faces. Pixel or feature-net
+(Inception) distances do not measure *who* a face is; a face-recognition
+descriptor does. An image the model cannot embed (no face found) is never
+counted as "anonymous": it is reported with its reason and fails the check.
+
+Embedders (all take uint8 images [N, H, W, 3], RGB, and return
+`(embeddings float32 [N, D], ok bool [N])`; rows with ok=False are zeros):
+
+  DlibEmbedder  dlib's ResNet face descriptor (D=128, threshold 0.6, dlib's
+                same-person Euclidean distance). Face found with dlib's HOG
+                frontal detector (or its CNN detector), 5-point landmarks,
+                aligned 150x150 chip, descriptor. Needs the `dlib-bin` and
+                `face-recognition-models` packages; the model files ship in
+                the latter, nothing is downloaded.
+  PixelEmbedder pure JAX: downsampled (antialiased), mean-centred,
+                unit-norm pixels. NOT an identity model - it only says
+                "these pixels are nearly the same picture". For tests and CPU
+                demos on drawn faces, where dlib is missing or cannot tell
+                the cartoons apart (below).
+
+On the procedural demo faces (jaxgen.data.demo_faces, 128 px) dlib's HOG
+detector finds about 2 faces in 3 at 64-256 px (15-19 of 24; the rest need
+`detect_fallback="whole"`);
+near-copies are 0.0-0.27 from their original, but different drawn faces are
+only 0.35-0.61 apart, mostly under 0.6: dlib flags copies of drawn faces, yet
+calls most different cartoon faces "the same person". Judge real or
+photo-realistic GAN faces with it, not the cartoons.
+
+Functions: `nearest_identity(query, reference) -> (distance [N], index [N])`
+and `deidentification_report(candidates, references, embedder) -> dict`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from typing import List, NamedTuple, Optional, Protocol, Tuple, runtime_checkable
+
+import numpy as np
+
+__all__ = ["IdentityEmbedder", "EmbedResult", "DlibEmbedder", "PixelEmbedder",
+           "nearest_identity", "deidentification_report", "dlib_model_dir"]
+
+# Per-image status strings (EmbedResult.status).
+DETECTED = "detected"                # a face detector found the face
+WHOLE_IMAGE = "whole_image_fallback"  # no detection; the whole image was the face box
+NO_FACE = "no_face_detected"         # no detection and no fallback: not embedded
+WHOLE = "whole_image"                # detect=False: the whole image is the face box by request
+
+
+@runtime_checkable
+class IdentityEmbedder(Protocol):
+    """Any identity model: `embed(uint8 [N, H, W, 3]) -> (float32 [N, dim], bool [N])`.
+
+    `threshold` is the distance (Euclidean, in embedding space) below which two
+    images count as the same identity; `name` labels reports.
+    """
+    name: str
+    dim: int
+    threshold: float
+
+    def embed(self, images) -> Tuple[np.ndarray, np.ndarray]:
+        ...
+
+
+class EmbedResult(NamedTuple):
+    """Embeddings float32 [N, D], ok bool [N], and one status string per image."""
+    embeddings: np.ndarray
+    ok: np.ndarray
+    status: List[str]
+
+
+def _as_images(images) -> List[np.ndarray]:
+    """uint8 [N, H, W, 3] array or a sequence of uint8 [H, W, 3] -> list of arrays."""
+    if not isinstance(images, (list, tuple)):  # numpy / JAX array
+        arr = np.asarray(images)
+        if arr.ndim != 4:
+            raise ValueError(f"images must be [N, H, W, 3], got shape {arr.shape}")
+        images = list(arr)
+    out = []
+    for i, im in enumerate(images):
+        im = np.asarray(im)
+        if im.dtype != np.uint8:
+            raise ValueError(f"image {i}: dtype must be uint8 (0..255), got {im.dtype}")
+        if im.ndim != 3 or im.shape[-1] != 3 or min(im.shape[:2]) < 1:
+            raise ValueError(f"image {i}: shape must be [H, W, 3], got {im.shape}")
+        out.append(np.ascontiguousarray(im))
+    return out
+
+
+def embed_with_status(embedder, images) -> EmbedResult:
+    """`embedder.embed_detailed(images)` if it has one, else `embed` with generic statuses."""
+    if hasattr(embedder, "embed_detailed"):
+        return embedder.embed_detailed(images)
+    emb, ok = embedder.embed(images)
+    ok = np.asarray(ok, bool)
+    return EmbedResult(np.asarray(emb, np.float32), ok,
+                       ["embedded" if k else "not_embedded" for k in ok])
+
+
+# --------------------------------------------------------------------------- dlib
+
+def dlib_model_dir() -> str:
+    """Folder of the dlib model files shipped by the `face-recognition-models` package.
+
+    Found without importing that package (its __init__ needs pkg_resources,
+    which recent setuptools no longer has).
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the dlib model files come from the 'face-recognition-models' "
+                          "package: pip install face-recognition-models (see requirements.txt)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "models")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no dlib model folder at {path}")
+    return path
+
+
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _dlib_model(kind: str, model_dir: Optional[str]):
+    """Load (once per process) a dlib model: 'hog', 'cnn', 'sp5', 'sp68' or 'resnet'."""
+    import dlib  # the dlib-bin package; imported lazily so the module imports without it
+
+    model_dir = model_dir or dlib_model_dir()
+    key = (kind, model_dir)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            files = {"cnn": "mmod_human_face_detector.dat",
+                     "sp5": "shape_predictor_5_face_landmarks.dat",
+                     "sp68": "shape_predictor_68_face_landmarks.dat",
+                     "resnet": "dlib_face_recognition_resnet_model_v1.dat"}
+            if kind == "hog":
+                _MODELS[key] = dlib.get_frontal_face_detector()
+            else:
+                path = os.path.join(model_dir, files[kind])
+                if not os.path.isfile(path):
+                    raise FileNotFoundError(f"dlib model file missing: {path}")
+                ctor = {"cnn": dlib.cnn_face_detection_model_v1,
+                        "sp5": dlib.shape_predictor, "sp68": dlib.shape_predictor,
+                        "resnet": dlib.face_recognition_model_v1}[kind]
+                _MODELS[key] = ctor(path)
+        return _MODELS[key]
+
+
+class DlibEmbedder:
+    """dlib's 128-d ResNet face descriptor; same person iff distance < 0.6.
+
+    Per image: if its short side is below `min_size` px it is upscaled
+    (bicubic) to `min_size` first (dlib's HOG detector misses faces under ~80
+    px); the face is found with the `detector` ('hog', dlib's frontal HOG +
+    SVM, fast; or 'cnn', dlib's MMOD CNN, slower on CPU), `upsample` times
+    upsampled; of several faces the largest box is used. 5-point (or 68-point,
+    `landmarks=68`) landmarks align a 150x150 chip, from which the network
+    computes the descriptor (`jitters` > 0 averages that many jittered chips).
+
+    Detection failures: with `detect_fallback="whole"` the whole image is used
+    as the face box (right for already aligned face crops such as GAN output)
+    and the status says "whole_image_fallback"; with `detect_fallback=None`
+    the image gets ok=False, status "no_face_detected". `detect=False` skips
+    detection and always uses the whole image (status "whole_image").
+
+    Beware mixing: an image whose box came from the detector and a near-copy
+    whose box came from the fallback are aligned differently and can be far
+    apart; for crops of one layout, `detect=False` is the consistent choice.
+    """
+
+    name = "dlib_resnet_v1"
+    dim = 128
+
+    def __init__(self, detect: bool = True, upsample: int = 1, min_size: int = 80,
+                 detect_fallback: Optional[str] = None, detector: str = "hog",
+                 landmarks: int = 5, jitters: int = 0, threshold: float = 0.6,
+                 model_dir: Optional[str] = None):
+        if detect_fallback not in (None, "whole"):
+            raise ValueError(f"detect_fallback must be None or 'whole', got {detect_fallback!r}")
+        if detector not in ("hog", "cnn"):
+            raise ValueError(f"detector must be 'hog' or 'cnn', got {detector!r}")
+        if landmarks not in (5, 68):
+            raise ValueError(f"landmarks must be 5 or 68, got {landmarks}")
+        if upsample < 0 or min_size < 1 or jitters < 0:
+            raise ValueError("upsample and jitters must be >= 0, min_size >= 1")
+        self.detect, self.upsample, self.min_size = bool(detect), int(upsample), int(min_size)
+        self.detect_fallback, self.detector = detect_fallback, detector
+        self.landmarks, self.jitters, self.threshold = landmarks, int(jitters), float(threshold)
+        self.model_dir = model_dir
+        # Fail now, not at the first image, if dlib or the model files are missing.
+        self._det = _dlib_model(detector, model_dir) if self.detect else None
+        self._sp = _dlib_model("sp5" if landmarks == 5 else "sp68", model_dir)
+        self._net = _dlib_model("resnet", model_dir)
+
+    def __repr__(self):
+        return (f"DlibEmbedder(detect={self.detect}, upsample={self.upsample}, "
+                f"min_size={self.min_size}, detect_fallback={self.detect_fallback!r}, "
+                f"detector={self.detector!r}, landmarks={self.landmarks}, "
+                f"threshold={self.threshold})")
+
+    def _prepare(self, im: np.ndarray) -> np.ndarray:
+        h, w = im.shape[:2]
+        if min(h, w) >= self.min_size:
+            return im
+        from PIL import Image
+        s = self.min_size / min(h, w)
+        size = (max(int(round(w * s)), self.min_size), max(int(round(h * s)), self.min_size))
+        return np.asarray(Image.fromarray(im).resize(size, Image.BICUBIC), np.uint8)
+
+    def _box(self, im: np.ndarray):
+        """(dlib.rectangle or None, status) for one prepared image."""
+        import dlib
+        whole = dlib.rectangle(0, 0, im.shape[1] - 1, im.shape[0] - 1)
+        if not self.detect:
+            return whole, WHOLE
+        found = self._det(im, self.upsample)
+        rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
+        if rects:
+            best = max(rects, key=lambda r: (r.area(), -r.left(), -r.top()))
+            if len(rects) == 1:
+                return best, DETECTED
+            return best, f"{DETECTED} ({len(rects)} faces, largest used)"
+        if self.detect_fallback == "whole":
+            return whole, WHOLE_IMAGE
+        return None, NO_FACE
+
+    def embed_detailed(self, images) -> EmbedResult:
+        """Embeddings float32 [N, 128], ok bool [N], status per image (see class doc)."""
+        ims = _as_images(images)
+        emb = np.zeros((len(ims), self.dim), np.float32)
+        ok = np.zeros(len(ims), bool)
+        status = []
+        for i, im in enumerate(ims):
+            im = self._prepare(im)
+            rect, st = self._box(im)
+            if rect is not None:
+                shape = self._sp(im, rect)
+                emb[i] = np.asarray(self._net.compute_face_descriptor(im, shape, self.jitters),
+                                    np.float32)
+                ok[i] = np.all(np.isfinite(emb[i]))
+                if not ok[i]:
+                    emb[i] = 0
+                    st = "descriptor_not_finite"
+            status.append(st)
+        return EmbedResult(emb, ok, status)
+
+    def embed(self, images) -> Tuple[np.ndarray, np.ndarray]:
+        """uint8 [N, H, W, 3] -> (float32 [N, 128], ok bool [N])."""
+        r = self.embed_detailed(images)
+        return r.embeddings, r.ok
+
+
+# --------------------------------------------------------------------------- pixels
+
+class PixelEmbedder:
+    """NOT an identity model: downsampled, normalised pixels, in pure JAX.
+
+    Each image is resized to `size` x `size` x 3 (`jax.image.resize`,
+    linear with antialiasing), mean-centred and scaled to unit L2 norm, so the
+    distance (0..2) ignores global brightness/contrast changes and pixel
+    noise, and tolerates shifts of a few pixels. It recognises *the same
+    picture*, not the same person: a new photo of a training patient would
+    pass it. Use only where a face model cannot run (tests, CPU demos on the
+    drawn demo faces). `threshold` (default 0.3) was set on the 128 px demo
+    faces: near-copies measure < 0.03 (pixel noise, 4% brighter) and
+    0.15-0.17 (shifted 1 px down, 2 px right); different faces 0.67-1.46.
+    """
+
+    name = "pixel_not_identity"
+
+    def __init__(self, size: int = 16, threshold: float = 0.3):
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size, self.threshold = int(size), float(threshold)
+        self.dim = self.size * self.size * 3
+
+    def __repr__(self):
+        return f"PixelEmbedder(size={self.size}, threshold={self.threshold})"
+
+    def embed_detailed(self, images) -> EmbedResult:
+        """float32 [N, size*size*3] unit vectors; ok=False only for flat (constant) images."""
+        import jax
+        import jax.numpy as jnp
+
+        ims = _as_images(images)
+        rows = []
+        for shape in dict.fromkeys(im.shape for im in ims):  # one resize per image size
+            idx = [i for i, im in enumerate(ims) if im.shape == shape]
+            x = jnp.asarray(np.stack([ims[i] for i in idx]), jnp.float32) / 255.0
+            small = jax.image.resize(x, (len(idx), self.size, self.size, 3), "linear",
+                                     antialias=True)
+            rows.append((idx, np.asarray(small.reshape(len(idx), -1))))
+        emb = np.zeros((len(ims), self.dim), np.float32)
+        for idx, v in rows:
+            emb[idx] = v
+        emb -= emb.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(emb, axis=1, keepdims=True)
+        ok = norm[:, 0] > 1e-3  # flat image: only rounding residue is left
+        emb = np.where(ok[:, None], emb / np.maximum(norm, 1e-12), 0).astype(np.float32)
+        return EmbedResult(emb, ok, ["pixels" if k else "flat_image" for k in ok])
+
+    def embed(self, images) -> Tuple[np.ndarray, np.ndarray]:
+        """uint8 [N, H, W, 3] -> (float32 [N, size*size*3], ok bool [N])."""
+        r = self.embed_detailed(images)
+        return r.embeddings, r.ok
+
+
+# --------------------------------------------------------------------------- search
+
+def nearest_identity(query_emb, reference_emb, chunk: int = 1024
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """Nearest reference for each query: (distance float32 [N], index int64 [N]).
+
+    query_emb [N, D] and reference_emb [M, D] (numpy or JAX, M >= 1). The
+    search runs in JAX on `chunk` queries at a time via |q|^2 + |r|^2 - 2 q.r;
+    the returned distance is then recomputed exactly as |q - r[index]|, so
+    near-zero distances (copies) are not lost to cancellation.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    q = np.asarray(query_emb, np.float32)
+    r = np.asarray(reference_emb, np.float32)
+    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1]:
+        raise ValueError(f"embeddings must be [N, D] and [M, D], got {q.shape} and {r.shape}")
+    if r.shape[0] == 0:
+        raise ValueError("no reference embeddings to compare with")
+    rj = jnp.asarray(r)
+    r2 = jnp.sum(rj * rj, axis=1)
+
+    @jax.jit
+    def _argmin(qc):
+        d2 = jnp.sum(qc * qc, axis=1)[:, None] + r2[None, :] - 2.0 * jnp.matmul(
+            qc, rj.T, precision=jax.lax.Precision.HIGHEST)
+        return jnp.argmin(d2, axis=1)
+
+    index = np.zeros(q.shape[0], np.int64)
+    for s in range(0, q.shape[0], chunk):
+        qc = q[s:s + chunk]
+        if qc.shape[0] < chunk and q.shape[0] > chunk:  # pad: one compiled shape
+            qc = np.concatenate([qc, np.zeros((chunk - qc.shape[0], q.shape[1]), np.float32)])
+        index[s:s + chunk] = np.asarray(_argmin(jnp.asarray(qc)))[:min(chunk, q.shape[0] - s)]
+    dist = np.linalg.norm(q - r[index], axis=1).astype(np.float32)
+    return dist, index
+
+
+def deidentification_report(candidates, references, embedder) -> dict:
+    """Does any candidate (synthetic) image look like a reference (training) person?
+
+    candidates, references: uint8 [N, H, W, 3] / [M, H, W, 3] (or sequences of
+    [H, W, 3]). Returns a dict:
+      embedder, threshold      the model used and its same-person distance
+      distance   float32 [N]   distance to the nearest embeddable reference
+                               (NaN where the candidate could not be embedded)
+      index      int64 [N]     that reference's index into `references` (-1: none)
+      passed     bool [N]      distance > threshold; False for non-embedded images
+      status     list [N]      the embedder's per-candidate status
+      not_embedded             [{"index": i, "reason": status}] of candidates
+      references_not_embedded  the same for references (left out of the search)
+      num_passed, num_rejected, num_not_embedded, all_passed
+    Raises ValueError if no reference can be embedded (nothing to compare with).
+    """
+    cand = embed_with_status(embedder, candidates)
+    ref = embed_with_status(embedder, references)
+    ref_idx = np.flatnonzero(ref.ok)
+    if ref_idx.size == 0:
+        raise ValueError(f"none of the {len(ref.ok)} reference images could be embedded by "
+                         f"{embedder.name} (statuses: {sorted(set(ref.status))})")
+    n = len(cand.ok)
+    distance = np.full(n, np.nan, np.float32)
+    index = np.full(n, -1, np.int64)
+    ok_idx = np.flatnonzero(cand.ok)
+    if ok_idx.size:
+        d, j = nearest_identity(cand.embeddings[ok_idx], ref.embeddings[ref_idx])
+        distance[ok_idx], index[ok_idx] = d, ref_idx[j]
+    thr = float(embedder.threshold)
+    passed = np.asarray(cand.ok) & (np.nan_to_num(distance, nan=-np.inf) > thr)
+    not_emb = [{"index": int(i), "reason": cand.status[i]} for i in np.flatnonzero(~cand.ok)]
+    ref_not = [{"index": int(i), "reason": ref.status[i]} for i in np.flatnonzero(~ref.ok)]
+    return {
+        "embedder": getattr(embedder, "name", type(embedder).__name__),
+        "threshold": thr,
+        "distance": distance,
+        "index": index,
+        "passed": passed,
+        "status": list(cand.status),
+        "not_embedded": not_emb,
+        "references_not_embedded": ref_not,
+        "num_passed": int(passed.sum()),
+        "num_rejected": int((cand.ok & ~passed).sum()),
+        "num_not_embedded": len(not_emb),
+        "all_passed": bool(passed.all()) if n else True,
+    }
