@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
+
+from jaxgen.utils.images import to_uint8 as _to_uint8_range
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -287,8 +289,7 @@ def to_float(images) -> np.ndarray:
 
 def to_uint8(images) -> np.ndarray:
     """Inverse of `to_float`: float in [-1, 1] -> uint8 in [0, 255] (clipped, rounded)."""
-    x = (np.asarray(images, np.float32) + 1.0) * 127.5
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return _to_uint8_range(images, (-1.0, 1.0))
 
 
 def iterate_batches(dataset: ImageDataset, batch_size: int, seed: int, mirror: bool = False,

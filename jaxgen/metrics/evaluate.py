@@ -29,23 +29,15 @@ NAMES = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std":
 def load_generator(checkpoint: str, best: bool = False):
     """(G module, G_ema variables, info) from a workdir, networks checkpoint or official .pkl."""
     from jaxgen.training import networks
-    from jaxgen.training.checkpoint import TrainCheckpointer, load_networks, read_model_json
+    from jaxgen.training.checkpoint import load_networks
     path = pathlib.Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
     if path.suffix == ".pkl":
         from jaxgen.convert.pkl_to_orbax import convert_snapshot
         info, nets = convert_snapshot(path)
-    elif best:
-        info = read_model_json(path)
-        ck = TrainCheckpointer(path, max_to_keep=None, subdir="best")
-        try:
-            s = ck.restore_raw()
-        finally:
-            ck.close()
-        nets = dict(G_ema=dict(params=s["ema_params"], buffers=s["ema_buffers"]))
     else:
-        info, nets = load_networks(path)
+        info, nets = load_networks(path, subdir="best" if best else "checkpoints")
     G, _ = networks.build(info["G_kwargs"], info["D_kwargs"])
     return G, nets["G_ema"], info
 

@@ -107,17 +107,17 @@ def save_networks(directory: PathLike, G_kwargs: Dict[str, Any], D_kwargs: Dict[
     return d
 
 
-def load_networks(directory: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def load_networks(directory: PathLike, subdir: str = "checkpoints") -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """(model info from model.json, {'G', 'D', 'G_ema'} variables) of a networks checkpoint
-    or of the latest checkpoint of a training workdir."""
+    or of the latest checkpoint of a training workdir (`subdir='best'`: its best-FID one)."""
     d = pathlib.Path(directory).absolute()
     info = read_model_json(d)
     if (d / "networks").exists():
         with ocp.StandardCheckpointer() as ckptr:
             nets = ckptr.restore(d / "networks")
         return info, nets
-    if (d / "checkpoints").exists():
-        ck = TrainCheckpointer(d, max_to_keep=None)
+    if (d / subdir).exists():
+        ck = TrainCheckpointer(d, max_to_keep=None, subdir=subdir)
         try:
             s = ck.restore_raw()
         finally:
@@ -126,7 +126,7 @@ def load_networks(directory: PathLike) -> Tuple[Dict[str, Any], Dict[str, Any]]:
                     D=dict(params=s["d_params"]),
                     G_ema=dict(params=s["ema_params"], buffers=s["ema_buffers"]))
         return info, nets
-    raise CheckpointError(f"{d} has model.json but neither networks/ nor checkpoints/")
+    raise CheckpointError(f"{d} has model.json but neither networks/ nor {subdir}/")
 
 
 def _jsonable(kwargs: Dict[str, Any]) -> Dict[str, Any]:

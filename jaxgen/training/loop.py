@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from jaxgen.data import load_dataset
+from jaxgen.data import load_dataset, to_float
 from jaxgen.models.generator import Generator
 from jaxgen.training import networks, state as state_lib
 from jaxgen.training.checkpoint import TrainCheckpointer, write_model_json
@@ -80,7 +80,7 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
 
 def real_batch(ds, step: int, batch_size: int, seed: int, mirror: bool, num_classes: int):
     idx = batch_indices(len(ds.images), batch_size, seed, step)
-    img = ds.images[idx].astype(np.float32) / 127.5 - 1.0
+    img = to_float(ds.images[idx])
     if mirror:
         flip = np.random.default_rng([seed, step, 1]).random(batch_size) < 0.5
         img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
