@@ -2,6 +2,7 @@
 
   python train.py --config configs/acne.py:tiny --workdir runs/acne_tiny
   python train.py --config configs/acne_classifier.py:tiny --workdir runs/cls_tiny
+  python train.py --config configs/depth_emotion.py:tiny --workdir runs/depth_tiny
   python train.py --config configs/acne.py --config.data.path=/data/acne \\
       --config.train.total_kimg=5000 --workdir runs/acne
 
@@ -35,8 +36,11 @@ def main(argv):
     elif task == "gan":
         from jaxgen.training.loop import train_and_evaluate
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    elif task == "dcgan":
+        from jaxgen.dcgan.train import train_and_evaluate
+        train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
-        raise ValueError(f"config.task={task!r}: choose 'gan' or 'classifier'")
+        raise ValueError(f"config.task={task!r}: choose 'gan', 'dcgan' or 'classifier'")
 
 
 if __name__ == "__main__":

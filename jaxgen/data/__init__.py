@@ -11,6 +11,8 @@ int32 [N], class_names, paths); `iterate_batches` turns one into float32
                      image_key, label_key, max_examples]
     source='demo':   path, resolution, [num_per_class=64, seed=0, classes]
                      (renders the demo set into `path` if absent, then loads it)
+    source='depth_demo': path, resolution, [num_per_class=64, seed=0, channels=1]
+                     (the grayscale depth-face set of jaxgen.data.depth_faces, same way)
 """
 import warnings
 
@@ -57,4 +59,14 @@ def load_dataset(cfg) -> ImageDataset:
             warnings.filterwarnings("ignore", message="ignoring 1 image")
             return load_image_folder(path, resolution, channels,
                                      cache_dir=get("cache_dir", None))
-    raise DatasetError(f"unknown dataset source {source!r}: use 'folder', 'tfds' or 'demo'")
+    if source == "depth_demo":
+        from jaxgen.data.depth_faces import write_depth_dataset
+        path = get("path")
+        write_depth_dataset(path, get("num_per_class", 64), resolution, get("seed", 0),
+                            progress=get("progress", True))
+        with warnings.catch_warnings():  # the preview.png next to the class folders
+            warnings.filterwarnings("ignore", message="ignoring 1 image")
+            return load_image_folder(path, resolution, get("channels", 1),
+                                     cache_dir=get("cache_dir", None))
+    raise DatasetError(f"unknown dataset source {source!r}: use 'folder', 'tfds', 'demo' "
+                       "or 'depth_demo'")
