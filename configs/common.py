@@ -77,5 +77,51 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.metrics.feature_net = ""        # fallback without Inception weights, e.g. 'random_inception'
     c.metrics.cache_dir = "data/.metric_cache"
 
+    c.evolve = evolve()
+
     c.distributed = False           # multi-host: call jax.distributed.initialize()
     return c
+
+
+def evolve() -> ml_collections.ConfigDict:
+    """Genetic algorithm over latents + anonymous dataset export (evolve.py)."""
+    e = ml_collections.ConfigDict()
+    e.generator = ""                # GAN workdir / networks dir / .pkl; '{class}' = one G per class
+    e.best = False                  # use the workdir's best-FID checkpoint
+    e.classes = ""                  # comma-separated class names ('' = all of G / the classifier)
+    e.classifier = ""               # classifier workdir for the class-confidence term
+    e.realism = "discriminator"     # 'discriminator' | 'detector' | 'none'
+    e.detector = ""                 # real-vs-synthetic classifier workdir (realism='detector')
+    e.detector_real_class = "real"
+    e.identity = "dlib"             # 'dlib' | 'pixel' (not an identity model) | 'none'
+    e.identity_threshold = -1.0     # < 0: the embedder's own (dlib 0.6, pixel 0.3)
+    e.dlib_detect = True            # find the face with dlib's HOG detector ...
+    e.dlib_fallback = "whole"       # ... else use the whole (aligned GAN) image
+    e.real = ""                     # real training faces for identity ('' = config.data)
+    # Fitness = sum of weight * term (see jaxgen/evolve/fitness.py).
+    e.w_class = 1.0
+    e.w_realism = 0.5
+    e.w_identity = 1.0
+    e.w_stats = 0.0
+    e.w_diversity = 0.5
+    e.stats_std = 10.0              # stats term: stats_std * std - stats_mean * |mean|
+    e.stats_mean = 5.0
+    # GA (evosax).
+    e.strategy = "SimpleGA"         # any evosax 0.3 algorithm name, e.g. CMA_ES
+    e.popsize = 32
+    e.generations = 20
+    e.sigma = 0.5                   # mutation std in normalised w units
+    e.elite_ratio = 0.5
+    e.crossover = "style_mix"       # face fusion: per-layer style mixing | 'none'
+    e.mix_rate = 0.3
+    e.psi = 0.7                     # truncation of each round's starting latent
+    # Export.
+    e.out = ""                      # dataset folder (or evolve.py --out)
+    e.num_per_class = 16
+    e.per_round = 4                 # at most this many images per GA run
+    e.max_rounds = 0                # 0: 4 * ceil(num_per_class / per_round)
+    e.require_class = True          # export only what the classifier calls the target class
+    e.min_diversity = 0.05          # pixel-feature distance to every exported image
+    e.bank_size = 1024
+    e.seed = 0
+    return e

@@ -112,7 +112,7 @@ def _mix_population(key, population, prev_pop, prev_fit, cfg: GAConfig, n_elite:
 
 
 @functools.partial(jax.jit, static_argnames=("fitness_fn", "cfg"))
-def _run_ga_jit(fitness_fn: Callable, x0: jax.Array, key: jax.Array, cfg: GAConfig):
+def _run_ga_jit(fitness_fn: Callable, x0: jax.Array, key: jax.Array, cfg: GAConfig, aux=None):
     strategy, params = make_strategy(cfg, x0)
     pop, dim = cfg.popsize, x0.shape[0]
     is_pop_based = isinstance(strategy, PopulationBasedAlgorithm)
@@ -138,7 +138,8 @@ def _run_ga_jit(fitness_fn: Callable, x0: jax.Array, key: jax.Array, cfg: GAConf
         if cfg.crossover == "style_mix":
             mixed = _mix_population(k_mix, population, prev_pop, prev_fit, cfg, n_elite)
             population = jnp.where(gen > 0, mixed, population)
-        fitness = fitness_fn(population)  # whole batch -> [pop]; maximised
+        # whole batch -> [pop]; maximised
+        fitness = fitness_fn(population) if aux is None else fitness_fn(population, aux)
         fit = jnp.where(jnp.isnan(fitness), -jnp.inf, fitness)
         state, _ = strategy.tell(k_tell, population, -fit, state, params)
         i = jnp.argmax(fit)
@@ -156,7 +157,8 @@ def _run_ga_jit(fitness_fn: Callable, x0: jax.Array, key: jax.Array, cfg: GAConf
                 final_population=last_pop, final_fitness=last_fit)
 
 
-def run_ga(fitness_fn: Callable, x0_or_dim, key: jax.Array, cfg: GAConfig = GAConfig()) -> dict:
+def run_ga(fitness_fn: Callable, x0_or_dim, key: jax.Array, cfg: GAConfig = GAConfig(),
+           aux=None) -> dict:
     """Run the GA; maximises ``fitness_fn``.
 
     Args:
@@ -164,7 +166,11 @@ def run_ga(fitness_fn: Callable, x0_or_dim, key: jax.Array, cfg: GAConfig = GACo
         hashable (a function or ``functools.partial``); it is a static jit argument,
         so pass the same object to reuse the compiled program.
       x0_or_dim: initial genome ``[dim]`` or an int ``dim`` (start at zeros).
-      key: PRNG key; the run is deterministic given (key, cfg, x0).
+      key: PRNG key; the run is deterministic given (key, cfg, x0, aux).
+      aux: optional pytree of arrays passed as ``fitness_fn(population, aux)``:
+        data the fitness reads (network weights, reference embeddings, the bank
+        of already-exported images) without being baked into the compiled
+        program, so new values reuse the same compilation.
     Returns:
       dict(best_x [dim], best_fitness [], history=dict(mean, max, min, best: [generations]),
       final_population [pop, dim], final_fitness [pop]) -- fitness in the
@@ -174,4 +180,4 @@ def run_ga(fitness_fn: Callable, x0_or_dim, key: jax.Array, cfg: GAConfig = GACo
         x0 = jnp.zeros((x0_or_dim,), jnp.float32)
     else:
         x0 = jnp.asarray(x0_or_dim, jnp.float32).reshape(-1)
-    return _run_ga_jit(fitness_fn, x0, key, cfg)
+    return _run_ga_jit(fitness_fn, x0, key, cfg, aux)

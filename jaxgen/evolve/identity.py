@@ -287,30 +287,43 @@ class PixelEmbedder:
 
     def embed_detailed(self, images) -> EmbedResult:
         """float32 [N, size*size*3] unit vectors; ok=False only for flat (constant) images."""
-        import jax
-        import jax.numpy as jnp
-
         ims = _as_images(images)
-        rows = []
+        emb = np.zeros((len(ims), self.dim), np.float32)
+        ok = np.zeros(len(ims), bool)
         for shape in dict.fromkeys(im.shape for im in ims):  # one resize per image size
             idx = [i for i, im in enumerate(ims) if im.shape == shape]
-            x = jnp.asarray(np.stack([ims[i] for i in idx]), jnp.float32) / 255.0
-            small = jax.image.resize(x, (len(idx), self.size, self.size, 3), "linear",
-                                     antialias=True)
-            rows.append((idx, np.asarray(small.reshape(len(idx), -1))))
-        emb = np.zeros((len(ims), self.dim), np.float32)
-        for idx, v in rows:
-            emb[idx] = v
-        emb -= emb.mean(axis=1, keepdims=True)
-        norm = np.linalg.norm(emb, axis=1, keepdims=True)
-        ok = norm[:, 0] > 1e-3  # flat image: only rounding residue is left
-        emb = np.where(ok[:, None], emb / np.maximum(norm, 1e-12), 0).astype(np.float32)
+            e, k = pixel_features(np.stack([ims[i] for i in idx]).astype(np.float32), self.size)
+            emb[idx], ok[idx] = np.asarray(e), np.asarray(k)
         return EmbedResult(emb, ok, ["pixels" if k else "flat_image" for k in ok])
 
     def embed(self, images) -> Tuple[np.ndarray, np.ndarray]:
         """uint8 [N, H, W, 3] -> (float32 [N, size*size*3], ok bool [N])."""
         r = self.embed_detailed(images)
         return r.embeddings, r.ok
+
+
+def pixel_features(images, size: int = 16, scale: float = 1.0 / 255.0):
+    """PixelEmbedder's vectors in pure JAX (jit-able, used inside evolve's fitness).
+
+    images float [N, H, W, C], C = 1 (replicated to 3) or 3; `scale` maps them
+    to a 0..1-wide range: 1/255 for pixel values, 0.5 for generator output in
+    [-1, 1] (the offset is removed with the mean, so both give the same vectors).
+    Returns (float32 [N, size*size*3] unit vectors, ok bool [N]); an image is
+    not ok (zeros) when it is flat: centred norm <= 1e-3 after scaling.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.asarray(images, jnp.float32) * scale
+    if x.shape[-1] == 1:
+        x = jnp.repeat(x, 3, axis=-1)
+    n = x.shape[0]
+    small = jax.image.resize(x, (n, size, size, 3), "linear", antialias=True).reshape(n, -1)
+    small = small - jnp.mean(small, axis=1, keepdims=True)
+    norm = jnp.linalg.norm(small, axis=1, keepdims=True)
+    ok = norm[:, 0] > 1e-3  # flat image: only rounding residue is left
+    emb = jnp.where(ok[:, None], small / jnp.maximum(norm, 1e-12), 0.0)
+    return emb, ok
 
 
 # --------------------------------------------------------------------------- search

@@ -1,0 +1,39 @@
+"""Evolve generator latents with a genetic algorithm and export an anonymous dataset.
+
+  python evolve.py --config configs/acne.py:tiny --config.evolve.generator=runs/acne_tiny \\
+      --config.evolve.classifier=runs/cls_real --out data/evolved_tiny
+  python evolve.py --config configs/acne.py --config.evolve.generator='runs/acne_{class}' \\
+      --config.evolve.classifier=runs/cls_real --config.evolve.num_per_class=500 --out data/evolved
+
+Fitness terms, GA and export settings are `config.evolve` (configs/common.py);
+see jaxgen/evolve/export.py for the output layout. Running the same command
+again resumes an interrupted export.
+"""
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file (path[:variant]).", lock_config=True)
+flags.DEFINE_string("out", None, "Dataset folder to write (default: config.evolve.out).")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+    del argv
+    import jax
+    cache = os.environ.get("JAXGEN_JAX_CACHE", os.path.expanduser("~/.cache/jaxgen/xla"))
+    if cache:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    logging.set_verbosity(logging.WARNING)
+    from jaxgen.evolve.run import run_evolve
+    out = FLAGS.out or FLAGS.config.evolve.out
+    if not out:
+        raise app.UsageError("give --out <dataset folder> (or --config.evolve.out)")
+    run_evolve(FLAGS.config, out)
+
+
+if __name__ == "__main__":
+    app.run(main)

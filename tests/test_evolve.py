@@ -1,0 +1,247 @@
+"""evolve: fitness terms, de-identification at export, GA improvement, resumable export, CLI."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgen.classifiers.models import build_classifier
+from jaxgen.classifiers.sorting import to_classifier_input
+from jaxgen.evolve import fitness as F
+from jaxgen.evolve.export import ClassTask, ExportConfig, evolve_dataset
+from jaxgen.evolve.ga import GAConfig
+from jaxgen.evolve.identity import nearest_identity, pixel_features
+from jaxgen.training import networks
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GK = dict(z_dim=16, w_dim=16, c_dim=3, img_resolution=16, img_channels=3, channel_base=256,
+          channel_max=16, mapping_layers=2)
+DK = dict(c_dim=3, img_resolution=16, img_channels=3, channel_base=256, channel_max=16)
+CLASS = np.eye(3, dtype=np.float32)[1]
+
+
+@pytest.fixture(scope="module")
+def gan():
+    G, D = networks.build(GK, DK)
+    g, d = networks.init_variables(G, D, jax.random.key(0))
+    mean, std = F.w_statistics(G, g, CLASS, jax.random.PRNGKey(0))
+    return dict(G=G, D=D, g=g, d=d, mean=mean, std=std)
+
+
+def _aux(gan, **kw):
+    return dict(g_vars=gan["g"], w_mean=gan["mean"], w_std=gan["std"], c=jnp.asarray(CLASS),
+                d_vars=gan["d"], **kw)
+
+
+def _start_genome(gan, space, seed, psi):
+    """The starting genome of round 0 of class 0, as evolve_dataset derives it."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 0), 0)
+    k_z, _ = jax.random.split(key)
+    z = jax.random.normal(k_z, (1, GK["z_dim"]))
+    return F.seed_genomes(gan["G"], gan["g"], space, CLASS, gan["mean"], gan["std"], z, psi)
+
+
+def test_terms_match_direct_computation(gan):
+    G, D = gan["G"], gan["D"]
+    clf = build_classifier("small_cnn", 4)
+    clf_vars = clf.init(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), train=False)
+    cfg = F.FitnessConfig(w_class=1.0, w_realism=0.5, w_identity=1.0, w_stats=0.2, w_diversity=0.3,
+                          stats_std=10.0, stats_mean=5.0)
+    sc = F.make_scorer(G, cfg, (clf, 16, 1, 2), ("discriminator", D), F.pixel_identity(16, 0.3))
+    genomes = jax.random.normal(jax.random.PRNGKey(2), (6, sc.space.dim))
+    refs = jax.random.normal(jax.random.PRNGKey(3), (5, 16, 16, 3))
+    ref_emb, ref_ok = pixel_features(refs, 16, 0.5)
+    aux = _aux(gan, clf_vars=clf_vars, ref_emb=ref_emb, ref_ok=ref_ok)
+    terms, img = F.jit_terms(sc)(genomes, aux)
+    raw = np.asarray(img)
+    ws = gan["mean"] + gan["std"] * np.asarray(genomes).reshape(6, G.num_ws, 16)
+    np.testing.assert_allclose(raw, G.apply(gan["g"], ws, "const", method=type(G).synthesize),
+                               atol=1e-5)
+    img = np.clip(raw, -1, 1)  # every term but D's sees the exported (clipped) image
+    probs = jax.nn.softmax(clf.apply(clf_vars, to_classifier_input(img, 16, 1), train=False))
+    np.testing.assert_allclose(terms["class"], probs[:, 2], atol=1e-5)
+    logits = D.apply(gan["d"], jnp.concatenate([raw, raw[-2:]]), jnp.tile(CLASS, (8, 1)))[:6, 0]
+    np.testing.assert_allclose(terms["realism"], jax.nn.sigmoid(logits), atol=1e-5)
+    gray = img.mean(-1)
+    np.testing.assert_allclose(terms["stats"], 10 * gray.std((1, 2)) - 5 * np.abs(gray.mean((1, 2))),
+                               rtol=1e-4)
+    emb, _ = pixel_features(img, 16, 0.5)
+    d, j = nearest_identity(np.asarray(emb), np.asarray(ref_emb))
+    np.testing.assert_allclose(terms["identity_distance"], d, atol=1e-4)
+    np.testing.assert_array_equal(terms["identity_index"], j)
+    np.testing.assert_allclose(terms["identity"], np.minimum(d / 0.3, 1.5), atol=1e-3)
+    e = np.asarray(emb)
+    pd = np.linalg.norm(e[:, None] - e[None], axis=-1) + np.eye(6) * 9
+    np.testing.assert_allclose(terms["diversity"], pd.min(1), atol=1e-4)
+    total = 1.0 * terms["class"] + 0.5 * terms["realism"] + terms["identity"] + \
+        0.2 * terms["stats"] + 0.3 * terms["diversity"]
+    np.testing.assert_allclose(sc.fitness(genomes, aux), total, rtol=1e-5)
+    with pytest.raises(ValueError, match="w_class"):
+        F.make_scorer(G, cfg, None, ("discriminator", D), F.pixel_identity())
+
+
+def test_host_identity_callback_inside_jit(gan):
+    """A numpy embedder (dlib's stand-in: any host code) runs via pure_callback in the jitted terms."""
+    calls = []
+
+    class HostPixels:
+        name, dim, threshold = "host_pixels", 16 * 16 * 3, 0.3
+
+        def embed(self, u8):
+            calls.append(u8.shape)
+            assert u8.dtype == np.uint8 and u8.shape[-1] == 3
+            e, ok = pixel_features(u8.astype(np.float32), 16)
+            return np.asarray(e), np.asarray(ok)
+
+    cfg = F.FitnessConfig(w_class=0, w_realism=0, w_identity=1.0, w_diversity=0)
+    sc = F.make_scorer(gan["G"], cfg, identity=F.host_identity(HostPixels()))
+    genomes = jax.random.normal(jax.random.PRNGKey(5), (4, sc.space.dim))
+    ref_emb, _ = pixel_features(jax.random.normal(jax.random.PRNGKey(6), (3, 16, 16, 3)), 16, 0.5)
+    terms, img = F.jit_terms(sc)(genomes, _aux(gan, ref_emb=ref_emb, ref_ok=jnp.ones(3, bool)))
+    assert calls == [(4, 16, 16, 3)]
+    u8 = np.clip(np.round((np.asarray(img) + 1) * 127.5), 0, 255)
+    d, _ = nearest_identity(np.asarray(pixel_features(u8, 16)[0]), np.asarray(ref_emb))
+    np.testing.assert_allclose(terms["identity_distance"], d, atol=1e-4)
+
+
+def _task(gan, cfg, refs_u8, name="b"):
+    ident = F.pixel_identity(16, 0.3)
+    sc = F.make_scorer(gan["G"], cfg, None, ("discriminator", gan["D"]), ident)
+    ref_emb, ref_ok = pixel_features(refs_u8.astype(np.float32), 16)
+    aux = _aux(gan, ref_emb=ref_emb, ref_ok=ref_ok)
+    return ClassTask(name, sc, aux, CLASS, None, "random-init", [f"real_{i}.png" for i in range(len(refs_u8))],
+                     "pixel_not_identity")
+
+
+def _planted_refs(gan, space, seed=0, psi=0.7, n_other=3):
+    """Real faces = a near-copy (+ pixel noise) of round 0's start image, and random others."""
+    x0 = _start_genome(gan, space, seed, psi)
+    others = jax.random.normal(jax.random.PRNGKey(9), (n_other, space.dim))
+    G = gan["G"]
+    ws = space.to_ws(jnp.concatenate([x0, others]), gan["mean"], gan["std"])
+    img = np.asarray(G.apply(gan["g"], ws, "const", method=type(G).synthesize))
+    u8 = np.clip(np.round((img + 1) * 127.5), 0, 255)
+    noise = np.random.default_rng(0).integers(-3, 4, u8.shape)
+    return np.clip(u8 + noise, 0, 255).astype(np.uint8)
+
+
+def test_planted_near_copy_is_rejected_then_evolved_away(gan, tmp_path):
+    cfg = F.FitnessConfig(w_class=0, w_realism=0.1, w_identity=1.0, w_stats=0, w_diversity=0)
+    space = F.LatentSpace(gan["G"].num_ws, 16)
+    refs = _planted_refs(gan, space)
+    task = _task(gan, cfg, refs)
+    x0 = _start_genome(gan, space, 0, 0.7)
+    t, _ = F.jit_terms(task.scorer)(jnp.tile(x0, (4, 1)), task.aux)
+    assert float(t["identity_distance"][0]) < 0.05  # the planted copy is found ...
+    assert int(t["identity_index"][0]) == 0          # ... as real face 0
+
+    # Mutations too small to leave the copy: every candidate is rejected, nothing written.
+    frozen = GAConfig(popsize=8, generations=2, sigma_init=0.005)
+    s = evolve_dataset([task], frozen, ExportConfig(num_per_class=2, per_round=2, max_rounds=1),
+                       str(tmp_path / "frozen"))
+    assert s["classes"]["b"]["exported"] == 0
+    assert s["classes"]["b"]["rejected"]["identity_too_close_to_real"] >= 2
+    assert not list((tmp_path / "frozen" / "b").glob("*.png"))
+
+    # Free to move: the identity term pushes the faces away; exported ones are all > threshold.
+    free = GAConfig(popsize=8, generations=6, sigma_init=0.8)
+    s = evolve_dataset([task], free, ExportConfig(num_per_class=2, per_round=2, max_rounds=3),
+                       str(tmp_path / "free"))
+    rows = [json.loads(x) for x in (tmp_path / "free" / "metadata.jsonl").read_text().splitlines()]
+    assert s["classes"]["b"]["exported"] == 2 == len(rows)
+    assert all(r["identity"]["nearest_real_distance"] > 0.3 for r in rows)
+    # The check at export agrees with a fresh embedding of the written files.
+    written = np.stack([np.asarray(Image.open(tmp_path / "free" / r["file"])) for r in rows])
+    d, _ = nearest_identity(np.asarray(pixel_features(written.astype(np.float32), 16)[0]),
+                            np.asarray(task.aux["ref_emb"]))
+    np.testing.assert_allclose(d, [r["identity"]["nearest_real_distance"] for r in rows], atol=0.02)
+
+
+def test_fitness_improves_and_export_resumes_identically(gan, tmp_path):
+    cfg = F.FitnessConfig(w_class=0, w_realism=0.5, w_identity=0.5, w_stats=0.2, w_diversity=0.5)
+    space = F.LatentSpace(gan["G"].num_ws, 16)
+    task = _task(gan, cfg, _planted_refs(gan, space))
+    ga = GAConfig(popsize=16, generations=10, sigma_init=0.5, crossover="style_mix", mix_rate=0.3,
+                  num_ws=gan["G"].num_ws, w_dim=16)
+    full = ExportConfig(num_per_class=6, per_round=2)
+    evolve_dataset([task], ga, full, str(tmp_path / "a"))
+    prog = json.loads((tmp_path / "a" / "progress.json").read_text())["b"]
+    assert prog["exported"] == 6 and prog["rounds"] >= 3
+    for h in prog["history"]:
+        assert h["best"][-1] >= h["max"][0]
+        assert np.all(np.diff(h["best"]) >= 0)
+    gains = [h["best"][-1] - h["max"][0] for h in prog["history"]]
+    assert np.mean(gains) > 0.05, gains  # the GA raises fitness over its generations
+
+    # Interrupted run: 1 round, then a crash in round 2 (its images + metadata written,
+    # progress not), then the same command again.
+    b = tmp_path / "b"
+    evolve_dataset([task], ga, ExportConfig(num_per_class=4, per_round=2), str(b))
+    prog_b = json.loads((b / "progress.json").read_text())
+    prog_b["b"]["rounds"] -= 1
+    prog_b["b"]["history"].pop()
+    (b / "progress.json").write_text(json.dumps(prog_b))
+    with open(b / "metadata.jsonl", "a") as f:
+        f.write('{"file": "b/b_00004.png", "class_name": "b", "rou')  # cut mid-line
+    evolve_dataset([task], ga, full, str(b))
+    rows_a = (tmp_path / "a" / "metadata.jsonl").read_text().splitlines()
+    rows_b = (b / "metadata.jsonl").read_text().splitlines()
+    assert len(rows_b) == 6
+    for ra, rb in zip(rows_a, rows_b):
+        ra, rb = json.loads(ra), json.loads(rb)
+        assert ra["file"] == rb["file"] and ra["round"] == rb["round"]
+        np.testing.assert_allclose(ra["fitness"], rb["fitness"], rtol=1e-4)
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a" / ra["file"])),
+                                      np.asarray(Image.open(b / rb["file"])))
+        np.testing.assert_allclose(np.load(tmp_path / "a" / ra["latent"]), np.load(b / rb["latent"]),
+                                   atol=1e-5)
+    # Exported faces differ from each other (diversity check at export).
+    imgs = np.stack([np.asarray(Image.open(b / json.loads(r)["file"])) for r in rows_b])
+    e = np.asarray(pixel_features(imgs.astype(np.float32), 16)[0])
+    pd = np.linalg.norm(e[:, None] - e[None], axis=-1) + np.eye(len(e)) * 9
+    assert pd.min() > 0.05
+    for name in ("fitness.png", "preview.png", "evolve.json"):
+        assert (b / name).stat().st_size > 0
+    with pytest.raises(ValueError, match="outside the output directory"):
+        evolve_dataset([_task(gan, cfg, _planted_refs(gan, space), name="../escape")], ga, full,
+                       str(tmp_path / "c"))
+
+
+def test_evolve_cli_two_devices(gan, tmp_path):
+    """evolve.py end to end from a networks checkpoint, population sharded over 2 CPU devices."""
+    from jaxgen.training.checkpoint import save_networks
+    save_networks(tmp_path / "gan", GK, DK, dict(G=gan["g"], D=gan["d"], G_ema=gan["g"]),
+                  class_names=["mild", "moderate", "severe"])
+    real = tmp_path / "real"
+    rng = np.random.default_rng(0)
+    for cls in ("mild", "moderate", "severe"):
+        (real / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(real / cls / f"{i}.png")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+               PYTHONPATH=str(REPO))
+    out = tmp_path / "evolved"
+    cmd = [sys.executable, str(REPO / "evolve.py"), "--config", str(REPO / "configs/acne.py:micro"),
+           f"--config.evolve.generator={tmp_path / 'gan'}", "--config.evolve.identity=pixel",
+           f"--config.evolve.real={real}", "--config.data.resolution=16",
+           "--config.evolve.classes=mild,severe", "--config.evolve.popsize=8",
+           "--config.evolve.generations=3", "--config.evolve.num_per_class=2",
+           "--config.evolve.per_round=2", f"--out={out}"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "9 embedded by pixel_not_identity" in r.stdout
+    assert "terms ['realism', 'identity', 'diversity']" in r.stdout
+    rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    assert sorted(r["class_name"] for r in rows) == ["mild", "mild", "severe", "severe"]
+    summary = json.loads((out / "evolve.json").read_text())
+    assert summary["settings"]["devices"] == 2
+    for row in rows:
+        assert (out / row["file"]).exists()
+        assert np.load(out / row["latent"]).shape == (gan["G"].num_ws, 16)
+        assert row["identity"]["nearest_real_file"].startswith(str(real))
