@@ -67,7 +67,25 @@ def get_config(arg: str = ""):
     c.kd.g_weight = 0.5              # L1(G(z,c), G_teacher(z,c)); 0 = off
     c.kd.d_weight = 0.1              # MSE(D(x), D_teacher(x)) on real and fake logits; 0 = off
 
+    # GA post-processing (evolve.py) of the DCGAN's latents z, as the depth-faces paper:
+    # image statistics 10 * std - 5 * |mean| plus diversity, D realism. The identity
+    # check uses pixels: dlib's face model is for photos, not depth maps.
+    from configs.common import evolve
+    c.evolve = evolve()
+    c.evolve.generator = "runs/depth"
+    c.evolve.realism = "discriminator"
+    c.evolve.identity = "pixel"
+    c.evolve.w_class = 0.0
+    c.evolve.w_stats = 1.0
+    c.evolve.w_realism = 1.0
+    c.evolve.w_identity = 0.5
+    c.evolve.w_diversity = 1.0
+    c.evolve.crossover = "none"      # one latent layer: no style mixing
+    c.evolve.require_class = False
+    c.evolve.psi = 1.0
+
     if "tiny" in opts:
+        c.evolve.generator = "runs/depth_tiny"
         c.name += "_tiny"
         c.data.path = "data/demo_depth_32"
         c.data.resolution = 32

@@ -245,3 +245,33 @@ def test_evolve_cli_two_devices(gan, tmp_path):
         assert (out / row["file"]).exists()
         assert np.load(out / row["latent"]).shape == (gan["G"].num_ws, 16)
         assert row["identity"]["nearest_real_file"].startswith(str(real))
+
+
+def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
+    """Depth-faces GA: z of the conditional DCGAN, fitness 10*std - 5*|mean| (+ realism from its D)."""
+    from jaxgen.dcgan.models import Discriminator, Generator
+    G = Generator(resolution=16, channels=1, num_classes=4, z_dim=8, widths=(16, 8, 8))
+    D = Discriminator(resolution=16, channels=1, num_classes=4, widths=(16, 8, 8))
+    g = G.init(jax.random.key(0), jnp.zeros([1, 8]), jnp.zeros([1], jnp.int32))["params"]
+    d = D.init(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), jnp.zeros([1], jnp.int32))["params"]
+    cfg = F.FitnessConfig(w_class=0, w_realism=0.1, w_identity=0, w_stats=1.0, w_diversity=0.2)
+    dec = F.DCGANDecoder(G)
+    sc = F.make_scorer(dec, cfg, realism=("dcgan_discriminator", D))
+    aux = dict(g_vars=g, d_vars=d, label=jnp.asarray(2, jnp.int32), c=jnp.zeros([0]))
+    z = jax.random.normal(jax.random.PRNGKey(3), (5, 8))
+    terms, img = F.jit_terms(sc)(z, aux)
+    np.testing.assert_allclose(img, G.apply({"params": g}, z, jnp.full([5], 2)), atol=1e-6)
+    gray = np.clip(np.asarray(img), -1, 1)[..., 0]
+    np.testing.assert_allclose(terms["stats"], 10 * gray.std((1, 2)) - 5 * np.abs(gray.mean((1, 2))),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(terms["realism"],
+                               jax.nn.sigmoid(D.apply({"params": d}, img, jnp.full([5], 2))), atol=1e-6)
+    task = ClassTask("sad", sc, aux, np.eye(4, dtype=np.float32)[2], None, "dcgan", [], "")
+    s = evolve_dataset([task], GAConfig(popsize=16, generations=8, sigma_init=0.5),
+                       ExportConfig(num_per_class=2, per_round=2, psi=1.0), str(tmp_path))
+    h = json.loads((tmp_path / "progress.json").read_text())["sad"]["history"][0]
+    assert s["classes"]["sad"]["exported"] == 2
+    assert h["best"][-1] > h["max"][0] + 0.05, h  # the GA raised the statistics fitness
+    row = json.loads((tmp_path / "metadata.jsonl").read_text().splitlines()[0])
+    assert row["latent_space"] == "z [z_dim]" and np.load(tmp_path / row["latent"]).shape == (8,)
+    assert np.asarray(Image.open(tmp_path / row["file"])).ndim == 2  # grayscale PNG

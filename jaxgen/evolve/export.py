@@ -147,9 +147,9 @@ def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, 
             key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), ci), rnd)
             k_z, k_ga = jax.random.split(key)
             aux = dict(task.aux, bank=jnp.asarray(bank), bank_ok=jnp.asarray(bank_ok))
-            z = jax.random.normal(k_z, (1, task.scorer.G.z_dim))
-            x0 = F.seed_genomes(task.scorer.G, aux["g_vars"], task.scorer.space, task.c_onehot,
-                                aux["w_mean"], aux["w_std"], z, cfg.psi)[0]
+            dec = task.scorer.decoder
+            z = jax.random.normal(k_z, (1, dec.z_dim))
+            x0 = dec.seed(z, aux, task.c_onehot, cfg.psi)[0]
             if task.scorer.mesh is not None:  # replicate the inputs over the population's mesh
                 rep = jax.sharding.NamedSharding(task.scorer.mesh, jax.sharding.PartitionSpec())
                 x0, k_ga, aux = jax.device_put((x0, k_ga, aux), rep)
@@ -170,8 +170,7 @@ def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, 
                 else:
                     accepted.append(int(i))
             new_rows = []
-            ws = np.asarray(task.scorer.space.to_ws(cand[np.asarray(accepted, int)], aux["w_mean"],
-                                                    aux["w_std"])) if accepted else []
+            ws = dec.latents(cand[np.asarray(accepted, int)], aux) if accepted else []
             for rank, (i, w) in enumerate(zip(accepted, ws)):
                 stem = f"{task.name}_{n_done:05d}"
                 _save_png(_inside(out_dir, cdir / f"{stem}.png"), to_uint8(imgs[i]))
@@ -228,7 +227,7 @@ def _row(task: ClassTask, stem: str, rnd: int, rank: int, i: int, fit, terms, ga
     r = dict(file=f"{task.name}/{stem}.png", class_name=task.name, round=rnd, rank=rank,
              fitness=_json_num(fit[i]),
              terms={k: _json_num(terms[k][i]) for k in F.TERMS if k in terms},
-             latent=f"latents/{task.name}/{stem}.npy", latent_space="w+ [num_ws, w_dim]",
+             latent=f"latents/{task.name}/{stem}.npy", latent_space=task.scorer.decoder.latent_space,
              generator=task.generator, seed=cfg.seed, start_psi=cfg.psi,
              ga=dict(strategy=ga_cfg.strategy, popsize=ga_cfg.popsize,
                      generations=ga_cfg.generations, crossover=ga_cfg.crossover))

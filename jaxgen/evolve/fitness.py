@@ -104,6 +104,78 @@ def seed_genomes(G, g_vars, space: LatentSpace, c_onehot, mean, std, z, psi: flo
     return space.from_ws(ws, mean, std) * psi
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class StyleGANDecoder:
+    """Genome -> image for a StyleGAN2 G: normalised w+ (see module doc); style-mixable."""
+
+    G: Any
+    latent_space = "w+ [num_ws, w_dim]"
+
+    @property
+    def space(self) -> LatentSpace:
+        return LatentSpace(int(self.G.num_ws), int(self.G.w_dim))
+
+    @property
+    def dim(self) -> int:
+        return self.space.dim
+
+    @property
+    def num_ws(self) -> int:
+        return int(self.G.num_ws)
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.G.w_dim)
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.G.z_dim)
+
+    def images(self, genomes, aux, noise_mode: str = "const"):
+        ws = self.space.to_ws(genomes, aux["w_mean"], aux["w_std"])
+        return self.G.apply(aux["g_vars"], ws, noise_mode, method=type(self.G).synthesize)
+
+    def seed(self, z, aux, c_onehot, psi: float):
+        return seed_genomes(self.G, aux["g_vars"], self.space, c_onehot, aux["w_mean"],
+                            aux["w_std"], z, psi)
+
+    def latents(self, genomes, aux) -> np.ndarray:
+        """What is saved per image: ws float32 [n, num_ws, w_dim]."""
+        return np.asarray(self.space.to_ws(genomes, aux["w_mean"], aux["w_std"]))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DCGANDecoder:
+    """Genome -> image for the conditional DCGAN (jaxgen.dcgan): the genome is z [z_dim];
+    the class label is ``aux["label"]`` (int scalar). One layer: no style mixing."""
+
+    G: Any
+    latent_space = "z [z_dim]"
+    num_ws = 1
+
+    @property
+    def dim(self) -> int:
+        return int(self.G.z_dim)
+
+    @property
+    def w_dim(self) -> int:
+        return int(self.G.z_dim)
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.G.z_dim)
+
+    def images(self, genomes, aux, noise_mode: str = "const"):
+        labels = jnp.broadcast_to(aux["label"], (genomes.shape[0],))
+        return self.G.apply({"params": aux["g_vars"]}, genomes, labels)
+
+    def seed(self, z, aux, c_onehot, psi: float):
+        return jnp.asarray(z, jnp.float32) * psi
+
+    def latents(self, genomes, aux) -> np.ndarray:
+        return np.asarray(genomes)
+
+
 def _min_offdiag_dist(f):
     """Nearest-other-member distance within a batch of unit vectors f [n, d] -> [n]."""
     d2 = jnp.maximum(2.0 - 2.0 * f @ f.T, 0.0)
@@ -144,8 +216,7 @@ class Scorer:
     d_vars, det_vars, ref_emb [M, D] + ref_ok [M], bank [B, F] + bank_ok [B].
     """
 
-    G: Any
-    space: LatentSpace
+    decoder: Any                           # StyleGANDecoder | DCGANDecoder
     cfg: FitnessConfig
     classifier: Optional[tuple] = None     # (model, resolution, channels, target index)
     realism: Optional[tuple] = None        # ("discriminator", D) | ("detector", model, res, ch, idx)
@@ -156,8 +227,15 @@ class Scorer:
         if self.mesh is not None:
             from jax.sharding import NamedSharding, PartitionSpec as P
             genomes = jax.lax.with_sharding_constraint(genomes, NamedSharding(self.mesh, P("pop")))
-        ws = self.space.to_ws(genomes, aux["w_mean"], aux["w_std"])
-        return self.G.apply(aux["g_vars"], ws, self.cfg.noise_mode, method=type(self.G).synthesize)
+        return self.decoder.images(genomes, aux, self.cfg.noise_mode)
+
+    @property
+    def G(self):
+        return self.decoder.G
+
+    @property
+    def space(self) -> LatentSpace:
+        return self.decoder.space
 
     def terms(self, genomes, aux) -> Dict[str, jnp.ndarray]:
         cfg = self.cfg
@@ -182,6 +260,10 @@ class Scorer:
                 c = None if not D.c_dim else jnp.broadcast_to(aux["c"], (x.shape[0], D.c_dim))
                 logits = D.apply(aux["d_vars"], x, c).reshape(-1)[:n]
                 out["realism"] = jax.nn.sigmoid(logits.astype(jnp.float32))
+            elif self.realism[0] == "dcgan_discriminator":
+                labels = jnp.broadcast_to(aux["label"], (n,))
+                logits = self.realism[1].apply({"params": aux["d_vars"]}, raw, labels)
+                out["realism"] = jax.nn.sigmoid(logits.reshape(n).astype(jnp.float32))
             else:
                 _, model, res, ch, idx = self.realism
                 logits = model.apply(aux["det_vars"], to_classifier_input(img, res, ch), train=False)
@@ -231,13 +313,14 @@ class Scorer:
 
 def make_scorer(G, cfg: FitnessConfig, classifier=None, realism=None, identity=None,
                 mesh=None) -> Scorer:
-    """Scorer for generator module G (w+ genomes of its num_ws x w_dim)."""
-    space = LatentSpace(int(G.num_ws), int(G.w_dim))
+    """Scorer for a generator: a StyleGAN2 Generator module (w+ genomes of its
+    num_ws x w_dim) or a decoder (StyleGANDecoder, DCGANDecoder)."""
+    decoder = G if isinstance(G, (StyleGANDecoder, DCGANDecoder)) else StyleGANDecoder(G)
     for name, spec in (("class", classifier), ("realism", realism), ("identity", identity)):
         if cfg.weight(name) and spec is None:
             raise ValueError(f"fitness weight w_{name}={cfg.weight(name)} but no {name} model "
                              "was given; give one or set the weight to 0")
-    return Scorer(G, space, cfg, classifier if cfg.w_class else None,
+    return Scorer(decoder, cfg, classifier if cfg.w_class else None,
                   realism if cfg.w_realism else None, identity if cfg.w_identity else None, mesh)
 
 

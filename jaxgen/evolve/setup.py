@@ -29,12 +29,16 @@ from jaxgen.evolve.export import ClassTask, ExportConfig
 from jaxgen.evolve.ga import GAConfig
 
 
-def ga_config(e: Any, G) -> GAConfig:
+def ga_config(e: Any, decoder, log=print) -> GAConfig:
+    crossover = e.crossover
+    if crossover == "style_mix" and decoder.num_ws < 2:
+        log(f"evolve: {type(decoder).__name__} has one latent layer: no style-mix crossover")
+        crossover = "none"
+    mix = crossover == "style_mix"
     return GAConfig(strategy=e.strategy, popsize=int(e.popsize), generations=int(e.generations),
                     sigma_init=float(e.sigma), elite_ratio=float(e.elite_ratio),
-                    crossover=e.crossover, mix_rate=float(e.mix_rate),
-                    num_ws=int(G.num_ws) if e.crossover == "style_mix" else 0,
-                    w_dim=int(G.w_dim) if e.crossover == "style_mix" else 0)
+                    crossover=crossover, mix_rate=float(e.mix_rate),
+                    num_ws=decoder.num_ws if mix else 0, w_dim=decoder.w_dim if mix else 0)
 
 
 def export_config(e: Any) -> ExportConfig:
@@ -52,19 +56,38 @@ def fitness_config(e: Any) -> F.FitnessConfig:
 
 
 def _load_gan(path: str, best: bool):
+    """(decoder, D module, {'G_ema', 'D'} variables, info) of a StyleGAN2 or DCGAN run."""
     from jaxgen.training import networks
     from jaxgen.training.checkpoint import load_networks
     p = pathlib.Path(path)
     if not p.exists():
         raise FileNotFoundError(f"--config.evolve.generator: {path} does not exist (train one with "
                                 "train.py, or give a networks dir / NVIDIA .pkl)")
+    if (p / "dcgan.json").exists() or (p / "generator" / "generator.json").exists():
+        from jaxgen.dcgan import train as dc
+        from jaxgen.training.checkpoint import TrainCheckpointer
+        G, g_params, info = dc.load_generator(p)
+        _, D = dc.build(info["G_kwargs"], info["D_kwargs"])
+        d_params = None
+        if (p / "checkpoints").exists():
+            ck = TrainCheckpointer(p, max_to_keep=None)
+            try:
+                d_params = ck.restore_raw()["d_params"]
+            finally:
+                ck.close()
+        return F.DCGANDecoder(G), D, dict(G_ema=g_params, D=d_params), info
     if p.suffix == ".pkl":
         from jaxgen.convert.pkl_to_orbax import convert_snapshot
         info, nets = convert_snapshot(p)
     else:
         info, nets = load_networks(p, subdir="best" if best and (p / "best").exists() else "checkpoints")
     G, D = networks.build(info["G_kwargs"], info["D_kwargs"])
-    return G, D, nets, info
+    return F.StyleGANDecoder(G), D, nets, info
+
+
+def _num_classes(decoder) -> int:
+    G = decoder.G
+    return int(getattr(G, "c_dim", 0) or getattr(G, "num_classes", 0) or 0)
 
 
 def _mesh(popsize: int):
@@ -143,7 +166,7 @@ def build_tasks(config: Any, log=print) -> tuple:
     names: Optional[List[str]] = [s for s in e.classes.split(",") if s] or None
     shared = None if per_class else _load_gan(e.generator, bool(e.best))
     if names is None:
-        if shared is not None and shared[0].c_dim:
+        if shared is not None and _num_classes(shared[0]):
             names = list(shared[3].get("class_names") or [])
         elif clf is not None:
             names = list(clf[2]["class_names"])
@@ -153,13 +176,14 @@ def build_tasks(config: Any, log=print) -> tuple:
     mesh = None
     for name in names:
         gpath = e.generator.replace("{class}", name)
-        G, D, nets, info = _load_gan(gpath, bool(e.best)) if per_class else shared
-        c = None
-        if G.c_dim:
+        dec, D, nets, info = _load_gan(gpath, bool(e.best)) if per_class else shared
+        dcgan = isinstance(dec, F.DCGANDecoder)
+        c, k = None, _num_classes(dec)
+        if k:
             gnames = list(info.get("class_names") or [])
             if name not in gnames:
                 raise ValueError(f"class {name!r} is not one of the generator's {gnames}")
-            c = np.eye(G.c_dim, dtype=np.float32)[gnames.index(name)]
+            c = np.eye(k, dtype=np.float32)[gnames.index(name)]
         target = None
         clf_spec = None
         if clf is not None:
@@ -169,15 +193,23 @@ def build_tasks(config: Any, log=print) -> tuple:
             clf_spec = (clf[0], int(clf[2]["resolution"]), int(clf[2].get("channels", 3)), target)
         real_spec = None
         if fcfg.w_realism:
-            real_spec = ("discriminator", D) if det is None else (
+            if det is None and nets.get("D") is None:
+                raise ValueError(f"{gpath} has no discriminator weights: use "
+                                 "--config.evolve.realism=none or a detector")
+            kind = "dcgan_discriminator" if dcgan else "discriminator"
+            real_spec = (kind, D) if det is None else (
                 "detector", det[0], int(det[2]["resolution"]), int(det[2].get("channels", 3)),
                 det[2]["class_names"].index(e.detector_real_class))
-        ga_cfg = ga_config(e, G)
+        ga_cfg = ga_config(e, dec, log)
         mesh = _mesh(ga_cfg.popsize) if mesh is None else mesh
-        scorer = F.make_scorer(G, fcfg, clf_spec, real_spec, id_spec, mesh)
-        w_mean, w_std = F.w_statistics(G, nets["G_ema"], c, jax.random.PRNGKey(int(e.seed)))
-        aux = dict(g_vars=nets["G_ema"], w_mean=w_mean, w_std=w_std,
+        scorer = F.make_scorer(dec, fcfg, clf_spec, real_spec, id_spec, mesh)
+        aux = dict(g_vars=nets["G_ema"],
                    c=jnp.asarray(c if c is not None else np.zeros([0], np.float32)))
+        if dcgan:
+            aux["label"] = jnp.asarray(int(np.argmax(c)) if c is not None else 0, jnp.int32)
+        else:
+            aux["w_mean"], aux["w_std"] = F.w_statistics(dec.G, nets["G_ema"], c,
+                                                         jax.random.PRNGKey(int(e.seed)))
         if clf_spec is not None:
             aux["clf_vars"] = clf[1]
         if real_spec is not None:
