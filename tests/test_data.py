@@ -368,3 +368,19 @@ def test_load_tfds_offline(tiny_tfds, tmp_path):
         load_tfds("jaxgen_tiny_faces", "valid", 8, data_dir=data_dir)
     with pytest.raises(DatasetError, match="not a single integer"):
         load_tfds("jaxgen_tiny_faces", "train", 8, data_dir=data_dir, label_key="score")
+
+
+def test_empty_cache_dir_means_no_cache(tmp_path, monkeypatch):
+    """cache_dir='' (the configs' "off") must not write a cache into the working directory."""
+    from jaxgen.data.folder import load_image_folder
+    from PIL import Image
+    d = tmp_path / "imgs" / "a"
+    d.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(d / f"{i}.png")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    ds = load_image_folder(tmp_path / "imgs", 8, 3, cache_dir="")
+    assert len(ds) == 2 and int(ds.images[1].max()) == 40
+    assert list(work.iterdir()) == []

@@ -221,7 +221,7 @@ def load_image_folder(root: PathLike, resolution: int, channels: int = 3,
     skip_corrupt: warn about unreadable files and leave them out, instead of
       raising one DatasetError that lists all of them.
     cache_dir: folder for decoded .npz caches; "auto" = $JAXGEN_CACHE_DIR or
-      ~/.cache/jaxgen; None disables caching.
+      ~/.cache/jaxgen; None or "" disables caching.
     Returns an ImageDataset with images uint8 [N, resolution, resolution, channels].
     """
     resolution, channels = check_resolution(resolution), check_channels(channels)
@@ -234,7 +234,7 @@ def load_image_folder(root: PathLike, resolution: int, channels: int = 3,
             f"{need} are required for labelled (conditional) training. Put each class in "
             f"its own sub-folder: {root}/<class_name>/<image>.png, or train unconditionally.")
     cache_file = None
-    if cache_dir is not None:
+    if cache_dir is not None and str(cache_dir) != "":
         cache_dir = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
         key = _cache_key(root, items, resolution, channels, skip_corrupt)
         cache_file = cache_dir / f"{root.resolve().name}-{resolution}-{key}.npz"
