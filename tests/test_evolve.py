@@ -275,3 +275,18 @@ def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
     row = json.loads((tmp_path / "metadata.jsonl").read_text().splitlines()[0])
     assert row["latent_space"] == "z [z_dim]" and np.load(tmp_path / row["latent"]).shape == (8,)
     assert np.asarray(Image.open(tmp_path / row["file"])).ndim == 2  # grayscale PNG
+
+
+def test_detector_realism_term(gan):
+    """realism='detector': a real-vs-synthetic classifier's probability of its 'real' class."""
+    det = build_classifier("small_cnn", 2)
+    det_vars = det.init(jax.random.key(4), jnp.zeros([1, 8, 8, 3]), train=False)
+    cfg = F.FitnessConfig(w_class=0, w_realism=1.0, w_identity=0, w_diversity=0)
+    sc = F.make_scorer(gan["G"], cfg, realism=("detector", det, 8, 3, 1))
+    genomes = jax.random.normal(jax.random.PRNGKey(7), (4, sc.space.dim))
+    aux = _aux(gan, det_vars=det_vars)
+    terms, img = F.jit_terms(sc)(genomes, aux)
+    x = to_classifier_input(np.clip(np.asarray(img), -1, 1), 8, 3)
+    p = jax.nn.softmax(det.apply(det_vars, x, train=False))[:, 1]
+    np.testing.assert_allclose(terms["realism"], p, atol=1e-5)
+    np.testing.assert_allclose(sc.fitness(genomes, aux), p, atol=1e-5)
