@@ -1,12 +1,33 @@
-"""Shared pytest set-up: fixture paths and a CPU-only JAX."""
+"""Shared pytest set-up: fixture paths, a CPU-only JAX and one XLA compilation cache."""
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Most of the suite's time is XLA compilation, and many tests compile the same
+# programs (the same networks, train steps and feature extractors, in this process
+# and in the train.py subprocesses). One persistent compilation cache per test
+# session, set before JAX is imported, lets every later compilation of a program
+# load the executable instead (the cached executable is the one a fresh compile
+# would build). JAXGEN_TEST_JAX_CACHE names a directory to keep it across sessions.
+_OWN_JAX_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _dir = os.environ.get("JAXGEN_TEST_JAX_CACHE")
+    if not _dir:
+        _dir = _OWN_JAX_CACHE = tempfile.mkdtemp(prefix="jaxgen-test-xla-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _dir
+JAX_CACHE = pathlib.Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+
+
+def pytest_unconfigure(config):
+    if _OWN_JAX_CACHE:
+        shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)
 
 
 def _fixtures_dir() -> pathlib.Path:
@@ -27,3 +48,9 @@ def fixtures_dir() -> pathlib.Path:
             f"golden fixtures not found at {FIXTURES}; set JAXGEN_FIXTURES to the "
             "shared/fixtures directory")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def jax_cache_dir() -> pathlib.Path:
+    """The session's XLA compilation cache: pass it to train.py runs as JAXGEN_JAX_CACHE."""
+    return JAX_CACHE

@@ -17,10 +17,11 @@ import tiny_gan  # noqa: E402
 
 assert jax.device_count() == n, jax.devices()
 s = tiny_gan.setup(batch=8)
-single = jax.jit(s["step"])
+single = jax.jit(s["step"], compiler_options=tiny_gan.FAST_COMPILE)
 mesh = Mesh(np.asarray(jax.devices()), ("data",))
 repl, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-multi = jax.jit(s["step"], in_shardings=(repl, shard, shard, repl), out_shardings=(repl, repl))
+multi = jax.jit(s["step"], in_shardings=(repl, shard, shard, repl), out_shardings=(repl, repl),
+                compiler_options=tiny_gan.FAST_COMPILE)
 
 st1 = s["state"]
 stn = jax.device_put(s["state"], repl)

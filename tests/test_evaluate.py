@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+import tiny_gan
 from jaxgen.metrics import suite
 from jaxgen.metrics.evaluate import run
 from jaxgen.training.fid_tracker import FIDTracker
@@ -18,9 +19,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, jax_cache_dir):
     root = tmp_path_factory.mktemp("fidrun")
-    env = dict(os.environ, JAXGEN_JAX_CACHE=str(root / "xla"), JAXGEN_CACHE_DIR=str(root / "imgcache"))
+    env = tiny_gan.fast_compile_env(dict(os.environ, JAXGEN_JAX_CACHE=str(jax_cache_dir),
+                                         JAXGEN_CACHE_DIR=str(root / "imgcache")))
     out = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/acne.py") + ":micro",
          "--workdir", str(root / "run"), f"--config.data.path={root / 'demo'}",

@@ -50,6 +50,27 @@ def s(request, fixtures_dir):
     return Setup(fixtures_dir, request.param)
 
 
+_JITTED = {}
+
+
+def phase_grads(loss_fn, *args, **kwargs):
+    """L.phase_grads under jax.jit, as in training (op by op it takes far longer).
+
+    The networks and the loss config are static; everything else is traced, `gain`
+    included (its default 1.0 is passed explicitly), so test_gain_scales_loss_and_grads
+    reuses test_d_r1's compiled program.
+    """
+    static = tuple(isinstance(a, (L.Nets, L.LossConfig)) for a in args)
+    key = (loss_fn, static) + tuple(a for a, st in zip(args, static) if st)
+    if key not in _JITTED:
+        def f(dynamic, kw):
+            it = iter(dynamic)
+            return L.phase_grads(loss_fn, *(a if st else next(it) for a, st in zip(args, static)), **kw)
+        _JITTED[key] = jax.jit(f)
+    kwargs.setdefault("gain", 1.0)
+    return _JITTED[key]([a for a, st in zip(args, static) if not st], kwargs)
+
+
 def _check_grads(s, phase, net, grads):
     if s.ref_grads is None:
         return 0
@@ -63,7 +84,7 @@ def _check_grads(s, phase, net, grads):
 
 
 def test_g_main(s):
-    loss, grads, aux = L.phase_grads(L.g_main_loss, s.gv["params"], s.gv["buffers"], s.dv["params"],
+    loss, grads, aux = phase_grads(L.g_main_loss, s.gv["params"], s.gv["buffers"], s.dv["params"],
                                      s.z, s.c, s.rng, s.nets, s.cfg)
     _close("Gmain gen_img", aux["img"], nhwc(s.ref["Gmain_gen_img"]), atol_frac=1e-5)
     _close("Gmain scores", aux["logits"], s.ref["Gmain/Loss/scores/fake"])
@@ -75,7 +96,7 @@ def test_g_main(s):
 
 def test_g_pl(s):
     randn = nhwc(s.ref["Greg_pl_noise_randn"])
-    loss, grads, aux = L.phase_grads(L.g_pl_loss, s.gv["params"], s.gv["buffers"], s.z, s.c, s.rng,
+    loss, grads, aux = phase_grads(L.g_pl_loss, s.gv["params"], s.gv["buffers"], s.z, s.c, s.rng,
                                      jnp.zeros(()), s.nets, s.cfg, pl_noise_randn=randn)
     _close("Greg gen_img", aux["img"], nhwc(s.ref["Greg_gen_img"]))
     _close("pl_penalty", aux["pl_penalty"], s.ref["Greg/Loss/pl_penalty"])
@@ -87,7 +108,7 @@ def test_g_pl(s):
 
 def test_d_main(s):
     gen_img = nhwc(s.ref["Dmain_gen_img"])
-    loss, grads, aux = L.phase_grads(L.d_main_loss, s.dv["params"], gen_img, s.c, s.real, s.c,
+    loss, grads, aux = phase_grads(L.d_main_loss, s.dv["params"], gen_img, s.c, s.real, s.c,
                                      s.rng, s.nets)
     _close("Dmain fake", aux["fake_logits"], s.ref["Dmain/Loss/scores/fake"])
     _close("Dmain real", aux["real_logits"], s.ref["Dmain/Loss/scores/real"])
@@ -98,7 +119,7 @@ def test_d_main(s):
 
 
 def test_d_r1(s):
-    loss, grads, aux = L.phase_grads(L.d_r1_loss, s.dv["params"], s.real, s.c, s.rng, s.nets, s.cfg)
+    loss, grads, aux = phase_grads(L.d_r1_loss, s.dv["params"], s.real, s.c, s.rng, s.nets, s.cfg)
     _close("Dreg real", aux["real_logits"], s.ref["Dreg/Loss/scores/real"])
     _close("r1_penalty", aux["r1_penalty"], s.ref["Dreg/Loss/r1_penalty"])
     _close("Dreg loss", loss, np.mean(s.ref["Dreg/Loss/D/reg"]))
@@ -108,8 +129,8 @@ def test_d_r1(s):
 
 def test_gain_scales_loss_and_grads(s):
     args = (s.dv["params"], s.real, s.c, s.rng, s.nets, s.cfg)
-    l1, g1, _ = L.phase_grads(L.d_r1_loss, *args)
-    l16, g16, _ = L.phase_grads(L.d_r1_loss, *args, gain=16.0)
+    l1, g1, _ = phase_grads(L.d_r1_loss, *args)
+    l16, g16, _ = phase_grads(L.d_r1_loss, *args, gain=16.0)
     np.testing.assert_allclose(float(l16), 16 * float(l1), rtol=1e-6)
     for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g16)):
         np.testing.assert_allclose(np.asarray(b), 16 * np.asarray(a), rtol=1e-5, atol=1e-9)

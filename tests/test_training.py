@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ def test_multi_device_step_equals_single_device():
 
 def test_ada_p_rises_when_d_is_sure_about_reals_and_falls_otherwise():
     s = tiny_gan.setup(batch=8, ada_kimg=1.0, ada_interval=4, c_dim=0)
-    step = jax.jit(s["step"])
+    step = jax.jit(s["step"], compiler_options=tiny_gan.FAST_COMPILE)
     out_bias = s["state"].d_params["b4"]["out"]["bias"]
 
     def run(bias, p0):
@@ -53,7 +54,8 @@ def test_ada_p_rises_when_d_is_sure_about_reals_and_falls_otherwise():
 
 def test_freeze_d_keeps_the_first_layers_fixed():
     s = tiny_gan.setup(batch=4, freeze_d=2)
-    st, _ = jax.jit(s["step"])(s["state"], s["real"][:4], s["c"][:4], s["key"])
+    step = jax.jit(s["step"], compiler_options=tiny_gan.FAST_COMPILE)
+    st, _ = step(s["state"], s["real"][:4], s["c"][:4], s["key"])
     before, after = s["state"].d_params, st.d_params
     same = lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b)))  # noqa: E731
     # D layers from the image side: b8.fromrgb (0), b8.conv0 (1) frozen; b8.conv1 (2) trains.
@@ -69,12 +71,12 @@ def _train_cmd(workdir, data, *extra):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, jax_cache_dir):
     e = dict(os.environ)
-    e["JAXGEN_JAX_CACHE"] = str(tmp_path_factory.mktemp("xla_cache"))
+    e["JAXGEN_JAX_CACHE"] = str(jax_cache_dir)  # the session's: runs of the same config compile once
     e["JAXGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("img_cache"))
     e["PYTHONUNBUFFERED"] = "1"
-    return e
+    return tiny_gan.fast_compile_env(e)
 
 
 def _final_params(workdir):
@@ -124,13 +126,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, base_run):
     assert list(run.glob("events.out.tfevents.*")), "no TensorBoard scalars"
 
 
-def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, env):
-    data = tmp_path / "demo"
-    run = tmp_path / "run"
-    subprocess.run(_train_cmd(run, data, "--config.train.total_kimg=0.008"), env=env, check=True,
-                   timeout=600, capture_output=True)
+def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, env, base_run):
+    # Start from a copy of the finished base run (its last checkpoint is good) ...
+    data, run = base_run["data"], tmp_path / "run"
+    shutil.copytree(base_run["workdir"], run)
     good_step, good = _final_params(run)
-    out = subprocess.run(_train_cmd(run, data, "--config.train.total_kimg=0.032",
+    # ... and go on with a NaN learning rate: the first tick's losses are non-finite.
+    out = subprocess.run(_train_cmd(run, data, "--config.train.total_kimg=0.064",
                                     "--config.train.d_lr=nan"),
                          env=env, timeout=600, capture_output=True, text=True)
     assert out.returncode != 0
