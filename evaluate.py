@@ -7,7 +7,7 @@
   # classifier protocol (e.g. trained on synthetic, tested on real):
   python evaluate.py --classifier runs/cls_synthetic,runs/cls_real --test data/demo_acne_test
 
-  # one table across generators and baselines (jaxgen/compare.py, configs/depth_compare.py):
+  # one table across generators and baselines (jaxgen/workflows/compare.py, configs/depth_compare.py):
   python evaluate.py --compare configs/depth_compare.py:tiny --out runs/depth_compare
 
 See jaxgen/metrics/evaluate.py for all options. Writes metrics.json and metrics.md
@@ -34,14 +34,14 @@ flags.DEFINE_string("cache_dir", "data/.metric_cache", "Cache for real-image fea
 flags.DEFINE_list("classifier", [], "Classifier workdir(s) to evaluate on --test.")
 flags.DEFINE_string("test", "", "Labelled test folder for --classifier (e.g. held-out real images).")
 config_flags.DEFINE_config_file("compare", None, "Comparison config (path[:variant]), e.g. "
-                                "configs/depth_compare.py:tiny; see jaxgen/compare.py.")
+                                "configs/depth_compare.py:tiny; see jaxgen/workflows/compare.py.")
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     if FLAGS.compare is not None:
-        from jaxgen.compare import compare_from_config
+        from jaxgen.workflows.compare import compare_from_config
         compare_from_config(FLAGS.compare, FLAGS.out or None, FLAGS.inception_weights,
                             FLAGS.feature_net)
         return

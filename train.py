@@ -34,7 +34,7 @@ def main(argv):
         from jaxgen.classifiers.train import train_classifier
         train_classifier(FLAGS.config, FLAGS.workdir)
     elif task == "gan":
-        from jaxgen.training.loop import train_and_evaluate
+        from jaxgen.stylegan2.train import train_and_evaluate
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
     elif task == "dcgan":
         from jaxgen.dcgan.train import train_and_evaluate

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from jaxgen.evolve import fitness as F  # noqa: E402
 from jaxgen.evolve.ga import GAConfig, run_ga  # noqa: E402
 from jaxgen.evolve.identity import pixel_features  # noqa: E402
-from jaxgen.training import networks  # noqa: E402
+from jaxgen.stylegan2 import networks  # noqa: E402
 
 
 def setup(res: int):

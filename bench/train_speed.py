@@ -24,9 +24,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxgen.training import networks, state as state_lib  # noqa: E402
-from jaxgen.training.loss import LossConfig  # noqa: E402
-from jaxgen.training.step import StepConfig, make_train_step  # noqa: E402
+from jaxgen.stylegan2 import networks, state as state_lib  # noqa: E402
+from jaxgen.stylegan2.loss import LossConfig  # noqa: E402
+from jaxgen.stylegan2.step import StepConfig, make_train_step  # noqa: E402
 
 # Channel widths: 'paper' = NVIDIA's auto config (fmaps 0.5 below 512 px, z/w 512);
 # 'cpu' = the narrow widths of configs/acne.py:tiny (64 channels at most).

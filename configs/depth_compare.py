@@ -10,7 +10,7 @@ exports from the KD generator; skipped with the command to make it while it
 does not exist), vae, gmm, kde (fitted on the real training images here) and
 `reals`, the real training images themselves as a reference row (FID floor,
 real-to-real accuracy; SSIM-NN 1 and PSNR-NN inf because they are the training
-images). Any entry of `methods` is a sample source of jaxgen.compare: a path
+images). Any entry of `methods` is a sample source of jaxgen.workflows.compare: a path
 (image folder or DCGAN workdir) or a dict with 'kind' and its options.
 
 The real training set is the one the DCGAN config trains on; the real test set

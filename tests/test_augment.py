@@ -1,4 +1,4 @@
-"""Tests for jaxgen.training.augment (ADA's 'bgc' augmentation pipeline)."""
+"""Tests for jaxgen.stylegan2.augment (ADA's 'bgc' augmentation pipeline)."""
 import functools
 
 import jax
@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jaxgen.training import augment as A
-from jaxgen.training.augment import AugmentSpec, ada_adjust, augment
+from jaxgen.stylegan2 import augment as A
+from jaxgen.stylegan2.augment import AugmentSpec, ada_adjust, augment
 
 KEY = jax.random.PRNGKey(7)
 GEOM_OPS = ("scale", "rotate", "aniso", "xfrac")

@@ -70,7 +70,7 @@ def test_predict_gives_probabilities(demo, tmp_path):
 def test_latent_classifier_sorts_generated_images(demo, tmp_path):
     import tiny_gan
     from jaxgen.classifiers.sorting import make_latent_classifier
-    from jaxgen.training import networks
+    from jaxgen.stylegan2 import networks
     ct.train_classifier(_config(demo / "train", epochs=1), str(tmp_path / "c2"))
     model, variables, info = ct.load_classifier(str(tmp_path / "c2"))
     G, D = networks.build(dict(tiny_gan.G_KW, c_dim=0), dict(tiny_gan.D_KW, c_dim=0))

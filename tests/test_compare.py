@@ -1,4 +1,4 @@
-"""jaxgen.compare: one table across generated-image folders, a DCGAN workdir and baselines.
+"""jaxgen.workflows.compare: one table across generated-image folders, a DCGAN workdir and baselines.
 
 16 px depth faces, a handful of images, a tiny fixed random-projection feature
 net (the Inception fallback would dominate the runtime) and a 10-tree XGBoost.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen import compare as C
+from jaxgen.workflows import compare as C
 from jaxgen.data.depth_faces import EXPRESSIONS, write_depth_dataset
 from jaxgen.metrics import suite
 

@@ -13,7 +13,7 @@ import pytest
 import tiny_gan
 from jaxgen.metrics import suite
 from jaxgen.metrics.evaluate import run
-from jaxgen.training.fid_tracker import FIDTracker
+from jaxgen.metrics.fid_tracker import FIDTracker
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -96,7 +96,7 @@ def test_random_inception_features_are_seeded_and_sensitive():
 
 
 def test_generate_exports_resumable_dataset_with_metadata(trained, tmp_path):
-    from jaxgen.generate import export_dataset
+    from jaxgen.workflows.generate import export_dataset
     out = tmp_path / "synthetic"
     r = export_dataset(str(trained["workdir"]), str(out), num_per_class=3)
     assert r["written"] == 12 and r["classes"] == ["healthy", "mild", "moderate", "severe"]

@@ -17,7 +17,7 @@ from jaxgen.evolve import fitness as F
 from jaxgen.evolve.export import ClassTask, ExportConfig, evolve_dataset
 from jaxgen.evolve.ga import GAConfig
 from jaxgen.evolve.identity import nearest_identity, pixel_features
-from jaxgen.training import networks
+from jaxgen.stylegan2 import networks
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 GK = dict(z_dim=16, w_dim=16, c_dim=3, img_resolution=16, img_channels=3, channel_base=256,
@@ -215,7 +215,7 @@ def test_fitness_improves_and_export_resumes_identically(gan, tmp_path):
 
 def test_evolve_cli_two_devices(gan, tmp_path):
     """evolve.py end to end from a networks checkpoint, population sharded over 2 CPU devices."""
-    from jaxgen.training.checkpoint import save_networks
+    from jaxgen.harness.checkpoint import save_networks
     save_networks(tmp_path / "gan", GK, DK, dict(G=gan["g"], D=gan["d"], G_ema=gan["g"]),
                   class_names=["mild", "moderate", "severe"])
     real = tmp_path / "real"

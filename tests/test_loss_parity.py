@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.convert.stylegan2 import load_discriminator, load_generator, variables_to_state_dict
-from jaxgen.training import loss as L
+from jaxgen.stylegan2.nvidia import load_discriminator, load_generator, variables_to_state_dict
+from jaxgen.stylegan2 import loss as L
 
 
 def nhwc(a):

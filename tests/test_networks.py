@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.models.discriminator import Discriminator
-from jaxgen.models.generator import Generator
-from jaxgen.models.synthesis import num_ws_for
+from jaxgen.stylegan2.discriminator import Discriminator
+from jaxgen.stylegan2.generator import Generator
+from jaxgen.stylegan2.synthesis import num_ws_for
 
 
 @pytest.mark.parametrize("res,ch,c_dim", [(4, 3, 0), (8, 1, 2), (16, 3, 4), (1024, 3, 0), (256, 1, 3)])

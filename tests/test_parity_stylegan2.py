@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.convert.stylegan2 import (ConversionError, load_discriminator, load_generator,
+from jaxgen.stylegan2.nvidia import (ConversionError, load_discriminator, load_generator,
                                       state_dict_to_variables, variables_to_state_dict,
                                       reference_variables, build_generator)
-from jaxgen.models.generator import Generator
+from jaxgen.stylegan2.generator import Generator
 
 ATOL = 1e-4
 NAMES = ["sg2_small", "sg2_cond"]

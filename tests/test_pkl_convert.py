@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from fake_nvidia import write_fake_packages
-from jaxgen.convert import pkl_to_orbax
-from jaxgen.training import networks
-from jaxgen.training.checkpoint import load_networks
+from jaxgen.stylegan2 import pkl_to_orbax
+from jaxgen.stylegan2 import networks
+from jaxgen.harness.checkpoint import load_networks
 
 FAKE_NETWORKS = '''\
 import torch

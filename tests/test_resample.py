@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.ops.resample import conv_upsampled, setup_filter, upfirdn2d
+from jaxgen.stylegan2.resample import conv_upsampled, setup_filter, upfirdn2d
 
 DN = ("NHWC", "HWIO", "NHWC")
 

@@ -1,6 +1,6 @@
 """Restricted loader for torch.save files and NVIDIA-style network pickles.
 
-torch (CPU) is used here only to write genuine files; jaxgen.convert.safe_pickle
+torch (CPU) is used here only to write genuine files; jaxgen.utils.safe_pickle
 itself never imports it.  The NVIDIA-style snapshot is produced with small
 stand-in ``torch_utils``/``dnnlib`` packages written by this test, whose
 persistence hook exec's the embedded module source exactly like the real one.
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from fake_nvidia import write_fake_packages
-from jaxgen.convert.safe_pickle import (InvalidCheckpointError, PersistentModule, TorchModule,
+from jaxgen.utils.safe_pickle import (InvalidCheckpointError, PersistentModule, TorchModule,
                                         UnsafePickleError, load_network_pkl, load_torch_file)
 
 

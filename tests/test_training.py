@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import tiny_gan
-from jaxgen.training.checkpoint import TrainCheckpointer
+from jaxgen.harness.checkpoint import TrainCheckpointer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

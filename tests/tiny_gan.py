@@ -2,9 +2,9 @@
 import jax
 import numpy as np
 
-from jaxgen.training import networks, state as state_lib
-from jaxgen.training.loss import LossConfig
-from jaxgen.training.step import StepConfig, make_train_step
+from jaxgen.stylegan2 import networks, state as state_lib
+from jaxgen.stylegan2.loss import LossConfig
+from jaxgen.stylegan2.step import StepConfig, make_train_step
 
 G_KW = dict(z_dim=16, w_dim=16, c_dim=3, img_resolution=8, img_channels=3, channel_base=128,
             channel_max=16, mapping_layers=2)

@@ -139,7 +139,7 @@ def _save_history(workdir: pathlib.Path, history) -> None:
 
 def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
     """Train (or resume) a classifier; returns the best validation accuracy and paths."""
-    from jaxgen.training.checkpoint import TrainCheckpointer
+    from jaxgen.harness.checkpoint import TrainCheckpointer
     workdir = pathlib.Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     d, t = config.data, config.train
@@ -172,7 +172,7 @@ def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
         from jaxgen.classifiers.keras_h5 import load_keras_h5
         loaded = load_keras_h5(config.model.keras_weights, config.model.name, ds.num_classes,
                                include_top=False)
-        from jaxgen.training.networks import copy_matching
+        from jaxgen.stylegan2.networks import copy_matching
         merged, copied, _ = copy_matching({"params": fresh.params, "batch_stats": fresh.batch_stats}, loaded)
         print(f"ImageNet init: {len(copied)} arrays from {config.model.keras_weights}", flush=True)
         fresh = fresh.replace(params=merged["params"], batch_stats=merged["batch_stats"])
@@ -230,7 +230,7 @@ def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
 
 def load_classifier(workdir: str, which: str = "best"):
     """(model, variables, info) of a trained classifier ('best' or 'checkpoints' = latest)."""
-    from jaxgen.training.checkpoint import TrainCheckpointer
+    from jaxgen.harness.checkpoint import TrainCheckpointer
     from jaxgen.classifiers.models import build_classifier
     workdir = pathlib.Path(workdir)
     info_path = workdir / "classes.json"

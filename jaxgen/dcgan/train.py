@@ -204,7 +204,7 @@ def _grid(ds, num_classes: int, z_dim: int, cols: int, seed: int) -> Dict[str, A
 def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
     """Train (or resume) a DCGAN run into `workdir`; returns the last tick's stats."""
     from jaxgen.data import load_dataset
-    from jaxgen.training.checkpoint import TrainCheckpointer
+    from jaxgen.harness.checkpoint import TrainCheckpointer
     from jaxgen.utils.images import save_grid
 
     workdir = pathlib.Path(workdir).absolute()
@@ -340,7 +340,7 @@ def load_generator(workdir) -> Tuple[Generator, Any, Dict[str, Any]]:
     (workdir/generator), else the teacher G of the latest checkpoint. info has
     class_names, z_dim, resolution, channels, num_classes, G_kwargs, D_kwargs."""
     import orbax.checkpoint as ocp
-    from jaxgen.training.checkpoint import TrainCheckpointer
+    from jaxgen.harness.checkpoint import TrainCheckpointer
     workdir = pathlib.Path(workdir).absolute()
     exported = workdir / "generator" / "generator.json"
     info_path = exported if exported.exists() else workdir / "dcgan.json"

@@ -47,13 +47,13 @@ from PIL import Image
 from jaxgen.evolve import fitness as F
 from jaxgen.evolve.ga import GAConfig, run_ga
 from jaxgen.evolve.identity import pixel_features
-from jaxgen.generate import _inside
+from jaxgen.workflows.generate import _inside
 from jaxgen.utils.images import to_uint8
 
 
 @dataclasses.dataclass
 class ClassTask:
-    """Everything the export needs for one class (built by ``jaxgen.evolve.setup``)."""
+    """Everything the export needs for one class (built by ``jaxgen.evolve.tasks``)."""
 
     name: str
     scorer: F.Scorer

@@ -28,13 +28,13 @@ NAMES = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std":
 
 def load_generator(checkpoint: str, best: bool = False):
     """(G module, G_ema variables, info) from a workdir, networks checkpoint or official .pkl."""
-    from jaxgen.training import networks
-    from jaxgen.training.checkpoint import load_networks
+    from jaxgen.stylegan2 import networks
+    from jaxgen.harness.checkpoint import load_networks
     path = pathlib.Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
     if path.suffix == ".pkl":
-        from jaxgen.convert.pkl_to_orbax import convert_snapshot
+        from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
         info, nets = convert_snapshot(path)
     else:
         info, nets = load_networks(path, subdir="best" if best else "checkpoints")

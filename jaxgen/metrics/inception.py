@@ -359,7 +359,7 @@ def load_fid_inception_weights(path: Union[str, "os.PathLike[str]"]) -> Dict[str
     """Load FID Inception weights from a ``.pth`` (``torch.save`` zip or legacy) or ``.npz``.
 
     ``.pth`` files go through the restricted unpickler
-    (:func:`jaxgen.convert.safe_pickle.load_torch_file`), which never runs pickled code; a
+    (:func:`jaxgen.utils.safe_pickle.load_torch_file`), which never runs pickled code; a
     dict holding the state dict under ``'state_dict'`` is also accepted.  ``.npz`` files must
     use the same keys.  Returns Flax variables for :class:`FIDInceptionV3`.
     Raises FileNotFoundError (saying where to get the file), InceptionWeightsError for wrong
@@ -377,7 +377,7 @@ def load_fid_inception_weights(path: Union[str, "os.PathLike[str]"]) -> Dict[str
         with np.load(path, allow_pickle=False) as npz:
             state = {k: npz[k] for k in npz.files}
     else:
-        from jaxgen.convert.safe_pickle import load_torch_file
+        from jaxgen.utils.safe_pickle import load_torch_file
         state = load_torch_file(path)
         if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
             state = state["state_dict"]

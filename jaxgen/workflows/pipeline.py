@@ -1,6 +1,6 @@
 """The acne paper's hierarchical pipeline as one resumable command.
 
-  python -m jaxgen.pipeline --gan_config configs/acne.py:tiny \\
+  python -m jaxgen.workflows.pipeline --gan_config configs/acne.py:tiny \\
       --classifier_config configs/acne_classifier.py:tiny --workdir runs/pipeline_tiny
 
 Steps (each writes into --workdir and is skipped when its `.done` marker exists;
@@ -140,7 +140,7 @@ def run_pipeline(gan_config: Any, cls_config: Any, workdir: str, test: str = "",
         timing[name] = round(time.time() - t0, 1)
         _mark(w, name, dict(info, seconds=timing[name]))
 
-    from jaxgen.training.loop import train_and_evaluate
+    from jaxgen.stylegan2.train import train_and_evaluate
     from jaxgen.classifiers.train import train_classifier, evaluate_classifiers
 
     step("base", lambda: train_and_evaluate(gan_config, str(w / "base")) and None)

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen.training import loss as L
-from jaxgen.training.state import TrainState
+from jaxgen.stylegan2 import loss as L
+from jaxgen.stylegan2.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
         raise ValueError(f"augment mode {cfg.augment!r}: choose 'ada', 'fixed' or 'noaug'")
     spec = None
     if cfg.augment != "noaug":
-        from jaxgen.training.augment import AugmentSpec, ada_adjust, augment
+        from jaxgen.stylegan2.augment import AugmentSpec, ada_adjust, augment
         spec = AugmentSpec.from_name(cfg.augpipe)
     B = cfg.batch_size
 

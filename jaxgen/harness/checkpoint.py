@@ -6,7 +6,7 @@ Layout of a training workdir:
   workdir/checkpoints/<step>/meta    JSON: kimg, tick, ADA p, wall time, ...
   workdir/best/<step>/...            the checkpoint with the lowest FID so far
 
-A *networks* checkpoint (what `python -m jaxgen.convert.pkl_to_orbax` writes
+A *networks* checkpoint (what `python -m jaxgen.stylegan2.pkl_to_orbax` writes
 from an official NVIDIA snapshot) has:
   dir/model.json                     {"format": "jaxgen-networks", G_kwargs, D_kwargs, ...}
   dir/networks                       orbax pytree {G, D, G_ema}: each {params[, buffers]}

@@ -57,15 +57,15 @@ def fitness_config(e: Any) -> F.FitnessConfig:
 
 def _load_gan(path: str, best: bool):
     """(decoder, D module, {'G_ema', 'D'} variables, info) of a StyleGAN2 or DCGAN run."""
-    from jaxgen.training import networks
-    from jaxgen.training.checkpoint import load_networks
+    from jaxgen.stylegan2 import networks
+    from jaxgen.harness.checkpoint import load_networks
     p = pathlib.Path(path)
     if not p.exists():
         raise FileNotFoundError(f"--config.evolve.generator: {path} does not exist (train one with "
                                 "train.py, or give a networks dir / NVIDIA .pkl)")
     if (p / "dcgan.json").exists() or (p / "generator" / "generator.json").exists():
         from jaxgen.dcgan import train as dc
-        from jaxgen.training.checkpoint import TrainCheckpointer
+        from jaxgen.harness.checkpoint import TrainCheckpointer
         G, g_params, info = dc.load_generator(p)
         _, D = dc.build(info["G_kwargs"], info["D_kwargs"])
         d_params = None
@@ -77,7 +77,7 @@ def _load_gan(path: str, best: bool):
                 ck.close()
         return F.DCGANDecoder(G), D, dict(G_ema=g_params, D=d_params), info
     if p.suffix == ".pkl":
-        from jaxgen.convert.pkl_to_orbax import convert_snapshot
+        from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
         info, nets = convert_snapshot(p)
     else:
         info, nets = load_networks(p, subdir="best" if best and (p / "best").exists() else "checkpoints")

@@ -31,12 +31,12 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxgen.data import load_dataset, to_float
-from jaxgen.models.generator import Generator
-from jaxgen.training import networks, state as state_lib
-from jaxgen.training.checkpoint import TrainCheckpointer, write_model_json
-from jaxgen.training.fid_tracker import FIDTracker
-from jaxgen.training.loss import LossConfig
-from jaxgen.training.step import StepConfig, make_train_step
+from jaxgen.stylegan2.generator import Generator
+from jaxgen.stylegan2 import networks, state as state_lib
+from jaxgen.harness.checkpoint import TrainCheckpointer, write_model_json
+from jaxgen.metrics.fid_tracker import FIDTracker
+from jaxgen.stylegan2.loss import LossConfig
+from jaxgen.stylegan2.step import StepConfig, make_train_step
 from jaxgen.utils.images import save_grid
 
 

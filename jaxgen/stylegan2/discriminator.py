@@ -20,10 +20,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.models.layers import Conv2dLayer, FullyConnected
-from jaxgen.models.mapping import MappingNetwork
-from jaxgen.models.synthesis import channels_for
-from jaxgen.ops.resample import downsample2d, setup_filter
+from jaxgen.stylegan2.layers import Conv2dLayer, FullyConnected
+from jaxgen.stylegan2.mapping import MappingNetwork
+from jaxgen.stylegan2.synthesis import channels_for
+from jaxgen.stylegan2.resample import downsample2d, setup_filter
 
 Dtype = Any
 

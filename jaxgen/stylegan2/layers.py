@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.ops.bias_act import bias_act, default_gain
-from jaxgen.ops.resample import conv2d_resample, setup_filter
+from jaxgen.stylegan2.bias_act import bias_act, default_gain
+from jaxgen.stylegan2.resample import conv2d_resample, setup_filter
 
 Dtype = Any
 
@@ -41,7 +41,7 @@ class FullyConnected(nn.Module):
     Attributes:
       features: output width.
       use_bias: add a bias (initialised to `bias_init`).
-      activation: name from `jaxgen.ops.bias_act.ACTIVATIONS` (gain included).
+      activation: name from `jaxgen.stylegan2.bias_act.ACTIVATIONS` (gain included).
       lr_multiplier: scales both the effective weights and the effective
         learning rate (0.01 in the mapping network).
     """

@@ -23,9 +23,9 @@ from typing import Any, Dict, Mapping, Tuple
 import jax
 import numpy as np
 
-from jaxgen.models.discriminator import Discriminator
-from jaxgen.models.generator import Generator
-from jaxgen.ops.resample import setup_filter
+from jaxgen.stylegan2.discriminator import Discriminator
+from jaxgen.stylegan2.generator import Generator
+from jaxgen.stylegan2.resample import setup_filter
 
 StateDict = Mapping[str, np.ndarray]
 Variables = Dict[str, Any]

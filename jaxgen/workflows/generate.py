@@ -1,6 +1,6 @@
 """Write a synthetic image-folder dataset from a trained generator.
 
-  python -m jaxgen.generate --checkpoint runs/acne_tiny --out data/synthetic_tiny \
+  python -m jaxgen.workflows.generate --checkpoint runs/acne_tiny --out data/synthetic_tiny \
       --num_per_class 64 [--psi 1.0] [--seed 0] [--best]
 
 One sub-folder per class (`<class>/<class>_00000.png`, class names from the

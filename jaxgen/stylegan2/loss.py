@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models.discriminator import Discriminator
-from jaxgen.models.generator import Generator
+from jaxgen.stylegan2.discriminator import Discriminator
+from jaxgen.stylegan2.generator import Generator
 
 AugmentFn = Callable[[jnp.ndarray, jax.Array], jnp.ndarray]
 

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.models.layers import Conv2dLayer, FullyConnected, modulated_conv2d
-from jaxgen.ops.bias_act import bias_act, default_gain
-from jaxgen.ops.resample import setup_filter, upsample2d
+from jaxgen.stylegan2.layers import Conv2dLayer, FullyConnected, modulated_conv2d
+from jaxgen.stylegan2.bias_act import bias_act, default_gain
+from jaxgen.stylegan2.resample import setup_filter, upsample2d
 
 Dtype = Any
 NOISE_MODES = ("random", "const", "none")

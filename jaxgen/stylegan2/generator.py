@@ -6,7 +6,7 @@ Variables of an initialised Generator:
   buffers/mapping/w_avg                      [w_dim]   (running mean of w)
   buffers/synthesis/b{res}/conv{0,1}/noise_const  [res, res]
 The names follow NVIDIA's state-dict keys so conversion is a relabelling
-(`jaxgen.convert.stylegan2`).
+(`jaxgen.stylegan2.nvidia`).
 
 Usage:
   G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=256, img_channels=3)
@@ -22,8 +22,8 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxgen.models.mapping import MappingNetwork
-from jaxgen.models.synthesis import SynthesisNetwork, num_ws_for
+from jaxgen.stylegan2.mapping import MappingNetwork
+from jaxgen.stylegan2.synthesis import SynthesisNetwork, num_ws_for
 
 Dtype = Any
 

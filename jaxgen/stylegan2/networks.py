@@ -2,7 +2,7 @@
 
 `init_from` may name
   * an official NVIDIA snapshot `.pkl` (read with the restricted unpickler),
-  * a jaxgen networks checkpoint (from `python -m jaxgen.convert.pkl_to_orbax`),
+  * a jaxgen networks checkpoint (from `python -m jaxgen.stylegan2.pkl_to_orbax`),
   * a jaxgen training workdir (its latest checkpoint).
 Arrays are copied by name where the shapes agree; everything else keeps its
 fresh initialisation and is listed (e.g. a label embedding that an
@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.models.discriminator import Discriminator
-from jaxgen.models.generator import Generator
+from jaxgen.stylegan2.discriminator import Discriminator
+from jaxgen.stylegan2.generator import Generator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -90,10 +90,10 @@ def load_init_networks(init_from: str) -> Dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"config.transfer.init_from={init_from!r} does not exist")
     if path.suffix == ".pkl":
-        from jaxgen.convert.pkl_to_orbax import convert_snapshot
+        from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
         _, nets = convert_snapshot(path)
         return nets
-    from jaxgen.training.checkpoint import load_networks
+    from jaxgen.harness.checkpoint import load_networks
     _, nets = load_networks(path)
     return nets
 

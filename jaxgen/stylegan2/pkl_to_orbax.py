@@ -1,6 +1,6 @@
 """Convert an official StyleGAN2-ADA snapshot `.pkl` into a jaxgen networks checkpoint.
 
-  python -m jaxgen.convert.pkl_to_orbax stylegan2-ffhq-config-f.pkl runs/ffhq_f
+  python -m jaxgen.stylegan2.pkl_to_orbax stylegan2-ffhq-config-f.pkl runs/ffhq_f
 
 The pickle is read with the restricted unpickler (`safe_pickle`): the network
 source code that NVIDIA embeds in every snapshot is never executed; only the
@@ -21,8 +21,8 @@ from typing import Any, Dict, Tuple
 import jax
 import numpy as np
 
-from jaxgen.convert.safe_pickle import PersistentModule, load_network_pkl
-from jaxgen.convert.stylegan2 import (discriminator_kwargs, generator_kwargs, load_discriminator,
+from jaxgen.utils.safe_pickle import PersistentModule, load_network_pkl
+from jaxgen.stylegan2.nvidia import (discriminator_kwargs, generator_kwargs, load_discriminator,
                                       load_generator)
 
 
@@ -55,7 +55,7 @@ def _sha256(path: pathlib.Path) -> str:
 def write_preview(out_dir: pathlib.Path, G_kwargs: Dict[str, Any], ema_vars: Any, n: int = 8,
                   psi: float = 0.7) -> pathlib.Path:
     """A grid of n G_ema samples (seeds 0..n-1, truncation psi) as preview.png."""
-    from jaxgen.training.networks import build
+    from jaxgen.stylegan2.networks import build
     from jaxgen.utils.images import save_grid
     G, _ = build(G_kwargs, dict(c_dim=0, img_resolution=4, img_channels=1))
     z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(n)]).astype(np.float32)
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("out", type=pathlib.Path, help="output directory (must not hold a checkpoint)")
     p.add_argument("--no-preview", action="store_true", help="skip preview.png")
     args = p.parse_args(argv)
-    from jaxgen.training.checkpoint import save_networks
+    from jaxgen.harness.checkpoint import save_networks
     if not args.pkl.is_file():
         print(f"error: {args.pkl} is not a file", file=sys.stderr)
         return 2

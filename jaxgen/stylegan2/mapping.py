@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models.layers import FullyConnected, normalize_2nd_moment
+from jaxgen.stylegan2.layers import FullyConnected, normalize_2nd_moment
 
 
 class MappingNetwork(nn.Module):

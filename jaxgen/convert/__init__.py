@@ -1,1 +1,0 @@
-"""Converters from official (PyTorch) checkpoints to jaxgen parameters."""

@@ -1,1 +1,0 @@
-"""Low-level array ops (FIR resampling, bias+activation) shared by the networks."""

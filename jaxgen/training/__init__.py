@@ -1,1 +1,0 @@
-"""StyleGAN2-ADA training: losses, augmentation, train state, the loop."""
