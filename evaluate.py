@@ -46,7 +46,7 @@ def main(argv):
                             FLAGS.feature_net)
         return
     if FLAGS.classifier:
-        from jaxgen.classifiers.train import evaluate_classifiers
+        from jaxgen.classifiers.evaluate import evaluate_classifiers
         evaluate_classifiers(FLAGS.classifier, FLAGS.test, FLAGS.out or None)
         return
     from jaxgen.metrics.evaluate import run

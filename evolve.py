@@ -1,11 +1,12 @@
 """Evolve generator latents with a genetic algorithm and export an anonymous dataset.
 
-  python evolve.py --config configs/acne.py:tiny --config.evolve.generator=runs/acne_tiny \\
-      --config.evolve.classifier=runs/cls_real --out data/evolved_tiny
-  python evolve.py --config configs/acne.py --config.evolve.generator='runs/acne_{class}' \\
-      --config.evolve.classifier=runs/cls_real --config.evolve.num_per_class=500 --out data/evolved
+  python evolve.py --config configs/evolve_acne.py:tiny --out data/evolved_tiny
+  python evolve.py --config configs/evolve_acne.py --config.generator='runs/acne_{class}' \\
+      --config.classifier=runs/cls_real --config.num_per_class=500 --out data/evolved
+  python evolve.py --config configs/evolve_depth.py:tiny --out runs/depth_ga/dataset
 
-Fitness terms, GA and export settings are `config.evolve` (configs/common.py);
+Fitness terms, GA and export settings are the config (configs/evolve_*.py, defaults
+in jaxgen/config.py:evolve);
 see jaxgen/evolve/export.py for the output layout. Running the same command
 again resumes an interrupted export.
 """
@@ -16,7 +17,7 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:variant]).", lock_config=True)
-flags.DEFINE_string("out", None, "Dataset folder to write (default: config.evolve.out).")
+flags.DEFINE_string("out", None, "Dataset folder to write (default: config.out).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -29,9 +30,9 @@ def main(argv):
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     logging.set_verbosity(logging.WARNING)
     from jaxgen.evolve.run import run_evolve
-    out = FLAGS.out or FLAGS.config.evolve.out
+    out = FLAGS.out or FLAGS.config.out
     if not out:
-        raise app.UsageError("give --out <dataset folder> (or --config.evolve.out)")
+        raise app.UsageError("give --out <dataset folder> (or --config.out)")
     run_evolve(FLAGS.config, out)
 
 

@@ -29,18 +29,18 @@ def main(argv):
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     logging.set_verbosity(logging.WARNING)
-    task = FLAGS.config.get("task", "gan")
+    task = FLAGS.config.get("task", "stylegan2")
     if task == "classifier":
         from jaxgen.classifiers.train import train_classifier
         train_classifier(FLAGS.config, FLAGS.workdir)
-    elif task == "gan":
+    elif task == "stylegan2":
         from jaxgen.stylegan2.train import train_and_evaluate
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
     elif task == "dcgan":
         from jaxgen.dcgan.train import train_and_evaluate
         train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
-        raise ValueError(f"config.task={task!r}: choose 'gan', 'dcgan' or 'classifier'")
+        raise ValueError(f"config.task={task!r}: choose 'stylegan2', 'dcgan' or 'classifier'")
 
 
 if __name__ == "__main__":

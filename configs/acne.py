@@ -14,17 +14,13 @@ learning, freeze-D) and train an unconditional model on one class folder:
   python train.py --config configs/acne.py:tiny,finetune \
       --config.data.path=data/demo_acne/severe --workdir runs/acne_tiny_severe
 """
-from configs import common
+from jaxgen.config import parse_variants, stylegan2_ada
 
 
 def get_config(arg: str = ""):
-    opts = [a for a in arg.split(",") if a]
-    unknown = set(opts) - {"tiny", "micro", "finetune"}
-    if unknown:
-        raise ValueError(f"unknown variant(s) {sorted(unknown)} of configs/acne.py "
-                         "(known: tiny, micro, finetune)")
+    opts = parse_variants(arg, ("tiny", "micro", "finetune"), __file__, exclusive=[("tiny", "micro")])
     size = next((o for o in opts if o in ("tiny", "micro")), "")
-    c = common.stylegan2_ada()
+    c = stylegan2_ada()
     c.name = "acne"
     c.data.source = "folder"
     c.data.path = "data/acne"
@@ -91,4 +87,6 @@ def get_config(arg: str = ""):
         c.transfer.init_from = "runs/" + ("acne" if not size else f"acne_{size}")
         c.transfer.freeze_d = 4           # the highest-resolution D block stays fixed
         c.train.total_kimg = c.train.total_kimg / 2
+        c.data.cache_dir = ""             # one-off class folders: no decoded-image cache
+        c.metrics.every_ticks = 0         # a one-class model; turn FID on with this field
     return c

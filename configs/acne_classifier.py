@@ -13,22 +13,18 @@ Models: small_cnn, resnet50v2, resnet152v2, inception_resnet_v2
 """
 import ml_collections
 
+from jaxgen.config import data, parse_variants
+
 
 def get_config(arg: str = ""):
+    opts = parse_variants(arg, ("tiny",), __file__)
     c = ml_collections.ConfigDict()
     c.task = "classifier"
     c.name = "acne_classifier"
     c.seed = 0
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "folder"       # 'folder' | 'demo' (renders the demo faces into path first)
-    c.data.path = "data/synthetic"
-    c.data.resolution = 224
-    c.data.channels = 3
+    c.data = data("folder", "data/synthetic", 224, 3, num_per_class=64)  # or 'demo' (renders first)
     c.data.val_fraction = 0.2
     c.data.val_path = ""           # a separate validation folder instead of the split
-    c.data.cache_dir = "auto"
-    c.data.num_per_class = 64      # demo only
-    c.data.seed = 0                # demo only
     c.model = ml_collections.ConfigDict()
     c.model.name = "resnet50v2"
     c.model.keras_weights = ""
@@ -41,13 +37,11 @@ def get_config(arg: str = ""):
     c.augment.max_degrees = 15.0
     c.augment.max_brightness = 0.1
     c.augment.flip = True
-    if arg == "tiny":
+    if "tiny" in opts:
         c.name = "acne_classifier_tiny"
         c.data.source = "demo"
         c.data.path = "data/demo_acne"
         c.data.resolution = 32
         c.model.name = "small_cnn"
         c.train.lr = 1e-3
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/acne_classifier.py (known: tiny)")
     return c

@@ -26,13 +26,11 @@ a rerun reuses the cached samples and metrics (seconds).
 """
 import ml_collections
 
+from jaxgen.config import parse_variants
+
 
 def get_config(arg: str = ""):
-    opts = [a for a in arg.split(",") if a]
-    unknown = set(opts) - {"tiny"}
-    if unknown:
-        raise ValueError(f"unknown variant(s) {sorted(unknown)} of configs/depth_compare.py "
-                         "(known: tiny)")
+    opts = parse_variants(arg, ("tiny",), __file__)
     tiny = "tiny" in opts
     sfx = "_tiny" if tiny else ""                 # DCGAN workdirs: runs/depth{sfx}[_nokd]
     tag = "" if tiny else "_64"                    # this config's own outputs
@@ -59,14 +57,14 @@ def get_config(arg: str = ""):
     var_nokd = ":tiny,nokd" if tiny else ":nokd"
     c.method_order = ("cdcgan", "cdcgan_kd", "cdcgan_kd_ga", "vae", "gmm", "kde", "reals")
     c.methods = ml_collections.ConfigDict()
-    c.methods.cdcgan = dict(kind="dcgan", path=f"runs/depth{sfx}_nokd", make=(
+    c.methods.cdcgan = dict(kind="gan", path=f"runs/depth{sfx}_nokd", make=(
         f"python train.py --config configs/depth_emotion.py{var_nokd} "
         f"--workdir runs/depth{sfx}_nokd"))
-    c.methods.cdcgan_kd = dict(kind="dcgan", path=f"runs/depth{sfx}", make=(
+    c.methods.cdcgan_kd = dict(kind="gan", path=f"runs/depth{sfx}", make=(
         f"python train.py --config configs/depth_emotion.py{var} --workdir runs/depth{sfx}"))
     c.methods.cdcgan_kd_ga = dict(kind="folder", path=f"runs/depth_ga{tag}/dataset", make=(
-        f"python evolve.py --config configs/depth_emotion.py{var} "
-        f"--config.evolve.generator=runs/depth{sfx} --out runs/depth_ga{tag}/dataset"))
+        f"python evolve.py --config configs/evolve_depth.py{var} "
+        f"--config.generator=runs/depth{sfx} --out runs/depth_ga{tag}/dataset"))
     c.methods.vae = dict(kind="vae", config=dict(steps=1500 if tiny else 6000, batch_size=64,
                                                  latent_dim=32, base_channels=32, log_every=500))
     c.methods.gmm = dict(kind="gmm", n_components=4, pca_dim=32)

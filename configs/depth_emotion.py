@@ -20,28 +20,20 @@ configs/depth_emotion.py:tiny,nokd.
 """
 import ml_collections
 
+from jaxgen.config import data, parse_variants
+
 
 def get_config(arg: str = ""):
-    opts = [a for a in arg.split(",") if a]
-    unknown = set(opts) - {"tiny", "nokd"}
-    if unknown:
-        raise ValueError(f"unknown variant(s) {sorted(unknown)} of configs/depth_emotion.py "
-                         "(known: tiny, nokd)")
+    opts = parse_variants(arg, ("tiny", "nokd"), __file__)
     c = ml_collections.ConfigDict()
     c.task = "dcgan"
     c.name = "depth_emotion"
     c.seed = 0
 
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "depth_demo"     # 'depth_demo' | 'folder' (see jaxgen.data.load_dataset)
-    c.data.path = "data/demo_depth"
-    c.data.resolution = 64
-    c.data.channels = 1
+    # 'depth_demo' renders the procedural set into path first; 'folder' for real recordings.
+    c.data = data("depth_demo", "data/demo_depth", 64, 1, num_per_class=256, cache_dir="")
     c.data.conditional = True        # class-conditional G and D (expression labels)
     c.data.mirror = True             # random x-flips of the reals (expressions are symmetric)
-    c.data.num_per_class = 256       # depth_demo images per class
-    c.data.seed = 0                  # depth_demo rendering seed
-    c.data.cache_dir = ""            # decoded-image cache for 'folder' ('' = off)
 
     c.model = ml_collections.ConfigDict()
     c.model.z_dim = 128
@@ -67,25 +59,7 @@ def get_config(arg: str = ""):
     c.kd.g_weight = 0.5              # L1(G(z,c), G_teacher(z,c)); 0 = off
     c.kd.d_weight = 0.1              # MSE(D(x), D_teacher(x)) on real and fake logits; 0 = off
 
-    # GA post-processing (evolve.py) of the DCGAN's latents z, as the depth-faces paper:
-    # image statistics 10 * std - 5 * |mean| plus diversity, D realism. The identity
-    # check uses pixels: dlib's face model is for photos, not depth maps.
-    from configs.common import evolve
-    c.evolve = evolve()
-    c.evolve.generator = "runs/depth"
-    c.evolve.realism = "discriminator"
-    c.evolve.identity = "pixel"
-    c.evolve.w_class = 0.0
-    c.evolve.w_stats = 1.0
-    c.evolve.w_realism = 1.0
-    c.evolve.w_identity = 0.5
-    c.evolve.w_diversity = 1.0
-    c.evolve.crossover = "none"      # one latent layer: no style mixing
-    c.evolve.require_class = False
-    c.evolve.psi = 1.0
-
     if "tiny" in opts:
-        c.evolve.generator = "runs/depth_tiny"
         c.name += "_tiny"
         c.data.path = "data/demo_depth_32"
         c.data.resolution = 32

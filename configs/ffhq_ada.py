@@ -3,11 +3,12 @@
   python train.py --config configs/ffhq_ada.py --config.data.path=/data/faces \\
       --config.transfer.init_from=stylegan2-ffhq-config-f.pkl --config.transfer.freeze_d=10
 """
-from configs import common
+from jaxgen.config import parse_variants, stylegan2_ada
 
 
 def get_config(arg: str = ""):
-    c = common.stylegan2_ada()
+    opts = parse_variants(arg, ("1024",), __file__)
+    c = stylegan2_ada()
     c.name = "ffhq_ada"
     c.data.source = "folder"
     c.data.path = "data/ffhq"
@@ -23,12 +24,10 @@ def get_config(arg: str = ""):
     c.train.ema_kimg = 20.0 * 16 / 64   # paper256's 20 kimg at batch 64, scaled to batch 16
     c.train.ema_rampup = None
     c.train.snapshot_ticks = c.train.image_snapshot_ticks = 10
-    if arg == "1024":
+    if "1024" in opts:
         # stylegan2-ffhq-config-f: 1024 px, full width; needed to fine-tune that checkpoint.
         c.data.resolution = 1024
         c.model.channel_base = 32768
         c.train.r1_gamma = 10.0
         c.train.ema_kimg = 10.0 * 16 / 32
-    elif arg:
-        raise ValueError(f"unknown variant {arg!r} of configs/ffhq_ada.py (known: 1024)")
     return c

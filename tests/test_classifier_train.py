@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from jaxgen.classifiers import train as ct
+from jaxgen.classifiers.evaluate import evaluate_classifier, predict
+from jaxgen.config import load_config
 from jaxgen.data.demo_faces import write_demo_dataset
+from jaxgen.runs import open_run
 
-import sys
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import acne_classifier  # noqa: E402
+CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "acne_classifier.py")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def demo(tmp_path_factory):
 
 
 def _config(path, epochs):
-    c = acne_classifier.get_config("tiny")
+    c = load_config(CONFIG + ":tiny")
     c.data.source = "folder"
     c.data.path = str(path)
     c.data.cache_dir = ""
@@ -45,7 +46,7 @@ def test_small_cnn_learns_demo_severity_and_reports(demo, tmp_path):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert res["best_val_acc"] >= 0.5          # 4 classes: chance is 0.25
     assert (tmp_path / "cls" / "curves.png").stat().st_size > 1000
-    out = ct.evaluate_classifier(str(tmp_path / "cls"), str(demo / "test"), str(tmp_path / "report"))
+    out = evaluate_classifier(str(tmp_path / "cls"), str(demo / "test"), str(tmp_path / "report"))
     m = out["metrics"]
     assert m["accuracy"] >= 0.45               # held-out "real" faces from another seed
     cm = np.asarray(m["confusion_matrix"])
@@ -59,12 +60,12 @@ def test_small_cnn_learns_demo_severity_and_reports(demo, tmp_path):
 
 def test_predict_gives_probabilities(demo, tmp_path):
     ct.train_classifier(_config(demo / "train", epochs=1), str(tmp_path / "c1"))
-    model, variables, info = ct.load_classifier(str(tmp_path / "c1"))
+    run = open_run(str(tmp_path / "c1"))
     x = np.random.default_rng(0).integers(0, 256, [5, 32, 32, 3]).astype(np.uint8)
-    p = ct.predict(model, variables, x)
+    p = predict(run.model, run.variables, x)
     assert p.shape == (5, 4)
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
-    assert info["class_names"] == ["healthy", "mild", "moderate", "severe"]
+    assert run.kind == "classifier" and run.class_names == ("healthy", "mild", "moderate", "severe")
 
 
 def test_latent_classifier_sorts_generated_images(demo, tmp_path):
@@ -72,10 +73,11 @@ def test_latent_classifier_sorts_generated_images(demo, tmp_path):
     from jaxgen.classifiers.sorting import make_latent_classifier
     from jaxgen.stylegan2 import networks
     ct.train_classifier(_config(demo / "train", epochs=1), str(tmp_path / "c2"))
-    model, variables, info = ct.load_classifier(str(tmp_path / "c2"))
+    run = open_run(str(tmp_path / "c2"))
+    model, variables = run.model, run.variables
     G, D = networks.build(dict(tiny_gan.G_KW, c_dim=0), dict(tiny_gan.D_KW, c_dim=0))
     g_vars, _ = networks.init_variables(G, D, jax.random.key(0))   # 8 px G, classifier at 32 px
-    classify = make_latent_classifier(G, model, info["resolution"], info["channels"], psi=0.7)
+    classify = make_latent_classifier(G, model, run.resolution, run.channels, psi=0.7)
     z = jax.random.normal(jax.random.key(1), [6, G.z_dim])
     cls, conf, probs = classify(g_vars, variables, z, np.zeros([6, 0], np.float32))
     assert cls.shape == (6,) and probs.shape == (6, 4)

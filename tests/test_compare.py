@@ -1,4 +1,4 @@
-"""jaxgen.workflows.compare: one table across generated-image folders, a DCGAN workdir and baselines.
+"""jaxgen.workflows.compare: one table across generated-image folders, GAN runs and baselines.
 
 16 px depth faces, a handful of images, a tiny fixed random-projection feature
 net (the Inception fallback would dominate the runtime) and a 10-tree XGBoost.
@@ -125,27 +125,50 @@ def test_rerun_reuses_cached_samples_and_metrics(first, data, monkeypatch, capsy
     assert [r["fid"] for r in res2["rows"]] == [r["fid"] for r in res["rows"]]
 
 
-def test_changed_settings_regenerate_and_dcgan_workdir_source(data, tmp_path):
-    from jaxgen.dcgan.train import build, export_generator, model_kwargs
+def _dcgan_run(wd):
+    """A DCGAN run directory as the trainer leaves it: run.json + a checkpoint holding the
+    teacher G and D (random weights: compare only needs something to sample)."""
     import ml_collections
+    from jaxgen.dcgan.models import build, model_kwargs
+    from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
     cfg = ml_collections.ConfigDict(dict(z_dim=8, embed_dim=4, widths=(16, 8, 8)))
     gk, dk = model_kwargs(cfg, RES, 1, 4)
-    G, _ = build(gk, dk)
-    params = jax.jit(G.init)(jax.random.key(0), np.zeros([2, 8], np.float32),
-                             np.zeros([2], np.int32))["params"]
-    wd = tmp_path / "gan"
-    info = dict(G_kwargs=gk, D_kwargs=dk, class_names=list(EXPRESSIONS), z_dim=8, resolution=RES,
-                channels=1, num_classes=4)
-    export_generator(wd, params, info)
-    (wd / "dcgan.json").write_text(json.dumps(info))
-    assert C.parse_source(str(wd))["kind"] == "dcgan"
+    G, D = build(gk, dk)
+    c = np.zeros([2], np.int32)
+    g = jax.jit(G.init)(jax.random.key(0), np.zeros([2, 8], np.float32), c)["params"]
+    d = jax.jit(D.init)(jax.random.key(1), np.zeros([2, RES, RES, 1], np.float32), c)["params"]
+    ck = TrainCheckpointer(wd)
+    ck.save(0, dict(step=np.zeros((), np.int32), g_teacher=g, d_params=d), dict(tick=0))
+    ck.close()
+    write_descriptor(wd, "dcgan", class_names=EXPRESSIONS, resolution=RES, channels=1,
+                     G_kwargs=gk, D_kwargs=dk)
+
+
+def _stylegan2_run(wd):
+    """A StyleGAN2 networks directory (as pkl_to_orbax writes) at 16 px, grayscale, 4 classes."""
+    from jaxgen.harness.checkpoint import save_networks
+    from jaxgen.stylegan2 import networks
+    gk = dict(z_dim=16, w_dim=16, c_dim=4, img_resolution=RES, img_channels=1, channel_base=128,
+              channel_max=16, mapping_layers=2)
+    dk = dict(c_dim=4, img_resolution=RES, img_channels=1, channel_base=128, channel_max=16)
+    G, D = networks.build(gk, dk)
+    g, d = networks.init_variables(G, D, jax.random.key(0))
+    save_networks(wd, gk, dk, dict(G=g, D=d, G_ema=g), class_names=list(EXPRESSIONS))
+
+
+def test_changed_settings_regenerate_and_gan_run_sources(data, tmp_path):
+    wd, sg2 = tmp_path / "gan", tmp_path / "sg2"
+    _dcgan_run(wd)
+    _stylegan2_run(sg2)
+    assert C.parse_source(str(wd))["kind"] == "gan" and C.parse_source(str(sg2))["kind"] == "gan"
     assert C.parse_source(str(data["noise"]))["kind"] == "folder"
     assert C.parse_source("kde") == {"kind": "kde"}
     with pytest.raises(ValueError, match="unknown sample source kind"):
         C.parse_source({"kind": "diffusion"})
-    res = run(data, tmp_path / "out", {"gan": str(wd)})
-    (row,) = res["rows"]
-    assert row["source"] == f"dcgan {wd}" and np.isfinite(row["fid"])
+    res = run(data, tmp_path / "out", {"gan": str(wd), "sg2": str(sg2)})
+    row, row2 = res["rows"]
+    assert row["source"] == f"gan {wd}" and np.isfinite(row["fid"])
+    assert row2["source"] == f"gan {sg2}" and np.isfinite(row2["fid"]) and row2["num_images"] == 4 * N_PER
     first_png = tmp_path / "out" / "samples" / "gan" / "sad" / "sad_00000.png"
     before = np.asarray(Image.open(first_png))
     res = C.compare_methods({"gan": str(wd)}, data["train"], data["test"], tmp_path / "out",

@@ -2,6 +2,7 @@
 DCGAN with EMA-teacher distillation (jaxgen.dcgan), incl. a tiny resumable run."""
 import json
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -9,12 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import depth_emotion
+from jaxgen.config import load_config
 from jaxgen.data import DatasetError, load_dataset
 from jaxgen.data.depth_faces import (EXPRESSIONS, _sample_face, face_to_pixel, render_depth_face,
                                      write_depth_dataset)
 from jaxgen.dcgan import models as M
 from jaxgen.dcgan import train as T
+from jaxgen.runs import open_run
+
+DEPTH_CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "depth_emotion.py")
 
 
 # ------------------------------------------------------------------ depth faces
@@ -197,7 +201,7 @@ def _tiny_models():
 
 def test_train_step_updates_params_and_teacher_by_ema():
     G, D = _tiny_models()
-    g_tx, d_tx = T.make_optimizers(depth_emotion.get_config().train)
+    g_tx, d_tx = T.make_optimizers(load_config(DEPTH_CONFIG).train)
     s0 = T.init_state(G, D, g_tx, d_tx, jax.random.key(0))
     step = jax.jit(T.make_train_step(G, D, g_tx, d_tx, T.StepConfig(
         z_dim=8, kd_g_weight=0.5, kd_d_weight=0.1, ema_decay=0.9)))
@@ -228,7 +232,7 @@ def test_train_step_updates_params_and_teacher_by_ema():
 # -------------------------------------------------------------------- end to end
 
 def _config(tmp_path, total_kimg):
-    c = depth_emotion.get_config("tiny")
+    c = load_config(DEPTH_CONFIG + ":tiny")
     c.data.path = str(tmp_path / "data16")
     c.data.resolution = 16
     c.data.num_per_class = 4
@@ -252,10 +256,11 @@ def test_train_and_evaluate_writes_outputs_and_resumes(tmp_path, capsys):
     assert (wd / "losses.png").is_file()
     with Image.open(wd / "samples" / "final.png") as im:
         assert im.height == 4 * 64  # one row per class, upscaled to 64 px cells
-    G, params, info = T.load_generator(wd)
-    assert info["class_names"] == ["happy", "neutral", "sad", "surprise"]
-    assert (info["z_dim"], info["resolution"], info["channels"], info["step"]) == (8, 16, 1, 4)
-    x = T.sample(G, params, [0, 1, 2, 3], jax.random.key(0))
+    run = open_run(wd)
+    params = run.variables["params"]
+    assert run.kind == "dcgan" and run.class_names == ("happy", "neutral", "sad", "surprise")
+    assert (run.z_dim, run.resolution, run.channels, run.step) == (8, 16, 1, 4)
+    x = run.generate(jax.random.normal(jax.random.key(0), [4, 8]), [0, 1, 2, 3])
     assert x.shape == (4, 16, 16, 1) and np.abs(x).max() <= 1.0 and x.std() > 0
 
     T.train_and_evaluate(_config(tmp_path, 0.064), str(wd))  # resume to 8 steps
@@ -263,22 +268,23 @@ def test_train_and_evaluate_writes_outputs_and_resumes(tmp_path, capsys):
     assert "Resuming from step 4" in out and "tick 3" in out and "tick 1 " not in out
     rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
     assert [r["tick"] for r in rows] == [1, 2, 3, 4] and [r["step"] for r in rows] == [2, 4, 6, 8]
-    _, params8, info8 = T.load_generator(wd)
-    assert info8["step"] == 8
+    run8 = open_run(wd)
+    params8 = run8.variables["params"]
+    assert run8.step == 8
 
     # the resumed run equals an uninterrupted one
     T.train_and_evaluate(_config(tmp_path, 0.064), str(tmp_path / "straight"))
-    _, straight, _ = T.load_generator(tmp_path / "straight")
+    straight = open_run(tmp_path / "straight").variables["params"]
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), params8, straight)
     assert float(np.abs(params8["fc"]["kernel"] - params["fc"]["kernel"]).max()) > 0
 
 
 def test_config_variants():
-    c = depth_emotion.get_config("tiny,nokd")
+    c = load_config(DEPTH_CONFIG + ":tiny,nokd")
     assert c.task == "dcgan" and c.data.resolution == 32 and c.data.channels == 1
     assert c.kd.g_weight == 0.0 and c.kd.d_weight == 0.0 and c.kd.ema_decay == 0.994
-    full = depth_emotion.get_config()
+    full = load_config(DEPTH_CONFIG)
     assert full.data.resolution == 64 and full.kd.g_weight > 0 and full.kd.d_weight > 0
     assert len(M.stage_widths(full.model.widths, 64)) == 5
     with pytest.raises(ValueError, match="unknown variant"):
-        depth_emotion.get_config("huge")
+        load_config(DEPTH_CONFIG + ":huge")

@@ -227,12 +227,9 @@ def test_evolve_cli_two_devices(gan, tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
                PYTHONPATH=str(REPO))
     out = tmp_path / "evolved"
-    cmd = [sys.executable, str(REPO / "evolve.py"), "--config", str(REPO / "configs/acne.py:micro"),
-           f"--config.evolve.generator={tmp_path / 'gan'}", "--config.evolve.identity=pixel",
-           f"--config.evolve.real={real}", "--config.data.resolution=16",
-           "--config.evolve.classes=mild,severe", "--config.evolve.popsize=8",
-           "--config.evolve.generations=3", "--config.evolve.num_per_class=2",
-           "--config.evolve.per_round=2", f"--out={out}"]
+    cmd = [sys.executable, str(REPO / "evolve.py"), "--config", str(REPO / "configs/evolve_acne.py:micro"),
+           f"--config.generator={tmp_path / 'gan'}", "--config.real.source=folder",
+           f"--config.real.path={real}", "--config.classes=mild,severe", f"--out={out}"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "9 embedded by pixel_not_identity" in r.stdout

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.stylegan2.nvidia import load_discriminator, load_generator, variables_to_state_dict
+from jaxgen.stylegan2.nvidia import discriminator_from_state_dict, generator_from_state_dict, variables_to_state_dict
 from jaxgen.stylegan2 import loss as L
 
 
@@ -29,8 +29,8 @@ def _close(name, got, want, rtol=1e-4, atol_frac=1e-5):
 class Setup:
     def __init__(self, fixtures_dir, name):
         cfg = json.loads((fixtures_dir / f"{name}_config.json").read_text())
-        G, gv = load_generator(dict(np.load(fixtures_dir / f"{name}_G.npz")), cfg["G_init_kwargs"])
-        D, dv = load_discriminator(dict(np.load(fixtures_dir / f"{name}_D.npz")), cfg["D_init_kwargs"])
+        G, gv = generator_from_state_dict(dict(np.load(fixtures_dir / f"{name}_G.npz")), cfg["G_init_kwargs"])
+        D, dv = discriminator_from_state_dict(dict(np.load(fixtures_dir / f"{name}_D.npz")), cfg["D_init_kwargs"])
         self.gv, self.dv = gv, dv
         self.nets = L.Nets(G, D)
         lk = cfg["loss_kwargs"]

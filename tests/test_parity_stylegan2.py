@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.stylegan2.nvidia import (ConversionError, load_discriminator, load_generator,
+from jaxgen.stylegan2.nvidia import (ConversionError, discriminator_from_state_dict, generator_from_state_dict,
                                       state_dict_to_variables, variables_to_state_dict,
                                       reference_variables, build_generator)
 from jaxgen.stylegan2.generator import Generator
@@ -30,8 +30,8 @@ class Fixture:
         self.G_sd = dict(np.load(fixtures_dir / f"{name}_G.npz"))
         self.D_sd = dict(np.load(fixtures_dir / f"{name}_D.npz"))
         self.gold = dict(np.load(fixtures_dir / f"{name}_golden.npz"))
-        self.G, self.gv = load_generator(self.G_sd, self.cfg["G_init_kwargs"])
-        self.D, self.dv = load_discriminator(self.D_sd, self.cfg["D_init_kwargs"])
+        self.G, self.gv = generator_from_state_dict(self.G_sd, self.cfg["G_init_kwargs"])
+        self.D, self.dv = discriminator_from_state_dict(self.D_sd, self.cfg["D_init_kwargs"])
         self.synth = jax.jit(lambda v, ws, fused: self.G.apply(
             v, ws, "const", fused, method=Generator.synthesize), static_argnums=2)
 
@@ -176,10 +176,10 @@ def test_wrong_config_names_the_mismatching_keys(fixtures_dir):
     sd = dict(np.load(fixtures_dir / "sg2_small_G.npz"))
     bad = dict(cfg["G_init_kwargs"], mapping_kwargs={"num_layers": 3})
     with pytest.raises(ConversionError, match=r"missing key mapping\.fc2\.weight"):
-        load_generator(sd, bad)
+        generator_from_state_dict(sd, bad)
     bad_res = dict(cfg["G_init_kwargs"], img_resolution=64)
     with pytest.raises(ConversionError, match=r"synthesis\.b64"):
-        load_generator(sd, bad_res)
+        generator_from_state_dict(sd, bad_res)
     g = build_generator(cfg["G_init_kwargs"])
     ref = reference_variables(g)
     sd_wrong = dict(sd)

@@ -13,7 +13,8 @@ import pytest
 from fake_nvidia import write_fake_packages
 from jaxgen.stylegan2 import pkl_to_orbax
 from jaxgen.stylegan2 import networks
-from jaxgen.harness.checkpoint import load_networks
+from jaxgen.runs import open_run
+from jaxgen.stylegan2.transfer import transfer
 
 FAKE_NETWORKS = '''\
 import torch
@@ -93,9 +94,13 @@ def test_pkl_to_orbax_reproduces_nvidia_images(snapshot, fixtures_dir, tmp_path,
     assert not snapshot["marker"].exists(), "the snapshot's embedded code ran"
     assert "converted" in capsys.readouterr().out
     assert (out / "preview.png").stat().st_size > 0
-    info, nets = load_networks(out)
-    assert info["G_kwargs"]["img_resolution"] == 32 and info["G_kwargs"]["mapping_layers"] == 2
+    run = open_run(out)
+    info, nets = run.info, run.networks
+    assert run.kind == "stylegan2" and run.resolution == 32 and info["G_kwargs"]["mapping_layers"] == 2
     G, D = networks.build(info["G_kwargs"], info["D_kwargs"])
+    # The .pkl itself opens the same way, to the same networks.
+    direct = open_run(snapshot["path"])
+    jax.tree_util.tree_map(np.testing.assert_array_equal, direct.networks, nets)
     gold = np.load(fixtures_dir / "sg2_small_golden.npz")
     img = G.apply(nets["G_ema"], gold["z"], gold["c"], noise_mode="const")
     np.testing.assert_allclose(np.asarray(img), gold["img_const"].transpose(0, 2, 3, 1), atol=1e-4)
@@ -111,7 +116,7 @@ def test_transfer_copies_every_matching_array(snapshot, fixtures_dir):
     G, D = networks.build(pkl_to_orbax.generator_kwargs(cfg["G_init_kwargs"]),
                           pkl_to_orbax.discriminator_kwargs(cfg["D_init_kwargs"]))
     g_vars, d_vars = networks.init_variables(G, D, jax.random.key(0))
-    g2, d2, ema2 = networks.transfer(g_vars, d_vars, str(snapshot["path"]))
+    g2, d2, ema2 = transfer(g_vars, d_vars, str(snapshot["path"]))
     ref = dict(np.load(fixtures_dir / "sg2_small_G.npz"))
     np.testing.assert_array_equal(np.asarray(g2["params"]["mapping"]["fc0"]["weight"]),
                                   ref["mapping.fc0.weight"].T)

@@ -11,10 +11,7 @@
   * every epoch: validation loss/accuracy, a checkpoint (resumable), the best one
     by validation accuracy kept in `workdir/best`, curves.png redrawn.
 
-`evaluate_classifier(workdir, test_path)` gives the papers' report (accuracy,
-per-class and macro precision/recall/F1, confusion matrix as JSON + PNG).
-`predict(...)` returns class and confidence for images (used to sort generated
-faces in the hierarchical pipeline).
+Evaluation of a trained classifier is `jaxgen.classifiers.evaluate`.
 """
 from __future__ import annotations
 
@@ -172,7 +169,7 @@ def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
         from jaxgen.classifiers.keras_h5 import load_keras_h5
         loaded = load_keras_h5(config.model.keras_weights, config.model.name, ds.num_classes,
                                include_top=False)
-        from jaxgen.stylegan2.networks import copy_matching
+        from jaxgen.utils.trees import copy_matching
         merged, copied, _ = copy_matching({"params": fresh.params, "batch_stats": fresh.batch_stats}, loaded)
         print(f"ImageNet init: {len(copied)} arrays from {config.model.keras_weights}", flush=True)
         fresh = fresh.replace(params=merged["params"], batch_stats=merged["batch_stats"])
@@ -226,72 +223,3 @@ def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
         ckpt.close()
         best.close()
     return dict(best_val_acc=float(state.best_val_acc), history=history, workdir=str(workdir))
-
-
-def load_classifier(workdir: str, which: str = "best"):
-    """(model, variables, info) of a trained classifier ('best' or 'checkpoints' = latest)."""
-    from jaxgen.harness.checkpoint import TrainCheckpointer
-    from jaxgen.classifiers.models import build_classifier
-    workdir = pathlib.Path(workdir)
-    info_path = workdir / "classes.json"
-    if not info_path.exists():
-        raise FileNotFoundError(f"{workdir} is not a classifier workdir (no classes.json)")
-    info = json.loads(info_path.read_text())
-    ck = TrainCheckpointer(workdir, max_to_keep=None, subdir=which)
-    try:
-        s = ck.restore_raw()
-    finally:
-        ck.close()
-    model = build_classifier(info["model"], len(info["class_names"]), **info.get("model_kwargs", {}))
-    return model, {"params": s["params"], "batch_stats": s["batch_stats"]}, info
-
-
-def predict(model, variables, images_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Class probabilities [N, K] for uint8 images [N, H, W, C] (at the classifier's resolution)."""
-    fn = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, _inputs(_to01(x)), train=False), -1))
-    out = [np.asarray(fn(variables, images_uint8[i:i + batch])) for i in range(0, len(images_uint8), batch)]
-    return np.concatenate(out) if out else np.zeros([0, 0], np.float32)
-
-
-def evaluate_classifier(workdir: str, test_path: str, out_dir: Optional[str] = None,
-                        title: str = "") -> Dict[str, Any]:
-    """The papers' report of the best checkpoint on a test folder (e.g. real images)."""
-    from jaxgen.classifiers.metrics import classification_metrics
-    from jaxgen.classifiers.report import write_report
-    model, variables, info = load_classifier(workdir)
-    test: ImageDataset = load_image_folder(test_path, info["resolution"], info["channels"],
-                                           require_labels=True)
-    if list(test.class_names) != list(info["class_names"]):
-        raise ValueError(f"test classes {test.class_names} differ from the classifier's {info['class_names']}; "
-                         "the test folder needs the same class sub-folders")
-    probs = predict(model, variables, test.images)
-    pred = probs.argmax(-1)
-    m = classification_metrics(test.labels, pred, len(info["class_names"]), info["class_names"],
-                               scores=probs)
-    history = None
-    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir) / f"eval_{pathlib.Path(test_path).name}"
-    hist_file = pathlib.Path(workdir) / "history.json"
-    if hist_file.exists():
-        history = json.loads(hist_file.read_text())
-    paths = write_report(out, m, info["class_names"], title or f"{pathlib.Path(workdir).name} on "
-                         f"{pathlib.Path(test_path).name}", history=history)
-    return dict(metrics=m, paths={k: str(v) for k, v in paths.items()})
-
-
-def evaluate_classifiers(workdirs, test_path: str, out_dir: Optional[str] = None) -> Dict[str, Any]:
-    """Evaluate several classifiers on one test folder; per-run reports + a comparison table."""
-    from jaxgen.classifiers.report import write_comparison
-    if not test_path:
-        raise ValueError("--test <labelled image folder> is required with --classifier")
-    reports = {}
-    root = pathlib.Path(out_dir) if out_dir else None
-    for w in workdirs:
-        name = pathlib.Path(w).name
-        res = evaluate_classifier(w, test_path, str(root / name) if root else None)
-        reports[name] = res["metrics"]
-        m = res["metrics"]
-        print(f"{name}: accuracy {m['accuracy']:.4f}  report {res['paths'].get('md', '')}", flush=True)
-    if len(reports) > 1 and root is not None:
-        write_comparison(root, reports)
-        print((root / "comparison.md").read_text())
-    return reports

@@ -154,6 +154,22 @@ class Discriminator(nn.Module):
 
 # ------------------------------------------------------------------------- losses
 
+def model_kwargs(model_cfg: Any, resolution: int, channels: int,
+                 num_classes: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(G_kwargs, D_kwargs), JSON-able, from config.model and the data."""
+    common = dict(resolution=int(resolution), channels=int(channels), num_classes=int(num_classes),
+                  widths=[int(w) for w in model_cfg.widths], dtype=str(model_cfg.get("dtype", "float32")))
+    G_kwargs = dict(common, z_dim=int(model_cfg.z_dim), embed_dim=int(model_cfg.get("embed_dim", 32)))
+    D_kwargs = dict(common, mbstd=bool(model_cfg.get("mbstd", True)))
+    return G_kwargs, D_kwargs
+
+
+def build(G_kwargs: Dict[str, Any], D_kwargs: Dict[str, Any]) -> Tuple[Generator, Discriminator]:
+    """The (Generator, Discriminator) modules of a run from its JSON-able kwargs (run.json)."""
+    fix = lambda kw: dict(kw, widths=tuple(kw["widths"]))  # noqa: E731
+    return Generator(**fix(G_kwargs)), Discriminator(**fix(D_kwargs))
+
+
 def g_gan_loss(fake_logits: Array) -> jnp.ndarray:
     """Non-saturating generator loss: mean softplus(-D(G(z)))."""
     return jnp.mean(jax.nn.softplus(-fake_logits))

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxgen.dcgan.models import (Discriminator, Generator, discriminator_loss, ema_update,
-                                 generator_loss)
+from jaxgen.dcgan.models import (Discriminator, Generator, build, discriminator_loss, ema_update,
+                                 generator_loss, model_kwargs)
 
 INFO_FORMAT = "jaxgen-dcgan"
 
@@ -59,21 +59,6 @@ class StepConfig:
     kd_g_weight: float = 0.0
     kd_d_weight: float = 0.0
     ema_decay: float = 0.994
-
-
-def model_kwargs(model_cfg: Any, resolution: int, channels: int,
-                 num_classes: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(G_kwargs, D_kwargs), JSON-able, from config.model and the data."""
-    common = dict(resolution=int(resolution), channels=int(channels), num_classes=int(num_classes),
-                  widths=[int(w) for w in model_cfg.widths], dtype=str(model_cfg.get("dtype", "float32")))
-    G_kwargs = dict(common, z_dim=int(model_cfg.z_dim), embed_dim=int(model_cfg.get("embed_dim", 32)))
-    D_kwargs = dict(common, mbstd=bool(model_cfg.get("mbstd", True)))
-    return G_kwargs, D_kwargs
-
-
-def build(G_kwargs: Dict[str, Any], D_kwargs: Dict[str, Any]) -> Tuple[Generator, Discriminator]:
-    fix = lambda kw: dict(kw, widths=tuple(kw["widths"]))  # noqa: E731
-    return Generator(**fix(G_kwargs)), Discriminator(**fix(D_kwargs))
 
 
 def make_optimizers(train_cfg: Any) -> Tuple[optax.GradientTransformation, optax.GradientTransformation]:

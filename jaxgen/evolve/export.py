@@ -47,7 +47,7 @@ from PIL import Image
 from jaxgen.evolve import fitness as F
 from jaxgen.evolve.ga import GAConfig, run_ga
 from jaxgen.evolve.identity import pixel_features
-from jaxgen.workflows.generate import _inside
+from jaxgen.utils.files import inside as _inside
 from jaxgen.utils.images import to_uint8
 
 
@@ -194,7 +194,7 @@ def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, 
         if n_done < cfg.num_per_class:
             log(f"evolve: WARNING {task.name}: only {n_done}/{cfg.num_per_class} images after "
                 f"{prog['rounds']} rounds (max_rounds={max_rounds}); rejections: {prog['rejected']}. "
-                "Raise --config.evolve.max_rounds or relax the checks.")
+                "Raise --config.max_rounds or relax the checks.")
         summary["classes"][task.name] = dict(exported=n_done, rounds=prog["rounds"],
                                              rejected=prog["rejected"],
                                              seconds=round(time.time() - t_class, 1))

@@ -167,7 +167,7 @@ class DCGANDecoder:
 
     def images(self, genomes, aux, noise_mode: str = "const"):
         labels = jnp.broadcast_to(aux["label"], (genomes.shape[0],))
-        return self.G.apply({"params": aux["g_vars"]}, genomes, labels)
+        return self.G.apply(aux["g_vars"], genomes, labels)
 
     def seed(self, z, aux, c_onehot, psi: float):
         return jnp.asarray(z, jnp.float32) * psi
@@ -262,7 +262,7 @@ class Scorer:
                 out["realism"] = jax.nn.sigmoid(logits.astype(jnp.float32))
             elif self.realism[0] == "dcgan_discriminator":
                 labels = jnp.broadcast_to(aux["label"], (n,))
-                logits = self.realism[1].apply({"params": aux["d_vars"]}, raw, labels)
+                logits = self.realism[1].apply(aux["d_vars"], raw, labels)
                 out["realism"] = jax.nn.sigmoid(logits.reshape(n).astype(jnp.float32))
             else:
                 _, model, res, ch, idx = self.realism

@@ -6,7 +6,7 @@ from typing import Any
 
 
 def run_evolve(config: Any, out: str, log=print) -> dict:
-    """Build the fitness tasks from `config.evolve` and export to `out` (resumable)."""
+    """Build the fitness tasks from the evolve config and export to `out` (resumable)."""
     from jaxgen.evolve.export import evolve_dataset
     from jaxgen.evolve.tasks import build_tasks
     t0 = time.time()

@@ -1,6 +1,6 @@
 """Build evolve.py's per-class fitness tasks from a config (loading G, D, classifier, identity refs).
 
-``config.evolve`` (see configs/common.py) names the models:
+The evolve config (configs/evolve_*.py, defaults in jaxgen.config.evolve) names the models:
 
   generator   training workdir / networks dir / NVIDIA .pkl of a conditional G,
               or a template with ``{class}`` (one unconditional G per class, the
@@ -27,6 +27,7 @@ import numpy as np
 from jaxgen.evolve import fitness as F
 from jaxgen.evolve.export import ClassTask, ExportConfig
 from jaxgen.evolve.ga import GAConfig
+from jaxgen.runs import GENERATOR_KINDS, open_run
 
 
 def ga_config(e: Any, decoder, log=print) -> GAConfig:
@@ -57,32 +58,18 @@ def fitness_config(e: Any) -> F.FitnessConfig:
 
 def _load_gan(path: str, best: bool):
     """(decoder, D module, {'G_ema', 'D'} variables, info) of a StyleGAN2 or DCGAN run."""
-    from jaxgen.stylegan2 import networks
-    from jaxgen.harness.checkpoint import load_networks
-    p = pathlib.Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"--config.evolve.generator: {path} does not exist (train one with "
-                                "train.py, or give a networks dir / NVIDIA .pkl)")
-    if (p / "dcgan.json").exists() or (p / "generator" / "generator.json").exists():
-        from jaxgen.dcgan import train as dc
-        from jaxgen.harness.checkpoint import TrainCheckpointer
-        G, g_params, info = dc.load_generator(p)
-        _, D = dc.build(info["G_kwargs"], info["D_kwargs"])
-        d_params = None
-        if (p / "checkpoints").exists():
-            ck = TrainCheckpointer(p, max_to_keep=None)
-            try:
-                d_params = ck.restore_raw()["d_params"]
-            finally:
-                ck.close()
-        return F.DCGANDecoder(G), D, dict(G_ema=g_params, D=d_params), info
-    if p.suffix == ".pkl":
-        from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
-        info, nets = convert_snapshot(p)
-    else:
-        info, nets = load_networks(p, subdir="best" if best and (p / "best").exists() else "checkpoints")
-    G, D = networks.build(info["G_kwargs"], info["D_kwargs"])
-    return F.StyleGANDecoder(G), D, nets, info
+    run = open_run(path, "best" if best and (pathlib.Path(path) / "best").is_dir() else "latest",
+                   kinds=GENERATOR_KINDS)
+    dec = F.DCGANDecoder(run.model) if run.kind == "dcgan" else F.StyleGANDecoder(run.model)
+    info = dict(run.info, class_names=list(run.class_names))
+    return dec, run.discriminator, dict(G_ema=run.variables, D=run.d_variables), info
+
+
+def _classifier(path: str):
+    """(model, variables, info) of a classifier run."""
+    run = open_run(path, kinds=("classifier",))
+    return run.model, run.variables, dict(run.info, class_names=list(run.class_names),
+                                          resolution=run.resolution, channels=run.channels)
 
 
 def _num_classes(decoder) -> int:
@@ -100,16 +87,12 @@ def _mesh(popsize: int):
     return jax.sharding.Mesh(np.asarray(jax.devices()), ("pop",))
 
 
-def _identity(e: Any, data_cfg: Any, log):
+def _identity(e: Any, log):
     """(identity spec, ref_emb, ref_ok, ref_files, name) or Nones when off."""
     if e.identity == "none" or not float(e.w_identity):
         return None, None, None, [], "none"
     from jaxgen.data import load_dataset
-    if e.real:
-        dcfg = dict(source="folder", path=e.real, resolution=int(data_cfg.resolution),
-                    channels=int(data_cfg.get("channels", 3)), cache_dir=None)
-    else:
-        dcfg = data_cfg
+    dcfg = e.real
     ds = load_dataset(dcfg)
     imgs = ds.images if ds.images.shape[-1] == 3 else np.repeat(ds.images, 3, -1)
     if e.identity == "pixel":
@@ -122,43 +105,41 @@ def _identity(e: Any, data_cfg: Any, log):
                            threshold=0.6 if float(e.identity_threshold) < 0 else float(e.identity_threshold))
         spec = F.host_identity(emb)
     else:
-        raise ValueError(f"--config.evolve.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
+        raise ValueError(f"--config.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
     r = emb.embed_detailed(imgs)
     bad = int((~r.ok).sum())
-    log(f"evolve: identity references: {len(imgs)} real faces from {e.real or dcfg.get('path')}, "
+    log(f"evolve: identity references: {len(imgs)} real faces from {dcfg.path}, "
         f"{len(imgs) - bad} embedded by {emb.name} (threshold {emb.threshold})"
         + (f"; {bad} not embedded and left out: {sorted(set(np.asarray(r.status)[~r.ok]))}" if bad else ""))
     if bad == len(imgs):
-        raise ValueError(f"no real face could be embedded by {emb.name}; check --config.evolve.real "
-                         "or use --config.evolve.dlib_fallback=whole")
+        raise ValueError(f"no real face could be embedded by {emb.name}; check --config.real "
+                         "or use --config.dlib_fallback=whole")
     return spec, jnp.asarray(r.embeddings), jnp.asarray(r.ok), list(ds.paths), emb.name
 
 
 def build_tasks(config: Any, log=print) -> tuple:
     """(tasks, GAConfig, ExportConfig, settings dict) for evolve_dataset."""
-    e = config.evolve
+    e = config
     fcfg = fitness_config(e)
     clf = None
     if e.classifier and fcfg.w_class:
-        from jaxgen.classifiers.train import load_classifier
-        clf = load_classifier(e.classifier)
+        clf = _classifier(e.classifier)
     elif fcfg.w_class:
-        log("evolve: no --config.evolve.classifier: the class-confidence term is off")
+        log("evolve: no --config.classifier: the class-confidence term is off")
         fcfg = F.FitnessConfig(**{**fcfg.__dict__, "w_class": 0.0})
     det = None
     if e.realism == "detector" and fcfg.w_realism:
-        from jaxgen.classifiers.train import load_classifier
         if not e.detector:
-            raise ValueError("--config.evolve.realism=detector needs --config.evolve.detector=<workdir>")
-        det = load_classifier(e.detector)
+            raise ValueError("--config.realism=detector needs --config.detector=<workdir>")
+        det = _classifier(e.detector)
         if e.detector_real_class not in det[2]["class_names"]:
             raise ValueError(f"detector {e.detector} has classes {det[2]['class_names']}, no "
-                             f"{e.detector_real_class!r} (--config.evolve.detector_real_class)")
+                             f"{e.detector_real_class!r} (--config.detector_real_class)")
     elif e.realism == "none" or not fcfg.w_realism:
         fcfg = F.FitnessConfig(**{**fcfg.__dict__, "w_realism": 0.0})
     elif e.realism != "discriminator":
-        raise ValueError(f"--config.evolve.realism={e.realism!r}: 'discriminator', 'detector' or 'none'")
-    id_spec, ref_emb, ref_ok, ref_files, id_name = _identity(e, config.data, log)
+        raise ValueError(f"--config.realism={e.realism!r}: 'discriminator', 'detector' or 'none'")
+    id_spec, ref_emb, ref_ok, ref_files, id_name = _identity(e, log)
     if id_spec is None:
         fcfg = F.FitnessConfig(**{**fcfg.__dict__, "w_identity": 0.0})
 
@@ -171,7 +152,7 @@ def build_tasks(config: Any, log=print) -> tuple:
         elif clf is not None:
             names = list(clf[2]["class_names"])
         if not names:
-            raise ValueError("--config.evolve.classes is needed: the generator has no class names")
+            raise ValueError("--config.classes is needed: the generator has no class names")
     tasks, ga_cfg = [], None
     mesh = None
     for name in names:
@@ -195,7 +176,7 @@ def build_tasks(config: Any, log=print) -> tuple:
         if fcfg.w_realism:
             if det is None and nets.get("D") is None:
                 raise ValueError(f"{gpath} has no discriminator weights: use "
-                                 "--config.evolve.realism=none or a detector")
+                                 "--config.realism=none or a detector")
             kind = "dcgan_discriminator" if dcgan else "discriminator"
             real_spec = (kind, D) if det is None else (
                 "detector", det[0], int(det[2]["resolution"]), int(det[2].get("channels", 3)),

@@ -1,14 +1,18 @@
-"""Checkpoints: the resumable train state, and stand-alone network checkpoints.
+"""Checkpoints and the run descriptor: what every trainer writes, what `jaxgen.runs` reads.
 
-Layout of a training workdir:
-  workdir/model.json                 G and D constructor kwargs (+ class names)
-  workdir/checkpoints/<step>/state   orbax pytree of the whole TrainState
-  workdir/checkpoints/<step>/meta    JSON: kimg, tick, ADA p, wall time, ...
-  workdir/best/<step>/...            the checkpoint with the lowest FID so far
+Every run directory holds one descriptor, `run.json`:
+  {"format": "jaxgen-run", "version": 1, "kind": "stylegan2" | "dcgan" | "classifier",
+   "class_names": [...], "resolution": R, "channels": C, ...kind-specific fields}
+with G_kwargs/D_kwargs for the GANs and model/model_kwargs for classifiers.
 
-A *networks* checkpoint (what `python -m jaxgen.stylegan2.pkl_to_orbax` writes
-from an official NVIDIA snapshot) has:
-  dir/model.json                     {"format": "jaxgen-networks", G_kwargs, D_kwargs, ...}
+Layout of a training workdir (any kind):
+  workdir/run.json                   the descriptor
+  workdir/checkpoints/<step>/state   orbax pytree of the whole train state
+  workdir/checkpoints/<step>/meta    JSON: kimg, tick, wall time, best score, ...
+  workdir/best/<step>/...            the checkpoint with the best score so far
+
+A *networks* directory (what `python -m jaxgen.stylegan2.pkl_to_orbax` writes
+from an official NVIDIA snapshot) has run.json (kind stylegan2) and
   dir/networks                       orbax pytree {G, D, G_ema}: each {params[, buffers]}
 
 Saves are synchronous and orbax writes into a temporary directory that is
@@ -19,13 +23,15 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
 import orbax.checkpoint as ocp
 
 PathLike = Any
-NETWORKS_FORMAT = "jaxgen-networks"
+RUN_FORMAT = "jaxgen-run"
+DESCRIPTOR = "run.json"
+KINDS = ("stylegan2", "dcgan", "classifier")
 
 
 class CheckpointError(ValueError):
@@ -36,9 +42,12 @@ class TrainCheckpointer:
     """Save/restore the TrainState of a run under `workdir/<subdir>` ('checkpoints' for the
     latest ones, 'best' for the best-FID one)."""
 
-    def __init__(self, workdir: PathLike, max_to_keep: Optional[int] = 3, subdir: str = "checkpoints"):
+    def __init__(self, workdir: PathLike, max_to_keep: Optional[int] = 3, subdir: str = "checkpoints",
+                 create: bool = True):
         self.directory = pathlib.Path(workdir).absolute() / subdir
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+        if not create and not self.directory.is_dir():
+            raise CheckpointError(f"{workdir} has no {subdir}/ checkpoints")
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                                enable_async_checkpointing=False)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("state", "meta"))
@@ -71,31 +80,56 @@ class TrainCheckpointer:
         self.manager.close()
 
 
-def write_model_json(directory: PathLike, G_kwargs: Dict[str, Any], D_kwargs: Dict[str, Any],
-                     **extra: Any) -> None:
+def write_descriptor(directory: PathLike, kind: str, *, class_names: Sequence[str], resolution: int,
+                     channels: int, **fields: Any) -> pathlib.Path:
+    """Write `directory/run.json` (atomically) for a run of `kind` (see the module docstring)."""
+    if kind not in KINDS:
+        raise ValueError(f"run kind {kind!r}: one of {', '.join(KINDS)}")
     d = pathlib.Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    info = dict(format=NETWORKS_FORMAT, version=1, G_kwargs=_jsonable(G_kwargs),
-                D_kwargs=_jsonable(D_kwargs), **extra)
-    tmp = d / "model.json.tmp"
+    info = dict(format=RUN_FORMAT, version=1, kind=kind, class_names=[str(c) for c in class_names],
+                resolution=int(resolution), channels=int(channels))
+    for k, v in fields.items():
+        info[k] = _jsonable(v) if k.endswith("_kwargs") else v
+    tmp = d / (DESCRIPTOR + ".tmp")
     tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(d / "model.json")
+    tmp.replace(d / DESCRIPTOR)
+    return d / DESCRIPTOR
 
 
-def read_model_json(directory: PathLike) -> Dict[str, Any]:
-    path = pathlib.Path(directory) / "model.json"
-    if not path.exists():
-        raise CheckpointError(f"{directory} has no model.json: it is not a jaxgen networks checkpoint "
-                              "or training workdir")
-    info = json.loads(path.read_text())
-    if info.get("format") != NETWORKS_FORMAT:
-        raise CheckpointError(f"{path}: unknown format {info.get('format')!r}")
+def read_descriptor(directory: PathLike) -> Dict[str, Any]:
+    """The run.json of a run directory; a descriptor of an older jaxgen (model.json,
+    dcgan.json, classes.json) is read into the same fields."""
+    d = pathlib.Path(directory)
+    path = d / DESCRIPTOR
+    if path.is_file():
+        info = json.loads(path.read_text())
+        if info.get("format") != RUN_FORMAT or info.get("kind") not in KINDS:
+            raise CheckpointError(f"{path}: not a jaxgen run descriptor (format {info.get('format')!r}, "
+                                  f"kind {info.get('kind')!r})")
+        return info
+    for name, kind in (("model.json", "stylegan2"), ("dcgan.json", "dcgan"), ("classes.json", "classifier")):
+        if (d / name).is_file():
+            return _legacy_descriptor(json.loads((d / name).read_text()), kind)
+    raise CheckpointError(f"{d} has no {DESCRIPTOR}: it is not a jaxgen run (train one with train.py, "
+                          "or convert an NVIDIA .pkl with python -m jaxgen.stylegan2.pkl_to_orbax)")
+
+
+def _legacy_descriptor(old: Dict[str, Any], kind: str) -> Dict[str, Any]:
+    """run.json fields from the descriptor files jaxgen wrote before run.json."""
+    info = dict(old, format=RUN_FORMAT, version=1, kind=kind)
+    if kind == "stylegan2":
+        g = old["G_kwargs"]
+        info.update(resolution=g["img_resolution"], channels=g["img_channels"])
+    if kind == "dcgan":
+        info.update(resolution=old["G_kwargs"]["resolution"], channels=old["G_kwargs"]["channels"])
+    info.setdefault("class_names", [])
     return info
 
 
 def save_networks(directory: PathLike, G_kwargs: Dict[str, Any], D_kwargs: Dict[str, Any],
-                  networks: Dict[str, Any], **extra: Any) -> pathlib.Path:
-    """Write a networks checkpoint: networks = {'G': vars, 'D': vars, 'G_ema': vars}."""
+                  networks: Dict[str, Any], class_names: Sequence[str] = (), **extra: Any) -> pathlib.Path:
+    """Write a StyleGAN2 networks directory: networks = {'G': vars, 'D': vars, 'G_ema': vars}."""
     d = pathlib.Path(directory).absolute()
     target = d / "networks"
     if target.exists():
@@ -103,30 +137,25 @@ def save_networks(directory: PathLike, G_kwargs: Dict[str, Any], D_kwargs: Dict[
     d.mkdir(parents=True, exist_ok=True)
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(target, networks)
-    write_model_json(d, G_kwargs, D_kwargs, **extra)
+    write_descriptor(d, "stylegan2", class_names=class_names, resolution=G_kwargs["img_resolution"],
+                     channels=G_kwargs["img_channels"], G_kwargs=G_kwargs, D_kwargs=D_kwargs, **extra)
     return d
 
 
-def load_networks(directory: PathLike, subdir: str = "checkpoints") -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(model info from model.json, {'G', 'D', 'G_ema'} variables) of a networks checkpoint
-    or of the latest checkpoint of a training workdir (`subdir='best'`: its best-FID one)."""
-    d = pathlib.Path(directory).absolute()
-    info = read_model_json(d)
-    if (d / "networks").exists():
-        with ocp.StandardCheckpointer() as ckptr:
-            nets = ckptr.restore(d / "networks")
-        return info, nets
-    if (d / subdir).exists():
-        ck = TrainCheckpointer(d, max_to_keep=None, subdir=subdir)
-        try:
-            s = ck.restore_raw()
-        finally:
-            ck.close()
-        nets = dict(G=dict(params=s["g_params"], buffers=s["g_buffers"]),
-                    D=dict(params=s["d_params"]),
-                    G_ema=dict(params=s["ema_params"], buffers=s["ema_buffers"]))
-        return info, nets
-    raise CheckpointError(f"{d} has model.json but neither networks/ nor {subdir}/")
+def restore_networks(directory: PathLike) -> Dict[str, Any]:
+    """The {'G', 'D', 'G_ema'} variables of a networks directory (see save_networks)."""
+    with ocp.StandardCheckpointer() as ckptr:
+        return ckptr.restore(pathlib.Path(directory).absolute() / "networks")
+
+
+def restore_latest_raw(workdir: PathLike, subdir: str = "checkpoints") -> Tuple[Dict[str, Any], int]:
+    """(the latest saved train state under workdir/subdir as nested dicts of arrays, its step)."""
+    ck = TrainCheckpointer(workdir, max_to_keep=None, subdir=subdir, create=False)
+    try:
+        step = ck.latest_step()
+        return ck.restore_raw(step), step
+    finally:
+        ck.close()
 
 
 def _jsonable(kwargs: Dict[str, Any]) -> Dict[str, Any]:

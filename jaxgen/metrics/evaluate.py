@@ -5,8 +5,9 @@
   python evaluate.py --fakes out/synthetic --real data/acne --metrics fid,kid,pr \
       --feature_net random_inception        # no Inception weights: labelled fallback
 
---checkpoint takes a training workdir (its latest checkpoint; --best for the
-best-FID one), a networks checkpoint (pkl_to_orbax output) or an official .pkl.
+--checkpoint takes any generator run `jaxgen.runs.open_run` opens: a StyleGAN2 or
+DCGAN training workdir (its latest checkpoint; --best for the best-FID one), a
+networks directory (pkl_to_orbax output) or an official NVIDIA .pkl.
 Writes <out>/metrics.json and <out>/metrics.md (a table), and prints the table.
 """
 from __future__ import annotations
@@ -18,28 +19,15 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from jaxgen.data import load_image_folder
+from PIL import Image
+
+from jaxgen.data import load_image_folder, scan_image_folder
 from jaxgen.metrics import suite
+from jaxgen.runs import GENERATOR_KINDS, open_run
 
 NAMES = {"fid": "FID", "kid": "KID", "kid_std": "KID std", "is": "IS", "is_std": "IS std",
          "precision": "Precision", "recall": "Recall", "ssim_nn": "SSIM (nearest real)",
          "psnr_nn": "PSNR dB (nearest real)"}
-
-
-def load_generator(checkpoint: str, best: bool = False):
-    """(G module, G_ema variables, info) from a workdir, networks checkpoint or official .pkl."""
-    from jaxgen.stylegan2 import networks
-    from jaxgen.harness.checkpoint import load_networks
-    path = pathlib.Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"--checkpoint {checkpoint} does not exist")
-    if path.suffix == ".pkl":
-        from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
-        info, nets = convert_snapshot(path)
-    else:
-        info, nets = load_networks(path, subdir="best" if best else "checkpoints")
-    G, _ = networks.build(info["G_kwargs"], info["D_kwargs"])
-    return G, nets["G_ema"], info
 
 
 def markdown_table(results: Dict[str, Any], title: str) -> str:
@@ -75,12 +63,14 @@ def run(checkpoint: str = "", fakes: str = "", real: str = "", metrics: Sequence
     if {"fid", "kid", "is", "pr"} & set(metrics):
         net = suite.make_feature_net(inception_weights, feature_net)
     if checkpoint:
-        G, ema, info = load_generator(checkpoint, best)
-        reals = load_image_folder(real, G.img_resolution, G.img_channels)
-        probs = np.bincount(reals.labels, minlength=G.c_dim) / len(reals.labels) if G.c_dim else None
-        if G.c_dim and reals.num_classes != G.c_dim:
-            raise ValueError(f"the generator has {G.c_dim} classes but {real} has {reals.num_classes}")
-        fake_imgs = np.concatenate(list(suite.generator_batches(G, ema, num_fakes, seed=seed, psi=psi,
+        g = open_run(checkpoint, "best" if best else "latest", kinds=GENERATOR_KINDS)
+        reals = load_image_folder(real, g.resolution, g.channels)
+        k = g.num_classes
+        if k and reals.num_classes != k:
+            raise ValueError(f"the generator has {k} classes but {real} has {reals.num_classes}")
+        probs = np.bincount(reals.labels, minlength=k) / len(reals.labels) if k else None
+        sample = lambda z, labels: g.generate(z, labels, psi)  # noqa: E731
+        fake_imgs = np.concatenate(list(suite.generator_batches(sample, g.z_dim, k, num_fakes, seed=seed,
                                                                 label_probs=probs)))
         source = str(checkpoint)
     else:
@@ -102,8 +92,6 @@ def run(checkpoint: str = "", fakes: str = "", real: str = "", metrics: Sequence
 
 def _folder_resolution(folder: str) -> int:
     """The size of the first image of a folder, rounded down to a power of two."""
-    from PIL import Image
-    from jaxgen.data import scan_image_folder
     items, _ = scan_image_folder(folder)
     if not items:
         raise ValueError(f"no images in {folder}")

@@ -11,6 +11,7 @@ import pathlib
 import time
 from typing import Any, Dict, Optional
 
+import jax
 import numpy as np
 
 from jaxgen.metrics import suite
@@ -36,6 +37,7 @@ class FIDTracker:
             self.net = suite.make_feature_net(metrics_cfg.inception_weights, metrics_cfg.feature_net)
         self.key = "fid" if (self.net is None or self.net.comparable) else f"fid_{self.net.name}"
         self.history_path = workdir / "fid.jsonl"
+        self._gen = jax.jit(lambda v, z, c: G.apply(v, z, c, noise_mode="const"))
 
     def due(self, tick: int, done: bool) -> bool:
         return self.every > 0 and (done or tick % self.every == 0)
@@ -52,8 +54,13 @@ class FIDTracker:
     def evaluate(self, ema_vars: Dict, kimg: float, step: int) -> Dict[str, float]:
         """FID and KID of G_ema; appends to fid.jsonl and redraws fid.png."""
         t0 = time.time()
+        k = int(self.G.c_dim)
+
+        def sample(z, labels):
+            c = np.eye(k, dtype=np.float32)[labels] if k else np.zeros([len(z), 0], np.float32)
+            return self._gen(ema_vars, z, c)
         fakes = np.concatenate(list(suite.generator_batches(
-            self.G, ema_vars, self.num_fakes, seed=123, label_probs=self.label_probs)))
+            sample, int(self.G.z_dim), k, self.num_fakes, seed=123, label_probs=self.label_probs)))
         res = suite.compute_metrics(fakes, self.reals, ("fid", "kid"), self.net, self.cache_dir)
         out = {k: float(v) for k, v in res.items() if k.startswith(("fid", "kid"))}
         row = dict(kimg=kimg, step=step, seconds=time.time() - t0, **out)
@@ -64,11 +71,11 @@ class FIDTracker:
         return out
 
     def plot(self) -> pathlib.Path:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        """fid.png: the tracked FID over kimg."""
+        from matplotlib.figure import Figure  # heavy optional dependency: only when plotting
         rows = self._history()
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        fig = Figure(figsize=(6, 4), dpi=100)
+        ax = fig.subplots()
         ax.plot([r["kimg"] for r in rows], [r[self.key] for r in rows], "o-")
         ax.set_xlabel("kimg")
         label = "FID" if self.key == "fid" else f"FID ({self.net.name}; not comparable to published FID)"
@@ -78,5 +85,4 @@ class FIDTracker:
         fig.tight_layout()
         path = self.workdir / "fid.png"
         fig.savefig(path)
-        plt.close(fig)
         return path

@@ -26,7 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.classifiers.sorting import to_classifier_input
 from jaxgen.metrics import formulas, image_quality
+from jaxgen.metrics.inception import FIDInceptionV3, InceptionFeatures, load_fid_inception_weights
+from jaxgen.runs import open_run
+from jaxgen.utils.images import to_uint8
 
 ALL_METRICS = ("fid", "kid", "is", "pr", "ssim", "psnr")
 RANDOM_INCEPTION_INPUT = 139
@@ -42,7 +46,6 @@ class FeatureNet:
 
 def he_normal_inception_variables(seed: int = 0) -> Dict:
     """FID-Inception variables with seeded He-normal conv/fc weights and identity BatchNorm."""
-    from jaxgen.metrics.inception import FIDInceptionV3
     abstract = jax.eval_shape(lambda k: FIDInceptionV3().init(k, jnp.zeros([1, 75, 75, 3])),
                               jax.random.key(0))
     rng = np.random.default_rng(seed)
@@ -61,7 +64,6 @@ def he_normal_inception_variables(seed: int = 0) -> Dict:
 
 def make_feature_net(inception_weights: str = "", fallback: str = "", batch_size: int = 64) -> FeatureNet:
     """The FID Inception if `inception_weights` is set, else the named fallback, else an error."""
-    from jaxgen.metrics.inception import InceptionFeatures, load_fid_inception_weights
     if inception_weights:
         feats = InceptionFeatures(load_fid_inception_weights(inception_weights), batch_size=batch_size)
         return FeatureNet("inception", True, feats)
@@ -86,10 +88,8 @@ def classifier_feature_net(workdir: str, batch_size: int = 64) -> FeatureNet:
     Domain-specific features (e.g. an acne-severity classifier) often track the
     quality of medical faces better than random ones; still not comparable to FID.
     """
-    from jaxgen.classifiers.sorting import to_classifier_input
-    from jaxgen.classifiers.train import load_classifier
-    model, variables, info = load_classifier(workdir)
-    res, ch = int(info["resolution"]), int(info["channels"])
+    run = open_run(workdir, kinds=("classifier",))
+    model, variables, res, ch = run.model, run.variables, run.resolution, run.channels
 
     @jax.jit
     def run(x_uint8):
@@ -136,22 +136,25 @@ def real_features(net: FeatureNet, images: np.ndarray, cache_dir: Optional[str] 
     return feats
 
 
-def generator_batches(G, variables, num: int, batch: int = 32, seed: int = 0, psi: float = 1.0,
-                      label_probs: Optional[Sequence[float]] = None,
-                      noise_mode: str = "const") -> Iterator[np.ndarray]:
-    """uint8 NHWC batches of `num` generated images, labels drawn from `label_probs`."""
-    from jaxgen.utils.images import to_uint8
-    gen = jax.jit(lambda v, z, c: G.apply(v, z, c, truncation_psi=psi, noise_mode=noise_mode))
+def generator_batches(sample: Callable[[np.ndarray, np.ndarray], np.ndarray], z_dim: int,
+                      num_classes: int, num: int, batch: int = 32, seed: int = 0,
+                      label_probs: Optional[Sequence[float]] = None) -> Iterator[np.ndarray]:
+    """uint8 NHWC batches of `num` generated images.
+
+    sample(z float32 [B, z_dim], labels int [B]) -> images [B, R, R, C] in [-1, 1] (any
+    generator: `Run.generate`, or a jitted G during training); z ~ N(0, I) and labels
+    drawn from `label_probs` (uniform when None) with one numpy rng of `seed`.
+    """
     rng = np.random.default_rng(seed)
-    k = G.c_dim
+    k = num_classes
     for start in range(0, num, batch):
         n = min(batch, num - start)
-        z = rng.standard_normal([batch, G.z_dim]).astype(np.float32)
-        c = np.zeros([batch, k], np.float32)
+        z = rng.standard_normal([batch, z_dim]).astype(np.float32)
+        labels = np.zeros(batch, np.int32)
         if k:
             p = np.full(k, 1.0 / k) if label_probs is None else np.asarray(label_probs, np.float64)
-            c[np.arange(batch), rng.choice(k, size=batch, p=p / p.sum())] = 1
-        yield to_uint8(np.asarray(gen(variables, z, c)))[:n]
+            labels = rng.choice(k, size=batch, p=p / p.sum()).astype(np.int32)
+        yield to_uint8(np.asarray(sample(z, labels)))[:n]
 
 
 @jax.jit

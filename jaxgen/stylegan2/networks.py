@@ -1,22 +1,16 @@
-"""Build G and D from a config, and initialise them from a checkpoint (transfer learning).
+"""Build StyleGAN2 G and D from a config or a run descriptor, and initialise them.
 
-`init_from` may name
-  * an official NVIDIA snapshot `.pkl` (read with the restricted unpickler),
-  * a jaxgen networks checkpoint (from `python -m jaxgen.stylegan2.pkl_to_orbax`),
-  * a jaxgen training workdir (its latest checkpoint).
-Arrays are copied by name where the shapes agree; everything else keeps its
-fresh initialisation and is listed (e.g. a label embedding that an
-unconditional FFHQ model lacks), as NVIDIA's `copy_params_and_buffers` does.
+`model_kwargs(config.model, resolution, channels, c_dim)` gives the JSON-able
+constructor kwargs that go into run.json; `build(G_kwargs, D_kwargs)` makes the
+Flax modules from them; `init_variables` draws NVIDIA's initialisation.
+Transfer learning from another run is `jaxgen.stylegan2.transfer`.
 """
 from __future__ import annotations
 
-import logging
-import pathlib
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxgen.stylegan2.discriminator import Discriminator
 from jaxgen.stylegan2.generator import Generator
@@ -38,15 +32,24 @@ def model_kwargs(model_cfg: Any, resolution: int, channels: int, c_dim: int) -> 
     return g, d
 
 
+def _module_kwargs(kwargs: Dict) -> Dict:
+    """JSON-able kwargs (dtype names, lists) -> the module's constructor arguments."""
+    kw = dict(kwargs)
+    if isinstance(kw.get("dtype"), str):
+        kw["dtype"] = DTYPES[kw["dtype"]]
+    if isinstance(kw.get("resample_filter"), list):
+        kw["resample_filter"] = tuple(kw["resample_filter"])
+    return kw
+
+
+def build_generator(G_kwargs: Dict) -> Generator:
+    """The Generator module from its JSON-able kwargs (run.json's G_kwargs)."""
+    return Generator(**_module_kwargs(G_kwargs))
+
+
 def build(G_kwargs: Dict, D_kwargs: Dict) -> Tuple[Generator, Discriminator]:
-    g = dict(G_kwargs)
-    d = dict(D_kwargs)
-    for kw in (g, d):
-        if isinstance(kw.get("dtype"), str):
-            kw["dtype"] = DTYPES[kw["dtype"]]
-        if isinstance(kw.get("resample_filter"), list):
-            kw["resample_filter"] = tuple(kw["resample_filter"])
-    return Generator(**g), Discriminator(**d)
+    """(G, D) modules from their JSON-able kwargs (run.json's G_kwargs and D_kwargs)."""
+    return build_generator(G_kwargs), Discriminator(**_module_kwargs(D_kwargs))
 
 
 def init_variables(G: Generator, D: Discriminator, key: jax.Array) -> Tuple[Dict, Dict]:
@@ -59,58 +62,3 @@ def init_variables(G: Generator, D: Discriminator, key: jax.Array) -> Tuple[Dict
     img = jnp.zeros([n, D.img_resolution, D.img_resolution, D.img_channels])
     d_vars = jax.jit(lambda k: D.init({"params": k}, img, jnp.zeros([n, D.c_dim])))(kd)
     return dict(g_vars), dict(d_vars)
-
-
-def _flat(tree: Any) -> Dict[str, Any]:
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): v
-            for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def copy_matching(dst: Dict, src: Dict) -> Tuple[Dict, List[str], List[str]]:
-    """Copy arrays of `src` into `dst` where path and shape agree.
-
-    Returns (new dst, copied paths, dst paths left at their initial values).
-    """
-    s = _flat(src)
-    copied, kept = [], []
-
-    def pick(path, v):
-        key = jax.tree_util.keystr(path, simple=True, separator="/")
-        if key in s and tuple(np.shape(s[key])) == tuple(v.shape):
-            copied.append(key)
-            return jnp.asarray(s[key], v.dtype)
-        kept.append(key)
-        return v
-    return jax.tree_util.tree_map_with_path(pick, dst), copied, kept
-
-
-def load_init_networks(init_from: str) -> Dict[str, Any]:
-    """{'G', 'D', 'G_ema'} variables from a .pkl, networks checkpoint or workdir."""
-    path = pathlib.Path(init_from)
-    if not path.exists():
-        raise FileNotFoundError(f"config.transfer.init_from={init_from!r} does not exist")
-    if path.suffix == ".pkl":
-        from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
-        _, nets = convert_snapshot(path)
-        return nets
-    from jaxgen.harness.checkpoint import load_networks
-    _, nets = load_networks(path)
-    return nets
-
-
-def transfer(g_vars: Dict, d_vars: Dict, init_from: str) -> Tuple[Dict, Dict, Dict]:
-    """(G, D, G_ema) variables initialised from `init_from` where names and shapes match."""
-    src = load_init_networks(init_from)
-    out = []
-    for name, dst in (("G", g_vars), ("D", d_vars), ("G_ema", g_vars)):
-        if name not in src:
-            raise ValueError(f"{init_from} has no {name} network")
-        new, copied, kept = copy_matching(dst, src[name])
-        if not copied:
-            raise ValueError(f"init_from={init_from}: no {name} array matches the configured model; "
-                             "check config.model (resolution, z_dim, w_dim, channel_base/max)")
-        if kept:
-            logging.warning("transfer %s: %d arrays copied, %d kept at init: %s", name, len(copied),
-                            len(kept), ", ".join(kept[:8]) + (" ..." if len(kept) > 8 else ""))
-        out.append(new)
-    return out[0], out[1], out[2]

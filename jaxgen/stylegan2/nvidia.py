@@ -196,13 +196,13 @@ def reference_variables(model: Any) -> Variables:
     return jax.eval_shape(fn, jax.random.key(0))
 
 
-def load_generator(state_dict: StateDict, init_kwargs: Mapping[str, Any], **overrides: Any):
+def generator_from_state_dict(state_dict: StateDict, init_kwargs: Mapping[str, Any], **overrides: Any):
     """(Generator, variables) from an NVIDIA G state dict and its init kwargs."""
     g = build_generator(init_kwargs, **overrides)
     return g, state_dict_to_variables(state_dict, reference_variables(g))
 
 
-def load_discriminator(state_dict: StateDict, init_kwargs: Mapping[str, Any], **overrides: Any):
+def discriminator_from_state_dict(state_dict: StateDict, init_kwargs: Mapping[str, Any], **overrides: Any):
     """(Discriminator, variables) from an NVIDIA D state dict and its init kwargs."""
     d = build_discriminator(init_kwargs, **overrides)
     return d, state_dict_to_variables(state_dict, reference_variables(d))

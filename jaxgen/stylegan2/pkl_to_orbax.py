@@ -5,7 +5,7 @@
 The pickle is read with the restricted unpickler (`safe_pickle`): the network
 source code that NVIDIA embeds in every snapshot is never executed; only the
 tensors and the constructor kwargs are taken. The output directory holds
-`model.json` (jaxgen G/D kwargs) and `networks/` (orbax: G, D, G_ema), plus a
+`run.json` (kind stylegan2, jaxgen G/D kwargs) and `networks/` (orbax: G, D, G_ema), plus a
 `preview.png` of G_ema samples so you can check the conversion by eye.
 Use the result with `--config.transfer.init_from=<dir>` (or pass the .pkl directly).
 """
@@ -21,9 +21,12 @@ from typing import Any, Dict, Tuple
 import jax
 import numpy as np
 
+from jaxgen.harness.checkpoint import save_networks
+from jaxgen.stylegan2.networks import build_generator
+from jaxgen.stylegan2.nvidia import (discriminator_from_state_dict, discriminator_kwargs,
+                                     generator_from_state_dict, generator_kwargs)
+from jaxgen.utils.images import save_grid
 from jaxgen.utils.safe_pickle import PersistentModule, load_network_pkl
-from jaxgen.stylegan2.nvidia import (discriminator_kwargs, generator_kwargs, load_discriminator,
-                                      load_generator)
 
 
 def convert_snapshot(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -37,9 +40,9 @@ def convert_snapshot(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
                              f"(got {type(rec).__name__}); is this a StyleGAN2-ADA training snapshot?")
         recs[name] = rec
     g_init, d_init = recs["G"].init_kwargs, recs["D"].init_kwargs
-    _, g_vars = load_generator(recs["G"].state_dict(), g_init)
-    _, ema_vars = load_generator(recs["G_ema"].state_dict(), recs["G_ema"].init_kwargs)
-    _, d_vars = load_discriminator(recs["D"].state_dict(), d_init)
+    _, g_vars = generator_from_state_dict(recs["G"].state_dict(), g_init)
+    _, ema_vars = generator_from_state_dict(recs["G_ema"].state_dict(), recs["G_ema"].init_kwargs)
+    _, d_vars = discriminator_from_state_dict(recs["D"].state_dict(), d_init)
     info = dict(G_kwargs=generator_kwargs(g_init), D_kwargs=discriminator_kwargs(d_init))
     return info, dict(G=g_vars, D=d_vars, G_ema=ema_vars)
 
@@ -55,9 +58,7 @@ def _sha256(path: pathlib.Path) -> str:
 def write_preview(out_dir: pathlib.Path, G_kwargs: Dict[str, Any], ema_vars: Any, n: int = 8,
                   psi: float = 0.7) -> pathlib.Path:
     """A grid of n G_ema samples (seeds 0..n-1, truncation psi) as preview.png."""
-    from jaxgen.stylegan2.networks import build
-    from jaxgen.utils.images import save_grid
-    G, _ = build(G_kwargs, dict(c_dim=0, img_resolution=4, img_channels=1))
+    G = build_generator(G_kwargs)
     z = np.stack([np.random.RandomState(s).randn(G.z_dim) for s in range(n)]).astype(np.float32)
     c = np.zeros([n, G.c_dim], np.float32)
     if G.c_dim:
@@ -73,7 +74,6 @@ def main(argv=None) -> int:
     p.add_argument("out", type=pathlib.Path, help="output directory (must not hold a checkpoint)")
     p.add_argument("--no-preview", action="store_true", help="skip preview.png")
     args = p.parse_args(argv)
-    from jaxgen.harness.checkpoint import save_networks
     if not args.pkl.is_file():
         print(f"error: {args.pkl} is not a file", file=sys.stderr)
         return 2

@@ -33,7 +33,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxgen.data import load_dataset, to_float
 from jaxgen.stylegan2.generator import Generator
 from jaxgen.stylegan2 import networks, state as state_lib
-from jaxgen.harness.checkpoint import TrainCheckpointer, write_model_json
+from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
+from jaxgen.stylegan2.transfer import transfer
 from jaxgen.metrics.fid_tracker import FIDTracker
 from jaxgen.stylegan2.loss import LossConfig
 from jaxgen.stylegan2.step import StepConfig, make_train_step
@@ -164,7 +165,7 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
     g_vars, d_vars = networks.init_variables(G, D, jax.random.fold_in(base_key, 10 ** 6))
     ema_vars = None
     if tr.init_from:
-        g_vars, d_vars, ema_vars = networks.transfer(g_vars, d_vars, tr.init_from)
+        g_vars, d_vars, ema_vars = transfer(g_vars, d_vars, tr.init_from)
     fresh = state_lib.init_state(g_vars, d_vars, g_tx, d_tx, ema_vars, ada_p=float(config.ada.p_init))
 
     fid = FIDTracker(config.metrics, G, ds.images, workdir, label_probs, write=is_main)
@@ -183,7 +184,8 @@ def train_and_evaluate(config: Any, workdir: str) -> Dict[str, Any]:
 
     if is_main:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-        write_model_json(workdir, G_kwargs, D_kwargs, class_names=list(ds.class_names[:num_classes or None]))
+        write_descriptor(workdir, "stylegan2", class_names=list(ds.class_names[:num_classes or None]),
+                         resolution=ds.resolution, channels=ds.channels, G_kwargs=G_kwargs, D_kwargs=D_kwargs)
 
     step_fn = jax.jit(make_train_step(step_config(config), G, D, g_tx, d_tx, label_probs),
                       in_shardings=(repl, shard, shard, repl), out_shardings=(repl, repl),

@@ -9,7 +9,8 @@ A method's *sample source* is a string or a mapping with 'kind':
 
 * 'folder': generated images in class sub-folders (e.g. evolve.py's export);
   the first ``num_per_class`` per class are used;
-* 'dcgan': a jaxgen.dcgan workdir (a path with dcgan.json is detected as one);
+* 'gan': any generator run `jaxgen.runs.open_run` opens (a StyleGAN2 or DCGAN
+  workdir, a networks directory, an NVIDIA .pkl; a path that is a run is detected as one);
 * 'vae' (options ``config``: VAEConfig fields, ``temperature``), 'gmm', 'kde'
   (other keys go to ``fit_density``): baselines fitted on the real train set here.
 
@@ -40,13 +41,21 @@ import time
 import warnings
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
+import jax
 import numpy as np
 from PIL import Image, ImageDraw
 
+from jaxgen.baselines import density
+from jaxgen.baselines.vae import sample_vae, train_vae
 from jaxgen.data import load_image_folder, scan_image_folder
+from jaxgen.data.depth_faces import write_depth_dataset
+from jaxgen.features.xgb import synthetic_to_real_xgb
+from jaxgen.metrics import image_quality, suite
+from jaxgen.runs import GENERATOR_KINDS, fingerprint_files, is_run, open_run
+from jaxgen.utils.images import to_uint8
 
 BASELINES = ("vae", "gmm", "kde")
-KINDS = ("folder", "dcgan") + BASELINES
+KINDS = ("folder", "gan") + BASELINES
 COLUMNS = (("fid", "FID ↓"), ("kid", "KID ↓"), ("is", "IS ↑"), ("ssim_nn", "SSIM-NN"),
            ("psnr_nn", "PSNR-NN dB"), ("exact_copies", "copies"), ("accuracy", "XGB acc ↑"),
            ("macro_f1", "XGB macro F1 ↑"))
@@ -76,19 +85,17 @@ def _log(msg: str, verbose: bool = True) -> None:
 
 def parse_source(spec: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
     """Normalise a sample source to a dict with 'kind' (see the module docstring).
-    A path whose kind is not given is a 'dcgan' workdir if it has dcgan.json
-    (or generator/generator.json), else an image 'folder'."""
+    A path whose kind is not given is a 'gan' if it is a run (`jaxgen.runs.is_run`),
+    else an image 'folder'."""
     d = {"kind": spec} if isinstance(spec, str) and spec in BASELINES else (
         {"path": spec} if isinstance(spec, (str, os.PathLike)) else dict(spec))
     if d.get("kind") in (None, "auto"):
         if not d.get("path"):
             raise ValueError(f"sample source {spec!r} needs 'kind' ({', '.join(KINDS)}) or 'path'")
-        p = pathlib.Path(d["path"])
-        is_gan = (p / "dcgan.json").is_file() or (p / "generator" / "generator.json").is_file()
-        d["kind"] = "dcgan" if is_gan else "folder"
+        d["kind"] = "gan" if is_run(d["path"]) else "folder"
     if d["kind"] not in KINDS:
         raise ValueError(f"unknown sample source kind {d['kind']!r}; use one of {', '.join(KINDS)}")
-    if d["kind"] in ("folder", "dcgan") and not d.get("path"):
+    if d["kind"] in ("folder", "gan") and not d.get("path"):
         raise ValueError(f"a {d['kind']!r} source needs 'path'")
     return dict(d, path=str(d["path"])) if d.get("path") else d
 
@@ -96,8 +103,8 @@ def parse_source(spec: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
 def _fingerprint(src: Dict[str, Any]) -> str:
     """Changes when a path source changes (files added/rewritten, a new generator export)."""
     root = pathlib.Path(src.get("path") or ".")
-    files = {"folder": lambda: sorted(root.rglob("*.*")), "dcgan": lambda: [
-        root / "generator" / "generator.json", root / "dcgan.json"]}.get(src["kind"], list)()
+    files = {"folder": lambda: sorted(root.rglob("*.*")),
+             "gan": lambda: fingerprint_files(root)}.get(src["kind"], list)()
     h = hashlib.sha256()
     for f in (f for f in files if f.is_file()):
         h.update(f"{f.relative_to(root)}:{f.stat().st_size}:{f.stat().st_mtime_ns};".encode())
@@ -125,40 +132,42 @@ def _generate(src: Dict[str, Any], labels: np.ndarray, class_names: Sequence[str
               resolution: int, channels: int, seed: int, model_dir: pathlib.Path,
               verbose: bool) -> np.ndarray:
     """uint8 [len(labels), R, R, C]: image i of class labels[i] (index into class_names)."""
-    import jax
     kind, k = src["kind"], len(class_names)
     if kind == "folder":
         ds = _load(src["path"], resolution, channels)
         idx = {c: [i for i, y in enumerate(ds.labels) if ds.class_names[y] == c] for c in class_names}
         return np.concatenate([ds.images[idx[c][:int(np.sum(labels == j))]]
                                for j, c in enumerate(class_names)])
-    if kind == "dcgan":
-        from jaxgen.dcgan.train import load_generator, sample
-        from jaxgen.utils.images import to_uint8
-        model, params, info = load_generator(src["path"])   # FileNotFoundError: row skipped
-        if (int(info["resolution"]), int(info["channels"])) != (resolution, channels):
-            raise ValueError(f"{src['path']} makes {info['resolution']} px x{info['channels']} images, "
-                             f"the comparison is at {resolution} px x{channels}")
-        names = list(info["class_names"])
-        if sorted(names) != sorted(class_names):
-            raise ValueError(f"{src['path']} classes {names} differ from the real ones {list(class_names)}")
-        g_labels = np.array([names.index(class_names[c]) for c in labels], np.int32)
-        out = [sample(model, params, g_labels[i:i + 256], jax.random.fold_in(jax.random.key(seed), i))
-               for i in range(0, len(g_labels), 256)]
-        return to_uint8(np.concatenate(out))
+    if kind == "gan":
+        return _generate_from_run(src["path"], labels, class_names, resolution, channels, seed)
     if kind == "vae":   # trained (and saved into model_dir) whenever its samples are (re)made
-        from jaxgen.baselines.vae import sample_vae, train_vae
         cfg = dict(src.get("config") or {}, seed=seed)
         _log(f"  training the VAE on {len(train.images)} real images ({cfg})", verbose)
         model, params, _ = train_vae(train.images, train.labels, k, cfg, model_dir, verbose=verbose)
         return sample_vae(model, params, labels, jax.random.key(seed),
                           temperature=float(src.get("temperature", 1.0)))
-    from jaxgen.baselines.density import fit_density, sample_density
     kw = {a: b for a, b in src.items() if a not in ("kind", "make", "path")}
     kw.setdefault("seed", seed)
     _log(f"  fitting {kind.upper()} per class on {len(train.images)} real images", verbose)
-    model = fit_density(train.images, train.labels, kind=kind, **kw)
-    return sample_density(model, labels, seed=seed)
+    model = density.fit_density(train.images, train.labels, kind=kind, **kw)
+    return density.sample_density(model, labels, seed=seed)
+
+
+def _generate_from_run(path: str, labels: np.ndarray, class_names: Sequence[str], resolution: int,
+                       channels: int, seed: int) -> np.ndarray:
+    """uint8 [len(labels), R, R, C] from a generator run; z of block i from fold_in(key(seed), i)."""
+    run = open_run(path, kinds=GENERATOR_KINDS)
+    if (run.resolution, run.channels) != (resolution, channels):
+        raise ValueError(f"{path} makes {run.resolution} px x{run.channels} images, "
+                         f"the comparison is at {resolution} px x{channels}")
+    names = list(run.class_names)
+    if sorted(names) != sorted(class_names):
+        raise ValueError(f"{path} classes {names} differ from the real ones {list(class_names)}")
+    g_labels = np.array([names.index(class_names[c]) for c in labels], np.int32)
+    out = [run.generate(jax.random.normal(jax.random.fold_in(jax.random.key(seed), i),
+                                          [len(g_labels[i:i + 256]), run.z_dim]), g_labels[i:i + 256])
+           for i in range(0, len(g_labels), 256)]
+    return to_uint8(np.concatenate(out))
 
 
 def _save_png(img: np.ndarray, path: pathlib.Path) -> None:
@@ -219,8 +228,6 @@ def score_method(name: str, fakes: np.ndarray, test, train, net, out_dir: pathli
                  real_test_folder: str, seed: int = 0, xgb_params: Optional[Mapping] = None,
                  metric_cache_dir=None, verbose: bool = True) -> Dict[str, Any]:
     """Metrics of one method's samples, cached in out_dir/samples/<name> (module docstring)."""
-    from jaxgen.features.xgb import synthetic_to_real_xgb
-    from jaxgen.metrics import image_quality, suite
     t0 = time.time()
     res = suite.compute_metrics(fakes, test.images, ("fid", "kid", "is"), net, metric_cache_dir)
     sfx = "" if net.comparable else f"_{net.name}"
@@ -315,7 +322,6 @@ def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_fol
     `suite.make_feature_net` ('random_inception[:seed]', 'classifier:<workdir>'), used when
     `inception_weights` (FID Inception .pth) is empty. Returns {'rows', 'skipped',
     'feature_net', 'comparable_to_published', 'settings', 'files', 'seconds'}."""
-    from jaxgen.metrics import suite
     t0, out = time.time(), pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train = _load(real_train_folder, resolution, channels)
@@ -333,7 +339,7 @@ def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_fol
     for name, spec in methods.items():
         src = parse_source(spec)
         try:
-            if src["kind"] in ("folder", "dcgan") and not pathlib.Path(src["path"]).exists():
+            if src["kind"] in ("folder", "gan") and not pathlib.Path(src["path"]).exists():
                 raise SourceMissing(f"{src['path']} does not exist")
             n = folder_per_class(src["path"], names, num_per_class) if src["kind"] == "folder" \
                 else num_per_class
@@ -385,7 +391,6 @@ def compare_from_config(config, out_dir: Optional[str] = None, inception_weights
                         feature_net: str = "") -> Dict[str, Any]:
     """`compare_methods` as configs/depth_compare.py describes (renders missing depth-demo
     real sets first; config.methods in config.method_order). Arguments override the config."""
-    from jaxgen.data.depth_faces import write_depth_dataset
     c = config
     for part in (c.real_train, c.real_test):
         if part.get("source", "folder") == "depth_demo":

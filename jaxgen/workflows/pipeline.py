@@ -39,6 +39,11 @@ from typing import Any, List
 
 import numpy as np
 
+from jaxgen.classifiers.sorting import make_latent_classifier
+from jaxgen.runs import open_run
+from jaxgen.utils.files import save_png_atomic
+from jaxgen.utils.images import to_uint8
+
 STEPS = ("base", "sorter", "sort", "finetune", "evolve", "classifier", "evaluate")
 
 
@@ -78,30 +83,22 @@ def _copy_images(src: pathlib.Path, dst: pathlib.Path, prefix: str) -> int:
 def sort_generated(base_dir: pathlib.Path, sorter_dir: pathlib.Path, out: pathlib.Path,
                    num_per_class: int, min_conf: float, seed: int, log=print) -> dict:
     """Generate with the conditional base G, keep what the sorter puts in the intended class."""
-    import jax
-    from PIL import Image
-    from jaxgen.classifiers.sorting import make_latent_classifier
-    from jaxgen.classifiers.train import load_classifier
-    from jaxgen.metrics.evaluate import load_generator
-    from jaxgen.utils.images import to_uint8
-    G, g_vars, info = load_generator(str(base_dir))
-    clf, clf_vars, cinfo = load_classifier(str(sorter_dir))
-    names = list(info.get("class_names") or [])
-    classify = make_latent_classifier(G, clf, int(cinfo["resolution"]), int(cinfo.get("channels", 3)))
-    gen = jax.jit(lambda v, z, c: G.apply(v, z, c, noise_mode="const"))
+    g = open_run(base_dir, kinds=("stylegan2",))
+    clf = open_run(sorter_dir, kinds=("classifier",))
+    classify = make_latent_classifier(g.model, clf.model, clf.resolution, clf.channels)
     kept = {}
-    for ci, name in enumerate(names):
-        target = cinfo["class_names"].index(name)
-        z = np.random.default_rng([seed, ci]).standard_normal((num_per_class, G.z_dim)).astype(np.float32)
-        c = np.zeros((num_per_class, G.c_dim), np.float32)
+    for ci, name in enumerate(g.class_names):
+        target = clf.class_names.index(name)
+        z = np.random.default_rng([seed, ci]).standard_normal((num_per_class, g.z_dim)).astype(np.float32)
+        c = np.zeros((num_per_class, g.num_classes), np.float32)
         c[:, ci] = 1
-        pred, conf, _ = classify(g_vars, clf_vars, z, c)
+        pred, conf, _ = classify(g.variables, clf.variables, z, c)
         keep = np.flatnonzero((np.asarray(pred) == target) & (np.asarray(conf) >= min_conf))
-        imgs = to_uint8(np.asarray(gen(g_vars, z[keep], c[keep]))) if keep.size else []
+        imgs = to_uint8(g.generate(z[keep], np.full(keep.size, ci))) if keep.size else []
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
         for i, img in zip(keep, imgs):
-            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(d / f"gen_{i:05d}.png")
+            save_png_atomic(d / f"gen_{i:05d}.png", img)
         kept[name] = int(keep.size)
         log(f"pipeline: sort: {name}: kept {keep.size}/{num_per_class} generated faces")
     return kept
@@ -141,7 +138,8 @@ def run_pipeline(gan_config: Any, cls_config: Any, workdir: str, test: str = "",
         _mark(w, name, dict(info, seconds=timing[name]))
 
     from jaxgen.stylegan2.train import train_and_evaluate
-    from jaxgen.classifiers.train import train_classifier, evaluate_classifiers
+    from jaxgen.classifiers.train import train_classifier
+    from jaxgen.classifiers.evaluate import evaluate_classifiers
 
     step("base", lambda: train_and_evaluate(gan_config, str(w / "base")) and None)
 

@@ -1,28 +1,108 @@
-"""Defaults shared by every StyleGAN2-ADA config (NVIDIA's values unless noted).
+"""Config building blocks: the shared defaults, the variant parser and the config-file loader.
+
+The config files live in the top-level `configs/` folder (`configs/acne.py`,
+`configs/evolve_acne.py`, ...). Each has one `get_config(arg)` that starts from
+the defaults here and changes what differs; `arg` is the part after the colon
+in `--config configs/acne.py:tiny,finetune`, parsed by `parse_variants`. The
+files import only `ml_collections` and this module, so they work from any
+working directory (no `sys.path` edits, no `configs` package on the path).
+
+  stylegan2_ada()       StyleGAN2-ADA training (NVIDIA's values unless noted)
+  evolve()              the genetic algorithm over latents and the dataset export
+  data(...)             an image source for `jaxgen.data.load_dataset`
+  parse_variants(...)   'tiny,finetune' -> frozenset, unknown names rejected
+  load_config(spec)     'path/to/config.py[:variants]' -> ConfigDict (+ overrides)
 
 Durations are in kimg (thousands of real images shown to D), as in the papers.
-Each config file calls `stylegan2_ada()` and overrides what differs.
 """
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+from typing import FrozenSet, Iterable, Sequence
+
 import ml_collections
 
 
+def parse_variants(arg: str, known: Sequence[str], config_file: str,
+                   exclusive: Sequence[Sequence[str]] = ()) -> FrozenSet[str]:
+    """The comma-separated variant names of `arg` as a set.
+
+    Raises ValueError naming the config file and its known variants for an unknown
+    name, or for two names of one `exclusive` group (e.g. tiny and micro).
+    """
+    opts = frozenset(a.strip() for a in (arg or "").split(",") if a.strip())
+    name = f"configs/{pathlib.Path(config_file).name}"
+    unknown = opts - set(known)
+    if unknown:
+        raise ValueError(f"unknown variant(s) {sorted(unknown)} of {name} (known: {', '.join(known)})")
+    for group in exclusive:
+        both = opts & set(group)
+        if len(both) > 1:
+            raise ValueError(f"variants {sorted(both)} of {name} exclude each other; pick one")
+    return opts
+
+
+def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+    """'path/to/config.py[:variants]' -> its get_config(variants), as --config does, then
+    each override 'a.b=value' applied (the value parsed as the field's type)."""
+    path, _, arg = str(spec).partition(":")
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    mod_spec = importlib.util.spec_from_file_location(f"_jaxgen_config_{p.stem}", p)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    config = mod.get_config(arg) if arg else mod.get_config()
+    for item in overrides:
+        set_field(config, item)
+    return config
+
+
+def set_field(config: ml_collections.ConfigDict, item: str) -> None:
+    """Apply one 'a.b=value' override; the value is parsed as the existing field's type."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"override {item!r}: write it as key=value, e.g. train.total_kimg=4")
+    *parents, leaf = key.strip().split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    if leaf not in node:
+        raise ValueError(f"override {item!r}: the config has no field {key!r}")
+    old = node[leaf]
+    if isinstance(old, bool):
+        node[leaf] = value.strip().lower() in ("1", "true", "yes")
+    elif isinstance(old, (int, float, str)):
+        node[leaf] = type(old)(value)
+    else:
+        raise ValueError(f"override {item!r}: field {key!r} is not a number, string or bool")
+
+
+def data(source: str = "folder", path: str = "", resolution: int = 256, channels: int = 3,
+         **extra) -> ml_collections.ConfigDict:
+    """An image source for `jaxgen.data.load_dataset` (see its docstring for the sources)."""
+    d = ml_collections.ConfigDict()
+    d.source = source               # 'folder' | 'demo' | 'depth_demo' | 'tfds'
+    d.path = path                   # image folder (class sub-folders) or demo output dir
+    d.resolution = resolution       # power of two; images are resized/cropped to it
+    d.channels = channels           # 1 (grayscale) or 3 (RGB)
+    d.cache_dir = "auto"            # decoded-image cache ('' = off)
+    d.num_per_class = 256           # demo images per class, for the demo sources
+    d.seed = 0                      # demo rendering seed
+    d.update(extra)
+    return d
+
+
 def stylegan2_ada() -> ml_collections.ConfigDict:
+    """Defaults shared by every StyleGAN2-ADA training config."""
     c = ml_collections.ConfigDict()
+    c.task = "stylegan2"
     c.seed = 0
 
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "folder"        # 'folder' | 'demo' | 'tfds'  (see jaxgen.data.load_dataset)
-    c.data.path = ""                # image folder (class sub-folders) or demo output dir
-    c.data.name = ""                # tfds dataset name, for source='tfds' (prepared offline)
-    c.data.data_dir = ""            # tfds data_dir
-    c.data.split = "train"
-    c.data.resolution = 256         # power of two; images are resized/cropped to it
-    c.data.channels = 3             # 1 (grayscale) or 3 (RGB)
+    c.data = data(name="", data_dir="", split="train")  # name/data_dir/split: source='tfds'
     c.data.conditional = True       # use class labels (c_dim = number of classes)
     c.data.mirror = True            # random x-flips of the reals
-    c.data.cache_dir = "auto"       # decoded-image cache ('' = off)
-    c.data.num_per_class = 256      # demo images per class, for source='demo'
-    c.data.seed = 0                 # demo rendering seed
 
     c.model = ml_collections.ConfigDict()
     c.model.z_dim = 512
@@ -65,7 +145,7 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.ada.p_init = 0.0
 
     c.transfer = ml_collections.ConfigDict()
-    c.transfer.init_from = ""       # NVIDIA .pkl, networks checkpoint or workdir
+    c.transfer.init_from = ""       # NVIDIA .pkl, networks directory or workdir
     c.transfer.freeze_d = 0         # freeze-D: first N layers of D stay fixed
     c.transfer.freeze_g_res = 0     # freeze G synthesis blocks at resolutions <= this
     c.transfer.freeze_mapping = False
@@ -77,15 +157,14 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.metrics.feature_net = ""        # fallback without Inception weights, e.g. 'random_inception'
     c.metrics.cache_dir = "data/.metric_cache"
 
-    c.evolve = evolve()
-
     c.distributed = False           # multi-host: call jax.distributed.initialize()
     return c
 
 
 def evolve() -> ml_collections.ConfigDict:
-    """Genetic algorithm over latents + anonymous dataset export (evolve.py)."""
+    """Defaults of evolve.py: genetic algorithm over latents + anonymous dataset export."""
     e = ml_collections.ConfigDict()
+    e.task = "evolve"
     e.generator = ""                # GAN workdir / networks dir / .pkl; '{class}' = one G per class
     e.best = False                  # use the workdir's best-FID checkpoint
     e.classes = ""                  # comma-separated class names ('' = all of G / the classifier)
@@ -97,7 +176,7 @@ def evolve() -> ml_collections.ConfigDict:
     e.identity_threshold = -1.0     # < 0: the embedder's own (dlib 0.6, pixel 0.3)
     e.dlib_detect = True            # find the face with dlib's HOG detector ...
     e.dlib_fallback = "whole"       # ... else use the whole (aligned GAN) image
-    e.real = ""                     # real training faces for identity ('' = config.data)
+    e.real = data()                 # the real training faces, for the identity term
     # Fitness = sum of weight * term (see jaxgen/evolve/fitness.py).
     e.w_class = 1.0
     e.w_realism = 0.5
@@ -124,4 +203,5 @@ def evolve() -> ml_collections.ConfigDict:
     e.min_diversity = 0.05          # pixel-feature distance to every exported image
     e.bank_size = 1024
     e.seed = 0
+    e.distributed = False           # multi-host: call jax.distributed.initialize()
     return e

@@ -1,1 +1,0 @@
-"""ml_collections configs: `python train.py --config configs/<name>.py[:variant]`."""

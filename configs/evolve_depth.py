@@ -1,0 +1,35 @@
+"""evolve.py on depth faces: GA post-processing of a conditional DCGAN's latents z.
+
+  python evolve.py --config configs/evolve_depth.py:tiny --out runs/depth_ga/dataset
+  python evolve.py --config configs/evolve_depth.py --out runs/depth_ga_64/dataset
+
+As the depth-faces paper: image statistics 10 * std - 5 * |mean| plus diversity and
+D realism. The identity check uses pixels: dlib's face model is for photos, not
+depth maps. Add a class term with --config.classifier=<classifier run> --config.w_class=1.
+
+Variants: `tiny` (the 32 px run of configs/depth_emotion.py:tiny).
+"""
+from jaxgen.config import data, evolve, parse_variants
+
+
+def get_config(arg: str = ""):
+    opts = parse_variants(arg, ("tiny",), __file__)
+    c = evolve()
+    c.name = "evolve_depth"
+    c.generator = "runs/depth"
+    c.real = data("depth_demo", "data/demo_depth", 64, 1, num_per_class=256, cache_dir="")
+    c.realism = "discriminator"
+    c.identity = "pixel"
+    c.w_class = 0.0
+    c.w_stats = 1.0
+    c.w_realism = 1.0
+    c.w_identity = 0.5
+    c.w_diversity = 1.0
+    c.crossover = "none"            # one latent layer: no style mixing
+    c.require_class = False
+    c.psi = 1.0
+    if "tiny" in opts:
+        c.name += "_tiny"
+        c.generator = "runs/depth_tiny"
+        c.real = data("depth_demo", "data/demo_depth_32", 32, 1, num_per_class=128, cache_dir="")
+    return c

@@ -1,0 +1,71 @@
+"""Use a trained classifier: predict classes, and the papers' report on a labelled test folder.
+
+`evaluate_classifier(workdir, test_path)` gives the synthetic-train / real-test
+report (accuracy, per-class and macro precision/recall/F1, top-k, one-vs-rest AUC,
+confusion matrix as JSON + PNG); `evaluate_classifiers` does it for several runs
+and writes a comparison table. `predict(model, variables, images)` returns class
+probabilities (used to sort generated faces in the hierarchical pipeline).
+Runs are opened with `jaxgen.runs.open_run` (their best-validation checkpoint).
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Dict, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen.classifiers.metrics import classification_metrics
+from jaxgen.classifiers.report import write_comparison, write_report
+from jaxgen.data import load_image_folder
+from jaxgen.runs import open_run
+
+
+def model_input(images_uint8: jnp.ndarray) -> jnp.ndarray:
+    """uint8 images [N, H, W, C] -> float32 in [-1, 1], the range every registry model expects."""
+    return images_uint8.astype(jnp.float32) / 255.0 * 2.0 - 1.0
+
+
+def predict(model, variables, images_uint8: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Class probabilities [N, K] for uint8 images [N, H, W, C] (at the classifier's resolution)."""
+    fn = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, model_input(x), train=False), -1))
+    out = [np.asarray(fn(variables, images_uint8[i:i + batch])) for i in range(0, len(images_uint8), batch)]
+    return np.concatenate(out) if out else np.zeros([0, 0], np.float32)
+
+
+def evaluate_classifier(workdir: str, test_path: str, out_dir: Optional[str] = None,
+                        title: str = "") -> Dict[str, Any]:
+    """The papers' report of the best checkpoint on a test folder (e.g. real images)."""
+    run = open_run(workdir, kinds=("classifier",))
+    names = list(run.class_names)
+    test = load_image_folder(test_path, run.resolution, run.channels, require_labels=True)
+    if list(test.class_names) != names:
+        raise ValueError(f"test classes {test.class_names} differ from the classifier's {names}; "
+                         "the test folder needs the same class sub-folders")
+    probs = predict(run.model, run.variables, test.images)
+    m = classification_metrics(test.labels, probs.argmax(-1), len(names), names, scores=probs)
+    out = pathlib.Path(out_dir) if out_dir else pathlib.Path(workdir) / f"eval_{pathlib.Path(test_path).name}"
+    hist_file = pathlib.Path(workdir) / "history.json"
+    history = json.loads(hist_file.read_text()) if hist_file.exists() else None
+    paths = write_report(out, m, names, title or f"{pathlib.Path(workdir).name} on "
+                         f"{pathlib.Path(test_path).name}", history=history)
+    return dict(metrics=m, paths={k: str(v) for k, v in paths.items()})
+
+
+def evaluate_classifiers(workdirs: Sequence[str], test_path: str, out_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Evaluate several classifiers on one test folder; per-run reports + a comparison table."""
+    if not test_path:
+        raise ValueError("--test <labelled image folder> is required with --classifier")
+    reports = {}
+    root = pathlib.Path(out_dir) if out_dir else None
+    for w in workdirs:
+        name = pathlib.Path(w).name
+        res = evaluate_classifier(w, test_path, str(root / name) if root else None)
+        reports[name] = m = res["metrics"]
+        print(f"{name}: accuracy {m['accuracy']:.4f}  report {res['paths'].get('md', '')}", flush=True)
+    if len(reports) > 1 and root is not None:
+        write_comparison(root, reports)
+        print((root / "comparison.md").read_text())
+    return reports
