@@ -10,8 +10,7 @@ from PIL import Image
 from jaxgen.data import load_dataset
 from jaxgen.data import demo_faces, folder
 from jaxgen.data.demo_faces import render_face, write_demo_dataset
-from jaxgen.data.folder import (DatasetError, ImageDataset, iterate_batches,
-                                load_image_folder, scan_image_folder, to_float, to_uint8)
+from jaxgen.data.folder import (DatasetError, ImageDataset, load_image_folder, scan_image_folder, to_float, to_uint8)
 
 
 # ----------------------------------------------------------------- demo faces
@@ -265,47 +264,6 @@ def _toy(n=10, classes=3):
     img[:, :, 0] = np.arange(n)[:, None, None] * 10 + 5  # left column marks the image
     return ImageDataset(img, np.arange(n, dtype=np.int32) % classes,
                         [f"c{i}" for i in range(classes)], [str(i) for i in range(n)])
-
-
-def test_iterate_batches_deterministic_shuffled_and_complete():
-    ds = _toy()
-    take = lambda it, k: [next(it) for _ in range(k)]  # noqa: E731
-    a = take(iterate_batches(ds, 4, seed=0), 6)
-    b = take(iterate_batches(ds, 4, seed=0), 6)
-    c = take(iterate_batches(ds, 4, seed=1), 6)
-    assert all((x["image"] == y["image"]).all() for x, y in zip(a, b))
-    assert any((x["label"] != y["label"]).any() for x, y in zip(a, c))
-    x = a[0]
-    assert x["image"].shape == (4, 4, 4, 1) and x["image"].dtype == np.float32
-    assert x["label"].dtype == np.int32 and x["onehot"].shape == (4, 3)
-    assert (x["onehot"].argmax(1) == x["label"]).all() and (x["onehot"].sum(1) == 1).all()
-    assert -1 <= x["image"].min() and x["image"].max() <= 1
-    epochs = list(iterate_batches(ds, 3, seed=5, drop_remainder=False, num_epochs=2))
-    assert [len(e["label"]) for e in epochs] == [3, 3, 3, 1] * 2
-    ids = [np.rint((to_uint8(e["image"])[:, 0, 0, 0] - 5) / 10).astype(int) for e in epochs]
-    first, second = np.concatenate(ids[:4]), np.concatenate(ids[4:])
-    assert sorted(first) == list(range(10)) and sorted(second) == list(range(10))
-    assert (first != second).any()  # reshuffled per epoch
-    assert len(list(iterate_batches(ds, 3, seed=5, num_epochs=2))) == 6
-    with pytest.raises(DatasetError, match="batch_size 11 is larger.*10 images"):
-        next(iterate_batches(ds, 11, seed=0))
-    assert len(next(iterate_batches(ds, 11, seed=0, drop_remainder=False))["label"]) == 10
-
-
-def test_iterate_batches_mirror():
-    ds = _toy(8)
-    plain = next(iterate_batches(ds, 8, seed=0, num_epochs=1))
-    flips = []
-    for seed in range(4):
-        batch = next(iterate_batches(ds, 8, seed=seed, mirror=True))
-        img = to_uint8(batch["image"])
-        left, right = img[:, 0, 0, 0], img[:, 0, -1, 0]
-        assert ((left > 0) ^ (right > 0)).all()  # each image is whole, maybe flipped
-        flips += (right > 0).tolist()
-    assert 0 < sum(flips) < len(flips)
-    again = next(iterate_batches(ds, 8, seed=3, mirror=True))
-    assert (again["image"] == batch["image"]).all()
-    assert (to_uint8(plain["image"])[:, 0, -1] == 0).all()
 
 
 # ----------------------------------------------------------------------- TFDS

@@ -32,9 +32,15 @@ def test_fid_matches_official_fixture(fid_npz, tag):
     np.testing.assert_allclose(t["mu_diff_sq"], z[f"{tag}_mu_diff_sq"], rtol=1e-13)
     np.testing.assert_allclose(t["trace_sigma1"], z[f"{tag}_trace_sigma1"], rtol=1e-13)
     np.testing.assert_allclose(t["trace_sigma2"], z[f"{tag}_trace_sigma2"], rtol=1e-13)
-    # The eigh method is the fixture's independent eigh reference.
-    np.testing.assert_allclose(t["trace_sqrt_s1s2"], z[f"{tag}_trace_sqrt_s1s2_eigh"], rtol=1e-11)
-    np.testing.assert_allclose(t["fid"], z[f"{tag}_fid_eigh_reference"], rtol=1e-11)
+    # The eigh method is the fixture's independent eigh reference. d2048 has fewer samples
+    # than dimensions: its covariances are rank-deficient, and the ~1000 eigenvalues of the
+    # product that are 0 up to round-off (eps * |M|) enter the trace through a square root,
+    # so the BLAS kernel and thread count move it: measured 0 to 3.8e-9 relative
+    # (OPENBLAS_CORETYPE=Haswell, 1 or 2 threads). The bound leaves 5x headroom on that;
+    # the full-rank d64 case stays at 1e-11.
+    rtol = 2e-8 if tag == "d2048" else 1e-11
+    np.testing.assert_allclose(t["trace_sqrt_s1s2"], z[f"{tag}_trace_sqrt_s1s2_eigh"], rtol=rtol)
+    np.testing.assert_allclose(t["fid"], z[f"{tag}_fid_eigh_reference"], rtol=rtol)
     # ... and the official sqrtm value to far better than the suggested rtol 1e-6:
     # 8.2e-6 absolute (2.8e-8 relative) for the rank-deficient d2048 case.
     fid = t["fid"] if tag == "d2048" else F.frechet_distance(mu1, s1, mu2, s2)  # d2048 is slow
@@ -79,35 +85,13 @@ def test_fid_closed_forms():
 # --------------------------------------------------------------------------- statistics
 
 
-def test_feature_stats_and_streaming_accumulator():
+def test_feature_stats():
     rng = np.random.default_rng(1)
     feats = (rng.gamma(2.0, 0.3, size=(257, 33)) + 1e4).astype(np.float32)  # large offset
     mu, sigma = F.feature_stats(feats)
     f64 = feats.astype(np.float64)
     np.testing.assert_array_equal(mu, f64.mean(0))
     np.testing.assert_array_equal(sigma, np.cov(f64, rowvar=False))
-    acc = F.StatsAccumulator()
-    for lo, hi in [(0, 1), (1, 1), (1, 100), (100, 101), (101, 257)]:  # uneven, empty, single
-        acc.add(feats[lo:hi])
-    assert acc.n == 257
-    np.testing.assert_allclose(acc.mu, mu, rtol=1e-15)
-    np.testing.assert_allclose(acc.sigma, sigma, rtol=1e-9, atol=1e-12 * np.abs(sigma).max())
-    m2, s2 = acc.stats()
-    assert s2.shape == (33, 33) and m2.dtype == np.float64
-
-
-def test_save_load_stats_roundtrip(tmp_path):
-    rng = np.random.default_rng(2)
-    mu, sigma = F.feature_stats(rng.normal(size=(20, 5)))
-    path = tmp_path / "sub" / "ffhq_stats.npz"
-    F.save_stats(path, mu, sigma, num_samples=np.int64(20), dataset="ffhq", res=[256, 256])
-    mu2, sigma2, meta = F.load_stats(path)
-    np.testing.assert_array_equal(mu2, mu)
-    np.testing.assert_array_equal(sigma2, sigma)
-    assert meta == {"num_samples": 20, "dataset": "ffhq", "res": [256, 256]}
-    assert [p.name for p in path.parent.iterdir()] == ["ffhq_stats.npz"]  # no temp file left
-    with pytest.raises(ValueError):
-        F.save_stats(path, mu, sigma[:-1])
 
 
 # --------------------------------------------------------------------------- KID

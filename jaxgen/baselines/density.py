@@ -38,6 +38,10 @@ import dataclasses
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.neighbors import KernelDensity
 
 from jaxgen.data.folder import to_float, to_uint8
 
@@ -84,8 +88,6 @@ def _bandwidth(z: np.ndarray, rule: Union[str, float], seed: int) -> float:
     if rule == "silverman":
         return float((n * (d + 2) / 4.0) ** (-1.0 / (d + 4)))
     if rule == "cv":
-        from sklearn.model_selection import GridSearchCV, KFold
-        from sklearn.neighbors import KernelDensity
         grid = _scott(n, d) * np.geomspace(0.05, 2.0, 12)
         cv = KFold(min(5, n), shuffle=True, random_state=seed)
         search = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": grid}, cv=cv)
@@ -96,7 +98,6 @@ def _bandwidth(z: np.ndarray, rule: Union[str, float], seed: int) -> float:
 
 def _fit_class(x: np.ndarray, kind: str, n_components: int, pca_dim: int, seed: int,
                bandwidth, covariance_type: str, reg_covar: float) -> ClassDensity:
-    from sklearn.decomposition import PCA
     n, dim = x.shape
     mean = x.mean(axis=0)
     k = max(0, min(int(pca_dim), n - 1, dim)) if np.any(x != x[:1]) else 0
@@ -111,12 +112,10 @@ def _fit_class(x: np.ndarray, kind: str, n_components: int, pca_dim: int, seed: 
         return ClassDensity(None, None, n, 0, mean=mean)
     z = pca.transform(x)
     if kind == "gmm":
-        from sklearn.mixture import GaussianMixture
         m = min(int(n_components), n)
         gmm = GaussianMixture(m, covariance_type=covariance_type, reg_covar=reg_covar,
                               random_state=seed, n_init=1).fit(z)
         return ClassDensity(pca, gmm, n, k, n_components=m, mean=mean)
-    from sklearn.neighbors import KernelDensity
     h = _bandwidth(z, bandwidth, seed)
     kde = KernelDensity(kernel="gaussian", bandwidth=h).fit(z)
     return ClassDensity(pca, kde, n, k, bandwidth=h, mean=mean, points=z)

@@ -20,8 +20,8 @@ L latent size); images are float32 in [-1, 1], labels int32 [B]:
 Gaussian likelihood ``sum((x - tanh a)^2) / (2 sigma^2) + D/2 log(2 pi sigma^2)``
 or Bernoulli ``sum(BCE((x+1)/2, logit 2a))``, plus ``beta * KL(q(z|x) || N(0, I))``.
 
-``train_vae`` (jitted Adam step), ``sample_vae``, ``save_vae`` / ``load_vae``
-(``vae_params.msgpack`` + ``vae_config.json`` in a workdir).
+``train_vae`` (jitted Adam step), ``sample_vae``, ``save_vae`` (a record of the
+trained baseline: ``vae_params.msgpack`` + ``vae_config.json`` in a workdir).
 """
 from __future__ import annotations
 
@@ -186,7 +186,7 @@ def train_vae(images_uint8, labels, num_classes: int, cfg=None, workdir=None,
     cfg: VAEConfig or a dict of its fields. key: PRNG key (default from cfg.seed).
     Returns (model, params, history); history is a list of
     {'step', 'loss', 'recon', 'kl', 'seconds'} averaged over each log interval.
-    With ``workdir``, params, config and history are saved there (see load_vae).
+    With ``workdir``, params, config and history are saved there (see save_vae).
     """
     cfg = _config(cfg)
     images, labels = np.asarray(images_uint8), np.asarray(labels).astype(np.int32)
@@ -251,18 +251,6 @@ def save_vae(workdir, model: ConditionalVAE, params, cfg=None, history=None) -> 
     meta = dict(model=kwargs, train=dataclasses.asdict(_config(cfg)), history=history or [])
     (wd / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return wd
-
-
-def load_vae(workdir) -> Tuple[ConditionalVAE, Any]:
-    """(model, params) saved by ``train_vae(..., workdir)`` / ``save_vae``."""
-    wd = pathlib.Path(workdir)
-    if not (wd / PARAMS_FILE).is_file() or not (wd / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{wd} has no {PARAMS_FILE} / {CONFIG_FILE}; train with "
-                                "train_vae(..., workdir=...) first")
-    meta = json.loads((wd / CONFIG_FILE).read_text())
-    model = ConditionalVAE(**meta["model"])
-    params = serialization.msgpack_restore((wd / PARAMS_FILE).read_bytes())
-    return model, jax.tree_util.tree_map(jnp.asarray, params)
 
 
 def sample_vae(model: ConditionalVAE, params, labels, key: jax.Array,

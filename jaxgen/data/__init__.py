@@ -1,8 +1,7 @@
 """Datasets: the embedded procedural demo data and loaders for user data.
 
 Every source gives an `ImageDataset` (images uint8 [N, R, R, C] NHWC, labels
-int32 [N], class_names, paths); `iterate_batches` turns one into float32
-[-1, 1] training batches. `load_dataset(cfg)` picks the source from a config
+int32 [N], class_names, paths). `load_dataset(cfg)` picks the source from a config
 (a mapping or any object with attributes):
 
     source='folder': path, resolution, [channels, require_labels, min_classes,
@@ -16,10 +15,13 @@ int32 [N], class_names, paths); `iterate_batches` turns one into float32
 """
 import warnings
 
-from jaxgen.data.folder import (DatasetError, ImageDataset, iterate_batches,
-                                load_image_folder, scan_image_folder, to_float, to_uint8)
+from jaxgen.data.demo_faces import DEFAULT_CLASSES, write_demo_dataset
+from jaxgen.data.depth_faces import write_depth_dataset
+from jaxgen.data.folder import (DatasetError, ImageDataset, load_image_folder, scan_image_folder,
+                                to_float, to_uint8)
+from jaxgen.data.tfds_source import load_tfds
 
-__all__ = ["DatasetError", "ImageDataset", "iterate_batches", "load_dataset",
+__all__ = ["DatasetError", "ImageDataset", "load_dataset",
            "load_image_folder", "scan_image_folder", "to_float", "to_uint8"]
 
 _MISSING = object()
@@ -45,13 +47,11 @@ def load_dataset(cfg) -> ImageDataset:
                                  skip_corrupt=get("skip_corrupt", False),
                                  cache_dir=get("cache_dir", "auto"))
     if source == "tfds":
-        from jaxgen.data.tfds_source import load_tfds
         return load_tfds(get("name"), get("split", "train"), resolution, channels,
                          data_dir=get("data_dir", None), image_key=get("image_key", "image"),
                          label_key=get("label_key", "label"),
                          max_examples=get("max_examples", None))
     if source == "demo":
-        from jaxgen.data.demo_faces import DEFAULT_CLASSES, write_demo_dataset
         path = get("path")
         write_demo_dataset(path, get("num_per_class", 64), resolution, get("seed", 0),
                            get("classes", DEFAULT_CLASSES), progress=get("progress", True))
@@ -60,7 +60,6 @@ def load_dataset(cfg) -> ImageDataset:
             return load_image_folder(path, resolution, channels,
                                      cache_dir=get("cache_dir", None))
     if source == "depth_demo":
-        from jaxgen.data.depth_faces import write_depth_dataset
         path = get("path")
         write_depth_dataset(path, get("num_per_class", 64), resolution, get("seed", 0),
                             progress=get("progress", True))

@@ -18,8 +18,8 @@ class_names, paths. Decoded arrays are cached as .npz keyed by the file list
 (sizes and mtimes), resolution and channels, so a second load is fast.
 
 Model-side helpers: `to_float` maps uint8 to float32 in [-1, 1] (the GAN
-convention), `to_uint8` inverts it, and `iterate_batches` yields shuffled,
-optionally mirrored batches {'image', 'label', 'onehot'}.
+convention), `to_uint8` inverts it. Training batches come from the harness
+(`jaxgen.harness`), a pure function of (seed, step).
 
 Every problem with the input raises `DatasetError` (a ValueError) with a
 message that names the bad path or value and says how to fix it.
@@ -292,38 +292,3 @@ def to_uint8(images) -> np.ndarray:
     return _to_uint8_range(images, (-1.0, 1.0))
 
 
-def iterate_batches(dataset: ImageDataset, batch_size: int, seed: int, mirror: bool = False,
-                    drop_remainder: bool = True,
-                    num_epochs: Optional[int] = None) -> Iterator[dict]:
-    """Yield {'image': float32 [B,H,W,C] in [-1,1], 'label': int32 [B],
-    'onehot': float32 [B, num_classes]}.
-
-    Epoch e visits the data in the order `default_rng([seed, e]).permutation`,
-    so the stream is deterministic in `seed`. mirror: flip each image along
-    the width with probability 1/2. drop_remainder: skip the last short batch
-    of each epoch. num_epochs=None repeats forever.
-    """
-    n = len(dataset)
-    if batch_size < 1:
-        raise DatasetError(f"batch_size must be >= 1, got {batch_size}")
-    if n == 0:
-        raise DatasetError("the dataset is empty")
-    if drop_remainder and batch_size > n:
-        raise DatasetError(f"batch_size {batch_size} is larger than the dataset ({n} images) "
-                           "with drop_remainder=True: lower the batch size, add images, or "
-                           "pass drop_remainder=False.")
-    eye = np.eye(max(dataset.num_classes, 1), dtype=np.float32)
-    epoch = 0
-    while num_epochs is None or epoch < num_epochs:
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(n)
-        stop = n - n % batch_size if drop_remainder else n
-        for start in range(0, stop, batch_size):
-            idx = order[start:start + batch_size]
-            images = dataset.images[idx]
-            if mirror:
-                flip = rng.random(len(idx)) < 0.5
-                images = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
-            labels = dataset.labels[idx].astype(np.int32)
-            yield {"image": to_float(images), "label": labels, "onehot": eye[labels]}
-        epoch += 1

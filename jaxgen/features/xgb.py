@@ -28,6 +28,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from jaxgen.classifiers.metrics import classification_metrics
+from jaxgen.classifiers.report import write_report
+from jaxgen.data import load_dataset
 from jaxgen.features.handcrafted import FEATURES, extract_features, feature_blocks
 
 DEFAULT_XGB_PARAMS: Dict[str, Any] = dict(
@@ -100,7 +102,6 @@ def block_importance(model, blocks) -> Dict[str, float]:
 
 
 def _load(folder, resolution: int, channels: int, cache_dir):
-    from jaxgen.data import load_dataset
     return load_dataset(dict(source="folder", path=str(folder), resolution=resolution,
                              channels=channels, cache_dir=cache_dir))
 
@@ -154,7 +155,6 @@ def synthetic_to_real_xgb(train_folder, test_folder, resolution: int, channels: 
         print(f"synthetic -> real: accuracy {report['accuracy']:.4f}, macro F1 "
               f"{report['macro']['f1']:.4f} on {len(x_test)} test images", flush=True)
     if out_dir is not None:
-        from jaxgen.classifiers.report import write_report
         files = write_report(out_dir, report, names, title)
         report["files"] = {k: str(v) for k, v in files.items()}
     return report

@@ -10,11 +10,7 @@ networks that produce the features live elsewhere. Shapes:
 Why each formula is computed the way it is:
 
 * **Statistics** are float64 numpy with ``np.cov`` semantics (unbiased,
-  ``rowvar=False``), as pytorch-fid does. :class:`StatsAccumulator` merges
-  per-batch means and scatter matrices (Chan et al.'s pairwise update), so a
-  dataset never has to be held in memory and no ``E[xx^T] - mu mu^T``
-  cancellation occurs. :func:`save_stats`/:func:`load_stats` cache them in
-  ``.npz`` files (metadata as a JSON string, loadable without pickle).
+  ``rowvar=False``), as pytorch-fid does.
 * **FID** ``|mu1-mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2)``, in float64 numpy.
   ``S1 S2`` is not symmetric, but it is similar to the PSD matrix
   ``M = sqrt(S1) S2 sqrt(S1)``, so ``tr sqrt(S1 S2) = sum_i sqrt(lambda_i(M))``.
@@ -54,15 +50,13 @@ Why each formula is computed the way it is:
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from functools import partial
 from typing import Any, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 from jax import lax
 
 _HIGHEST = lax.Precision.HIGHEST
@@ -85,93 +79,6 @@ def feature_stats(feats) -> Tuple[np.ndarray, np.ndarray]:
     return a.mean(axis=0), np.atleast_2d(np.cov(a, rowvar=False))
 
 
-class StatsAccumulator:
-    """Streaming mean/covariance: ``acc.add(batch)`` repeatedly, then ``acc.mu``, ``acc.sigma``.
-
-    Keeps the running mean and scatter matrix ``sum (x - mean)(x - mean)^T`` in
-    float64 and merges each batch with the pairwise update of Chan, Golub &
-    LeVeque, which equals :func:`feature_stats` on the concatenated batches up to
-    float64 round-off.
-    """
-
-    def __init__(self) -> None:
-        self.n = 0
-        self._mean: Optional[np.ndarray] = None
-        self._scatter: Optional[np.ndarray] = None
-
-    def add(self, feats) -> "StatsAccumulator":
-        x = _as_2d_float64(feats)
-        nb = x.shape[0]
-        if nb == 0:
-            return self
-        mean_b = x.mean(axis=0)
-        xc = x - mean_b
-        scatter_b = xc.T @ xc
-        if self.n == 0:
-            self._mean, self._scatter, self.n = mean_b, scatter_b, nb
-            return self
-        if x.shape[1] != self._mean.shape[0]:
-            raise ValueError(f"feature dim {x.shape[1]} != {self._mean.shape[0]}")
-        n = self.n + nb
-        delta = mean_b - self._mean
-        self._mean = self._mean + delta * (nb / n)
-        self._scatter = self._scatter + scatter_b + np.outer(delta, delta) * (self.n * nb / n)
-        self.n = n
-        return self
-
-    @property
-    def mu(self) -> np.ndarray:
-        if self.n == 0:
-            raise ValueError("no samples added")
-        return self._mean.copy()
-
-    @property
-    def sigma(self) -> np.ndarray:
-        if self.n < 2:
-            raise ValueError("need at least 2 samples for a covariance")
-        return self._scatter / (self.n - 1)
-
-    def stats(self) -> Tuple[np.ndarray, np.ndarray]:
-        return self.mu, self.sigma
-
-
-def _json_default(o: Any):
-    if isinstance(o, (np.generic, np.ndarray)):
-        return o.tolist()
-    if isinstance(o, os.PathLike):
-        return os.fspath(o)
-    raise TypeError(f"metadata value {o!r} is not JSON serialisable")
-
-
-def save_stats(path, mu, sigma, **meta) -> None:
-    """Write ``mu``, ``sigma`` (float64) and JSON metadata to ``path`` (.npz) atomically."""
-    mu = np.asarray(mu, dtype=np.float64)
-    sigma = np.asarray(sigma, dtype=np.float64)
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f"bad shapes mu {mu.shape}, sigma {sigma.shape}")
-    meta_json = json.dumps(meta, sort_keys=True, default=_json_default)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma, meta_json=np.array(meta_json))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def load_stats(path) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
-    """Read a file written by :func:`save_stats`: returns ``(mu, sigma, meta)``."""
-    with np.load(os.fspath(path), allow_pickle=False) as z:
-        mu, sigma = z["mu"].astype(np.float64), z["sigma"].astype(np.float64)
-        meta = json.loads(str(z["meta_json"])) if "meta_json" in z.files else {}
-    return mu, sigma, meta
-
-
 # --------------------------------------------------------------------------- FID
 
 
@@ -183,7 +90,6 @@ def _trace_sqrt_product_eigh(s1: np.ndarray, s2: np.ndarray) -> float:
 
 
 def _trace_sqrt_product_sqrtm(s1: np.ndarray, s2: np.ndarray, eps: float) -> float:
-    import scipy.linalg
 
     root = scipy.linalg.sqrtm(s1 @ s2)
     if not np.isfinite(root).all():

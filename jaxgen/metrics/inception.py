@@ -42,6 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from jaxgen.utils.safe_pickle import load_torch_file
+
 __all__ = ["FIDInceptionV3", "InceptionFeatures", "InceptionWeightsError", "load_fid_inception_weights",
            "variables_from_state_dict", "resize_bilinear_torch", "STAGES", "FID_WEIGHTS_URL"]
 
@@ -377,7 +379,6 @@ def load_fid_inception_weights(path: Union[str, "os.PathLike[str]"]) -> Dict[str
         with np.load(path, allow_pickle=False) as npz:
             state = {k: npz[k] for k in npz.files}
     else:
-        from jaxgen.utils.safe_pickle import load_torch_file
         state = load_torch_file(path)
         if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
             state = state["state_dict"]

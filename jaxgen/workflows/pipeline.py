@@ -1,7 +1,8 @@
 """The acne paper's hierarchical pipeline as one resumable command.
 
-  python -m jaxgen.workflows.pipeline --gan_config configs/acne.py:tiny \\
-      --classifier_config configs/acne_classifier.py:tiny --workdir runs/pipeline_tiny
+  python -m jaxgen.workflows.pipeline --workdir runs/pipeline_tiny    # the :tiny configs below
+  python -m jaxgen.workflows.pipeline --gan_config configs/acne.py --classifier_config \\
+      configs/acne_classifier.py --evolve_config configs/evolve_acne.py --workdir runs/pipeline
 
 Steps (each writes into --workdir and is skipped when its `.done` marker exists;
 the training steps themselves resume from their checkpoints if interrupted):
@@ -12,7 +13,7 @@ the training steps themselves resume from their checkpoints if interrupted):
                those it assigns to the intended class (confidence >= --min_conf)
                -> sorted/<class>/; finetune_data/<class>/ = real + kept        sorted/, finetune_data/
   4 finetune   one unconditional model per class, transfer from base with
-               freeze-D (the config's `finetune` variant settings)          finetune/<class>/
+               freeze-D (the GAN config file's `finetune` variant)           finetune/<class>/
   5 evolve     GA per class over that class's model (class confidence from
                the sorter, D realism, identity distance to every real face,
                diversity) -> the anonymous dataset (healthy is one of the
@@ -24,53 +25,62 @@ the training steps themselves resume from their checkpoints if interrupted):
 The equivalent separate commands are listed in the README ("Hierarchical
 pipeline"). Real data: the GAN config's `data` (the demo faces for :tiny);
 the real test folder is --test, or, for demo data, a fresh render with another seed.
+Configs are loaded with `jaxgen.config.load_config`; `--set key=value` overrides
+the GAN config (base and fine-tune runs alike).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
+import dataclasses
 import json
 import pathlib
 import shutil
 import sys
 import time
-from typing import Any, List
+from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
+from jaxgen.classifiers.evaluate import evaluate_classifiers
 from jaxgen.classifiers.sorting import make_latent_classifier
+from jaxgen.classifiers.train import train_classifier
+from jaxgen.config import load_config
+from jaxgen.data import load_dataset
+from jaxgen.data.demo_faces import write_demo_dataset
+from jaxgen.evolve.run import run_evolve
 from jaxgen.runs import open_run
+from jaxgen.stylegan2.train import train_and_evaluate
 from jaxgen.utils.files import save_png_atomic
 from jaxgen.utils.images import to_uint8
 
 STEPS = ("base", "sorter", "sort", "finetune", "evolve", "classifier", "evaluate")
+DEFAULTS = dict(gan="configs/acne.py:tiny", classifier="configs/acne_classifier.py:tiny",
+                evolve="configs/evolve_acne.py:tiny")
 
 
-def load_config(spec: str):
-    """'path/to/config.py[:variant]' -> its get_config(variant) (as config_flags does)."""
-    path, _, arg = spec.partition(":")
-    p = pathlib.Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    repo = str(p.resolve().parents[1])
-    if repo not in sys.path:
-        sys.path.insert(0, repo)  # configs import `configs.common`
-    mod_spec = importlib.util.spec_from_file_location(f"_cfg_{p.stem}", p)
-    mod = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(mod)
-    return mod.get_config(arg) if arg else mod.get_config()
+@dataclasses.dataclass
+class Configs:
+    """The four configs of a pipeline run: base GAN, its per-class fine-tune variant,
+    classifier (sorter and synthetic-trained), evolve."""
 
+    gan: Any
+    finetune: Any
+    classifier: Any
+    evolve: Any
 
-def _done(w: pathlib.Path, step: str) -> bool:
-    return (w / f".{step}.done").exists()
-
-
-def _mark(w: pathlib.Path, step: str, info: dict) -> None:
-    (w / f".{step}.done").write_text(json.dumps(info))
+    @classmethod
+    def load(cls, gan: str, classifier: str, evolve: str, overrides: Sequence[str] = ()) -> "Configs":
+        """From 'file.py[:variants]' specs; the fine-tune config is the GAN file's `finetune`
+        variant (added to the GAN spec's variants); overrides apply to both GAN configs."""
+        path, _, variants = gan.partition(":")
+        ft = f"{path}:{variants + ',' if variants else ''}finetune"
+        return cls(load_config(gan, overrides), load_config(ft, overrides), load_config(classifier),
+                   load_config(evolve))
 
 
 def _copy_images(src: pathlib.Path, dst: pathlib.Path, prefix: str) -> int:
+    """Copy the PNGs of `src` into `dst` with a name prefix; returns how many."""
     dst.mkdir(parents=True, exist_ok=True)
     n = 0
     for f in sorted(src.iterdir()):
@@ -104,109 +114,121 @@ def sort_generated(base_dir: pathlib.Path, sorter_dir: pathlib.Path, out: pathli
     return kept
 
 
-def run_pipeline(gan_config: Any, cls_config: Any, workdir: str, test: str = "",
-                 num_sort: int = 64, min_conf: float = 0.5, steps: List[str] = STEPS,
-                 log=print) -> dict:
-    from jaxgen.data import load_dataset
-    w = pathlib.Path(workdir)
-    w.mkdir(parents=True, exist_ok=True)
-    d = gan_config.data
-    if d.source not in ("demo", "folder"):
-        raise ValueError(f"the pipeline needs an image-folder or demo dataset, got data.source={d.source!r}")
-    real = load_dataset(d)  # renders the demo faces if needed
-    names = list(real.class_names)
-    real_root = pathlib.Path(d.path)
-    if not test:
-        if d.source != "demo":
-            raise ValueError("give --test <held-out real folder> (class sub-folders)")
-        from jaxgen.data.demo_faces import write_demo_dataset
-        test = str(real_root) + "_test"
-        write_demo_dataset(test, int(d.num_per_class) // 2, int(d.resolution), int(d.seed) + 1000)
-    t_all = time.time()
-    timing = {}
+class Pipeline:
+    """One pipeline run in `workdir`: each step a method, each skipped once its marker exists."""
 
-    def step(name, fn):
-        if name not in steps:
-            return
-        if _done(w, name):
-            log(f"pipeline: {name}: done before, skipped")
+    def __init__(self, configs: Configs, workdir: str, test: str = "", num_sort: int = 64,
+                 min_conf: float = 0.5, log: Callable[[str], None] = print):
+        d = configs.gan.data
+        if d.source not in ("demo", "folder"):
+            raise ValueError(f"the pipeline needs an image-folder or demo dataset, got data.source={d.source!r}")
+        if not test and d.source != "demo":
+            raise ValueError("give --test <held-out real folder> (class sub-folders)")
+        self.c, self.w, self.log = configs, pathlib.Path(workdir), log
+        self.num_sort, self.min_conf = int(num_sort), float(min_conf)
+        self.real_root = pathlib.Path(d.path)
+        self.test = test or str(self.real_root) + "_test"
+        self.names: List[str] = []
+        self.timing: Dict[str, float] = {}
+
+    def prepare(self) -> None:
+        """Load (render, for the demo) the real training set; render the demo test set."""
+        d = self.c.gan.data
+        self.names = list(load_dataset(d).class_names)
+        if d.source == "demo":   # idempotent: finishes a half-written render
+            write_demo_dataset(self.test, int(d.num_per_class) // 2, int(d.resolution), int(d.seed) + 1000)
+        self.w.mkdir(parents=True, exist_ok=True)
+
+    def run_step(self, name: str) -> None:
+        """Run step `name` unless its `.name.done` marker says it finished before."""
+        marker = self.w / f".{name}.done"
+        if marker.exists():
+            self.log(f"pipeline: {name}: done before, skipped")
             return
         t0 = time.time()
-        log(f"pipeline: === {name} ===")
-        info = fn() or {}
-        timing[name] = round(time.time() - t0, 1)
-        _mark(w, name, dict(info, seconds=timing[name]))
+        self.log(f"pipeline: === {name} ===")
+        info = getattr(self, "step_" + name)() or {}
+        self.timing[name] = round(time.time() - t0, 1)
+        marker.write_text(json.dumps(dict(info, seconds=self.timing[name])))
 
-    from jaxgen.stylegan2.train import train_and_evaluate
-    from jaxgen.classifiers.train import train_classifier
-    from jaxgen.classifiers.evaluate import evaluate_classifiers
+    def step_base(self) -> None:
+        """1: StyleGAN2-ADA on all classes, conditional."""
+        train_and_evaluate(self.c.gan, str(self.w / "base"))
 
-    step("base", lambda: train_and_evaluate(gan_config, str(w / "base")) and None)
+    def _classifier_config(self, path: pathlib.Path):
+        c = copy.deepcopy(self.c.classifier)
+        c.data.source, c.data.path = "folder", str(path)
+        c.data.resolution = int(self.c.gan.data.resolution)
+        return c
 
-    def sorter():
-        c = copy.deepcopy(cls_config)
-        c.data.source, c.data.path = "folder", str(real_root)
-        c.data.resolution = int(d.resolution)
-        train_classifier(c, str(w / "cls_real"))
-    step("sorter", sorter)
+    def step_sorter(self) -> None:
+        """2: the sorter, a classifier trained on the real training faces."""
+        train_classifier(self._classifier_config(self.real_root), str(self.w / "cls_real"))
 
-    def sort():
-        kept = sort_generated(w / "base", w / "cls_real", w / "sorted", num_sort, min_conf,
-                              int(gan_config.seed), log)
-        for name in names:
-            n_real = _copy_images(real_root / name, w / "finetune_data" / name, "real_")
-            n_gen = _copy_images(w / "sorted" / name, w / "finetune_data" / name, "sorted_")
-            log(f"pipeline: finetune data {name}: {n_real} real + {n_gen} sorted generated")
+    def step_sort(self) -> dict:
+        """3: sort generated faces; per-class fine-tune data = real + kept generated."""
+        kept = sort_generated(self.w / "base", self.w / "cls_real", self.w / "sorted", self.num_sort,
+                              self.min_conf, int(self.c.gan.seed), self.log)
+        for name in self.names:
+            n_real = _copy_images(self.real_root / name, self.w / "finetune_data" / name, "real_")
+            n_gen = _copy_images(self.w / "sorted" / name, self.w / "finetune_data" / name, "sorted_")
+            self.log(f"pipeline: finetune data {name}: {n_real} real + {n_gen} sorted generated")
         return dict(kept=kept)
-    step("sort", sort)
 
-    def finetune():
-        for name in names:
-            c = copy.deepcopy(gan_config)
-            c.data.source, c.data.conditional = "folder", False
-            c.data.path = str(w / "finetune_data" / name)
-            c.data.cache_dir = ""
-            c.transfer.init_from = str(w / "base")
-            c.transfer.freeze_d = max(int(c.transfer.freeze_d), 4)
-            c.train.total_kimg = float(c.train.total_kimg) / 2
-            c.metrics.every_ticks = 0
-            log(f"pipeline: finetune {name}")
-            train_and_evaluate(c, str(w / "finetune" / name))
-    step("finetune", finetune)
+    def step_finetune(self) -> None:
+        """4: one model per class from the base run (the config file's finetune variant)."""
+        for name in self.names:
+            c = copy.deepcopy(self.c.finetune)
+            c.data.path = str(self.w / "finetune_data" / name)
+            c.transfer.init_from = str(self.w / "base")
+            self.log(f"pipeline: finetune {name}")
+            train_and_evaluate(c, str(self.w / "finetune" / name))
 
-    def evolve():
-        from jaxgen.evolve.run import run_evolve
-        c = copy.deepcopy(gan_config)
-        e = c.evolve
-        e.generator = str(w / "finetune" / "{class}")
-        e.classifier = str(w / "cls_real")
-        e.real = str(real_root)
-        if d.source == "demo" and e.identity == "dlib":
-            log("pipeline: demo faces are drawn: dlib cannot tell them apart (see "
-                "jaxgen/evolve/identity.py), using the pixel near-copy check instead")
+    def step_evolve(self) -> dict:
+        """5: GA per class over that class's model -> the anonymous dataset."""
+        e = copy.deepcopy(self.c.evolve)
+        e.generator = str(self.w / "finetune" / "{class}")
+        e.classifier = str(self.w / "cls_real")
+        e.real = copy.deepcopy(self.c.gan.data)
+        if self.c.gan.data.source == "demo" and e.identity == "dlib":
+            self.log("pipeline: demo faces are drawn: dlib cannot tell them apart (see "
+                     "jaxgen/evolve/identity.py), using the pixel near-copy check instead")
             e.identity = "pixel"
-        return dict(classes=run_evolve(c, str(w / "synthetic"), log)["classes"])
-    step("evolve", evolve)
+        return dict(classes=run_evolve(e, str(self.w / "synthetic"), self.log)["classes"])
 
-    def classifier():
-        c = copy.deepcopy(cls_config)
-        c.data.source, c.data.path = "folder", str(w / "synthetic")
-        c.data.resolution = int(d.resolution)
-        train_classifier(c, str(w / "cls_synthetic"))
-    step("classifier", classifier)
+    def step_classifier(self) -> None:
+        """6: a classifier trained on the synthetic dataset only."""
+        train_classifier(self._classifier_config(self.w / "synthetic"), str(self.w / "cls_synthetic"))
 
-    def evaluate():
-        r = evaluate_classifiers([str(w / "cls_real"), str(w / "cls_synthetic")], test, str(w / "eval"))
-        return dict(test=test)
-    step("evaluate", evaluate)
-    log(f"pipeline: finished in {time.time() - t_all:.0f}s; report in {w / 'eval'}")
-    return dict(workdir=str(w), timing=timing, test=test)
+    def step_evaluate(self) -> dict:
+        """7: both classifiers on the held-out real faces, one comparison table."""
+        evaluate_classifiers([str(self.w / "cls_real"), str(self.w / "cls_synthetic")], self.test,
+                             str(self.w / "eval"))
+        return dict(test=self.test)
+
+
+def run_pipeline(configs: Configs, workdir: str, test: str = "", num_sort: int = 64,
+                 min_conf: float = 0.5, steps: Sequence[str] = STEPS, log=print) -> dict:
+    """Run (or resume) the pipeline's `steps` into `workdir`; returns timings and paths."""
+    bad = set(steps) - set(STEPS)
+    if bad:
+        raise ValueError(f"unknown step(s) {sorted(bad)}; steps are {','.join(STEPS)}")
+    p = Pipeline(configs, workdir, test, num_sort, min_conf, log)
+    p.prepare()
+    t0 = time.time()
+    for name in STEPS:
+        if name in steps:
+            p.run_step(name)
+    log(f"pipeline: finished in {time.time() - t0:.0f}s; report in {p.w / 'eval'}")
+    return dict(workdir=str(p.w), timing=p.timing, test=p.test)
 
 
 def main(argv=None) -> int:
+    """Command line: the config specs, workdir, test folder and step selection."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--gan_config", default="configs/acne.py:tiny")
-    p.add_argument("--classifier_config", default="configs/acne_classifier.py:tiny")
+    p.add_argument("--gan_config", default=DEFAULTS["gan"])
+    p.add_argument("--classifier_config", default=DEFAULTS["classifier"])
+    p.add_argument("--evolve_config", default=DEFAULTS["evolve"])
     p.add_argument("--workdir", required=True)
     p.add_argument("--test", default="", help="held-out real folder (default: demo render)")
     p.add_argument("--num_sort", type=int, default=64, help="generated faces per class to sort")
@@ -215,20 +237,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a GAN config value, e.g. --set train.total_kimg=4 (repeatable)")
     a = p.parse_args(argv)
-    gan = load_config(a.gan_config)
-    for kv in a.set:
-        k, _, v = kv.partition("=")
-        node = gan
-        *parents, leaf = k.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = type(node[leaf])(v) if not isinstance(node[leaf], bool) else v.lower() == "true"
-    steps = [s for s in a.steps.split(",") if s]
-    bad = set(steps) - set(STEPS)
-    if bad:
-        raise SystemExit(f"unknown step(s) {sorted(bad)}; steps are {','.join(STEPS)}")
-    run_pipeline(gan, load_config(a.classifier_config), a.workdir, a.test, a.num_sort,
-                 a.min_conf, steps)
+    configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set)
+    run_pipeline(configs, a.workdir, a.test, a.num_sort, a.min_conf, [s for s in a.steps.split(",") if s])
     return 0
 
 
