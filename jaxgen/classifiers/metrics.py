@@ -55,6 +55,7 @@ def _labels(y, name: str, num_classes: int) -> np.ndarray:
 
 
 def _check_k(num_classes) -> int:
+    """`num_classes` as an int, checked to be a positive integer."""
     k = int(num_classes)
     if k != num_classes or k < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -62,6 +63,7 @@ def _check_k(num_classes) -> int:
 
 
 def _num_samples(y) -> int:
+    """Length N of the 1-D label array `y` (checked to be 1-D)."""
     shape = np.shape(y)
     if len(shape) != 1:
         raise ValueError(f"y_true must be 1-D, got shape {shape}")
@@ -69,6 +71,7 @@ def _num_samples(y) -> int:
 
 
 def _scores(scores, n: int) -> np.ndarray:
+    """`scores` as float64 [n, K] (K >= 1), checked for shape and NaN."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 2 or s.shape[0] != n:
         raise ValueError(f"scores must have shape [N={n}, K], got {s.shape}")
@@ -203,6 +206,7 @@ def roc_auc_ovr(y_true, probs, average: Optional[str] = "macro"):
 
 
 def _class_names(class_names: Optional[Sequence[str]], k: int) -> List[str]:
+    """`k` unique class names as strings (default "0" .. "k-1")."""
     if class_names is None:
         return [str(i) for i in range(k)]
     names = [str(n) for n in class_names]
@@ -211,6 +215,51 @@ def _class_names(class_names: Optional[Sequence[str]], k: int) -> List[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"class names must be unique, got {names}")
     return names
+
+
+def _per_class_rows(prf: Dict[str, np.ndarray], names: List[str]) -> List[Dict[str, Any]]:
+    """One JSON-friendly row per class (name, index, precision, recall, F1,
+    support) from the [K] arrays of :func:`precision_recall_f1`."""
+    rows = []
+    for i, name in enumerate(names):
+        rows.append(dict(
+            {"class": name, "index": i},
+            precision=float(prf["precision"][i]),
+            recall=float(prf["recall"][i]),
+            f1=float(prf["f1"][i]),
+            support=int(prf["support"][i]),
+        ))
+    return rows
+
+
+def _averages(prf: Dict[str, np.ndarray], n: int) -> Dict[str, Dict[str, Any]]:
+    """'macro' (unweighted mean over all K classes) and 'weighted' (by support)
+    precision / recall / F1 of the [K] arrays of :func:`precision_recall_f1`;
+    `n` is the number of samples (the support of both)."""
+    weights = prf["support"] / n
+    out = {}
+    for avg, w in (("macro", None), ("weighted", weights)):
+        out[avg] = {key: float(np.average(prf[key], weights=w)) for key in ("precision", "recall", "f1")}
+        out[avg]["support"] = n
+    return out
+
+
+def _score_metrics(y_true, scores, n: int, k: int, top_k: Sequence[int],
+                   per_class: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """'top_k_accuracy' (for 1 <= k' < K of `top_k`) and 'roc_auc_ovr_macro' of
+    class scores [N, K]; adds each class's 'roc_auc' (None if undefined) to its
+    `per_class` row in place."""
+    s = _scores(scores, n)
+    if s.shape[1] != k:
+        raise ValueError(f"scores have {s.shape[1]} columns for {k} classes")
+    out: Dict[str, Any] = {"top_k_accuracy": {str(int(kk)): top_k_accuracy(y_true, s, int(kk))
+                                              for kk in top_k if 1 <= int(kk) < k}}
+    auc = roc_auc_ovr(y_true, s, average=None)
+    for row, a in zip(per_class, auc):
+        row["roc_auc"] = None if np.isnan(a) else float(a)
+    defined = auc[~np.isnan(auc)]
+    out["roc_auc_ovr_macro"] = float(defined.mean()) if defined.size else None
+    return out
 
 
 def classification_metrics(y_true, y_pred, num_classes: int,
@@ -258,37 +307,15 @@ def classification_metrics(y_true, y_pred, num_classes: int,
     if n == 0:
         raise ValueError("classification metrics of an empty set are undefined")
     prf = precision_recall_f1(cm)
-    support = prf["support"]
-    weights = support / n
     out: Dict[str, Any] = dict(
         num_classes=k,
         num_samples=n,
         class_names=names,
         accuracy=float(np.trace(cm) / n),
     )
-    per_class = []
-    for i, name in enumerate(names):
-        per_class.append(dict(
-            {"class": name, "index": i},
-            precision=float(prf["precision"][i]),
-            recall=float(prf["recall"][i]),
-            f1=float(prf["f1"][i]),
-            support=int(support[i]),
-        ))
-    out["per_class"] = per_class
-    for avg, w in (("macro", None), ("weighted", weights)):
-        out[avg] = {key: float(np.average(prf[key], weights=w)) for key in ("precision", "recall", "f1")}
-        out[avg]["support"] = n
+    out["per_class"] = _per_class_rows(prf, names)
+    out.update(_averages(prf, n))
     out["confusion_matrix"] = cm.tolist()
     if scores is not None:
-        s = _scores(scores, n)
-        if s.shape[1] != k:
-            raise ValueError(f"scores have {s.shape[1]} columns for {k} classes")
-        out["top_k_accuracy"] = {str(int(kk)): top_k_accuracy(y_true, s, int(kk))
-                                 for kk in top_k if 1 <= int(kk) < k}
-        auc = roc_auc_ovr(y_true, s, average=None)
-        for row, a in zip(per_class, auc):
-            row["roc_auc"] = None if np.isnan(a) else float(a)
-        defined = auc[~np.isnan(auc)]
-        out["roc_auc_ovr_macro"] = float(defined.mean()) if defined.size else None
+        out.update(_score_metrics(y_true, scores, n, k, top_k, out["per_class"]))
     return out

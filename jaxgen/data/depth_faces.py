@@ -46,7 +46,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -141,49 +141,57 @@ def _g(d2):
     return np.exp(-np.minimum(d2, 60.0))
 
 
-def _draw_depth(f: dict, S: int) -> np.ndarray:
-    """Depth of face `f` on an S x S canvas: float32 [S, S], 0 far .. 1 near."""
+def _face_frame(f: dict, S: int):
+    """Pixel centres x, y in [0, 1] and face-frame coordinates U, V (+-1 at the
+    head's sides / top and chin) of face `f` on an S x S canvas: four [S, S] arrays."""
     y, x = (np.mgrid[0:S, 0:S].astype(np.float32) + 0.5) / S
     a, b, cx, cy = f["a"], f["b"], f["cx"], f["cy"]
     c, s = np.cos(f["roll"]), np.sin(f["roll"])
     U = ((x - cx) * c + (y - cy) * s) / a
     V = (-(x - cx) * s + (y - cy) * c) / b
-    ex = f["expr"]
-    soft = 1.5 / (min(a, b) * S)  # one canvas pixel, in face units
+    return x, y, U, V
 
+
+def _body_depth(f: dict, x, y, U, V) -> np.ndarray:
+    """Depth [S, S] of the background, shoulders and neck (further away than the
+    face, which is drawn over them); x, y, U, V as from `_face_frame`."""
     depth = f["bg"] + f["bg_grad"] * (y - 0.5)
-    # Shoulders and neck (further away than the face), then the head over them.
-    sh_top = cy + b * 1.05
-    sh = np.sqrt(np.clip(1 - ((x - cx) / 0.48) ** 2 - ((y - sh_top - 0.32) / 0.32) ** 2, 0, 1))
+    sh_top = f["cy"] + f["b"] * 1.05
+    sh = np.sqrt(np.clip(1 - ((x - f["cx"]) / 0.48) ** 2 - ((y - sh_top - 0.32) / 0.32) ** 2, 0, 1))
     depth = np.maximum(depth, np.where(sh > 0, 0.12 + f["shoulder"] * sh, 0))
     nx = np.clip(1 - (U / f["neck_w"]) ** 2, 0, 1)
     neck = np.where((V > 0.3) & (nx > 0), 0.2 + 0.2 * np.sqrt(nx), 0)
-    depth = np.maximum(depth, neck)
+    return np.maximum(depth, neck)
 
-    w = 1 - f["jaw"] * np.clip(V, 0, 1) ** 2
-    rho2 = (U / w) ** 2 + V ** 2
-    inside = np.clip((1 - np.sqrt(rho2)) / soft + 0.5, 0, 1)
-    h = np.sqrt(np.clip(1 - rho2, 0, 1))
-    Uf = U - f["yaw"] * np.sqrt(np.clip(1 - V ** 2, 0, 1))  # features follow the yaw
 
-    feat = np.zeros_like(U)
-    # Nose: a ridge from the brows to the tip, wider and higher towards the tip.
+def _add_nose(feat: np.ndarray, f: dict, Uf, V) -> None:
+    """Add to the feature relief feat [S, S] in place: a nose ridge from the brows
+    to the tip, wider and higher towards the tip, and the nostril wings.
+    Uf, V: [S, S] yaw-shifted and plain face-frame coordinates."""
     nv, nw, nh = f["nose_v"], f["nose_w"], f["nose_h"]
     v0 = f["eye_v"] - 0.06
     t = np.clip((V - v0) / (nv - v0), 0, 1)
     below = np.where(V > nv, _g(((V - nv) / 0.05) ** 2), 1.0)
     feat += nh * t ** 1.4 * below * _g((Uf / (nw * (0.45 + 0.55 * t))) ** 2)
-    for sg in (-1, 1):  # nostril wings
+    for sg in (-1, 1):
         feat += 0.35 * nh * _g(((Uf - sg * nw * 0.85) / (nw * 0.45)) ** 2
                                + ((V - nv + 0.01) / 0.045) ** 2)
-    # Eye sockets with eyeballs (bigger/wider open for surprise, narrowed when happy).
+
+
+def _add_eyes(feat: np.ndarray, f: dict, ex: dict, Uf, V) -> None:
+    """Add eye sockets with eyeballs to feat [S, S] in place (eyeball size from
+    the expression: bigger for surprise, narrowed when happy)."""
     for sg in (-1, 1):
         du, dv = Uf - sg * f["eye_u"], V - f["eye_v"]
         ew = f["eye_w"]
         feat -= 0.17 * _g((du / (ew * 1.35)) ** 2 + (dv / (ew * 1.0)) ** 2)
         r = ew * 0.55 * ex["eye_open"]
         feat += 0.07 * np.sqrt(np.clip(1 - (du / (ew * 0.8)) ** 2 - (dv / r) ** 2, 0, 1))
-    # Brows: ridges above the eyes; the expression moves, tilts and arches them.
+
+
+def _add_brows(feat: np.ndarray, f: dict, ex: dict, Uf, V) -> None:
+    """Add to feat [S, S] in place the brow ridges above the eyes (the expression
+    moves, tilts and arches them), then the forehead furrows (surprise only)."""
     for sg in (-1, 1):
         ul = (Uf - sg * f["eye_u"]) / 0.24 * sg  # -1 inner end (nose side) .. +1 outer
         bv = (f["eye_v"] - f["brow_dv"] - ex["brow_up"] - ex["brow_arch"] * (1 - ul ** 2)
@@ -191,18 +199,25 @@ def _draw_depth(f: dict, S: int) -> np.ndarray:
               + 0.5 * ex["brow_tilt"] * np.clip(ul, 0, 1))
         along = _g(np.maximum(np.abs(ul) - 0.85, 0) ** 2 / 0.02)
         feat += f["brow_h"] * along * _g(((V - bv) / f["brow_t"]) ** 2)
-    # Forehead furrows (surprise).
     if ex["furrows"] > 0:
         top = f["eye_v"] - f["brow_dv"] - ex["brow_up"] - 0.12
         for k in range(3):
             feat -= ex["furrows"] * _g(((V - (top - 0.07 * k)) / 0.014) ** 2) * _g((Uf / 0.45) ** 4)
-    # Cheeks (raised by a smile) and chin.
+
+
+def _add_cheeks_and_chin(feat: np.ndarray, f: dict, ex: dict, Uf, V) -> None:
+    """Add to feat [S, S] in place the cheeks (raised by a smile) and the chin
+    (bigger when tensed, as in sad)."""
     for sg in (-1, 1):
         feat += f["cheek"] * ex["cheek_up"] * _g(((Uf - sg * 0.45) / 0.22) ** 2
                                                   + ((V - 0.3 + 0.04 * ex["cheek_up"]) / 0.2) ** 2)
     feat += (0.03 + ex["chin"]) * _g((Uf / 0.22) ** 2 + ((V - 0.85) / 0.09) ** 2)
-    # Mouth: lips along a curve mc(u) = mouth_v - curv * (u/mw)^2, and between them
-    # a groove (closed) or a dark cavity (open).
+
+
+def _add_mouth(feat: np.ndarray, f: dict, ex: dict, Uf, V, soft: float) -> None:
+    """Add to feat [S, S] in place the lips along the curve
+    mc(u) = mouth_v - curv * (u/mw)^2 and, between them, a groove (closed
+    mouth) or a dark cavity (open); `soft` is one canvas pixel in face units."""
     mw = f["mouth_w"] * ex["width"]
     un = Uf / mw
     env = np.clip(1 - un ** 2, 0, 1)
@@ -216,6 +231,31 @@ def _draw_depth(f: dict, S: int) -> np.ndarray:
         cav = np.clip((half - np.abs(V - mc)) / soft + 0.5, 0, 1) * (env > 0)
         feat -= 0.35 * cav * np.clip(half / 0.03, 0, 1)
     feat -= 0.14 * (np.abs(un) < 1.05) * _g(((V - mc) / 0.016) ** 2) * np.clip(1.2 - np.abs(un), 0, 1)
+
+
+def _draw_depth(f: dict, S: int) -> np.ndarray:
+    """Depth of face `f` on an S x S canvas: float32 [S, S], 0 far .. 1 near.
+
+    The head is an ellipsoid (jaw-narrowed) whose surface carries the feature
+    relief `feat`; it is blended over the body with an antialiased edge.
+    """
+    x, y, U, V = _face_frame(f, S)
+    ex = f["expr"]
+    soft = 1.5 / (min(f["a"], f["b"]) * S)  # one canvas pixel, in face units
+    depth = _body_depth(f, x, y, U, V)
+
+    w = 1 - f["jaw"] * np.clip(V, 0, 1) ** 2
+    rho2 = (U / w) ** 2 + V ** 2
+    inside = np.clip((1 - np.sqrt(rho2)) / soft + 0.5, 0, 1)
+    h = np.sqrt(np.clip(1 - rho2, 0, 1))
+    Uf = U - f["yaw"] * np.sqrt(np.clip(1 - V ** 2, 0, 1))  # features follow the yaw
+
+    feat = np.zeros_like(U)
+    _add_nose(feat, f, Uf, V)
+    _add_eyes(feat, f, ex, Uf, V)
+    _add_brows(feat, f, ex, Uf, V)
+    _add_cheeks_and_chin(feat, f, ex, Uf, V)
+    _add_mouth(feat, f, ex, Uf, V, soft)
 
     head = f["base"] + f["relief"] * (0.42 * h + feat * np.clip(h * 2.5, 0, 1))
     head = head - 0.15 * f["yaw"] * U  # the turned-away side recedes
@@ -243,11 +283,45 @@ def render_depth_face(rng: np.random.Generator, expression: int, resolution: int
 # ----------------------------------------------------------------------- dataset
 
 def _image_ok(path: Path, resolution: int) -> bool:
+    """Whether `path` is a readable grayscale image of `resolution` px (else it is rendered again)."""
     try:
         with Image.open(path) as im:
             return im.size == (resolution, resolution) and im.mode == "L"
     except Exception:  # noqa: BLE001 - missing or unreadable means "render again"
         return False
+
+
+def _old_manifest(out: Path, params: dict, overwrite: bool) -> Optional[dict]:
+    """The manifest of the dataset already in `out`: None if there is none, {} if
+    it is unreadable. A dataset made with other `params` is a DatasetError unless
+    `overwrite` (so that a typo never mixes two sets in one folder)."""
+    meta_path = out / "dataset.json"
+    try:
+        old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+    except ValueError:
+        old = {}
+    diff = [f"{k}: {old.get(k)} != {v}" for k, v in params.items()
+            if old is not None and old.get(k) != v]
+    if diff and not overwrite:
+        raise DatasetError(f"{out} already holds a dataset made with other parameters "
+                           f"({', '.join(diff)}). Pick another output folder, or pass "
+                           "overwrite=True (--overwrite).")
+    return old
+
+
+def _render_jobs(jobs: list, seed: int, resolution: int, progress: bool) -> None:
+    """Render and save each (path, expression, index) of `jobs` as a grayscale PNG
+    from `default_rng([seed, expression, index])`, atomically (never a half-written PNG)."""
+    t0, every = time.time(), max(1, len(jobs) // 10)
+    for n, (path, e, i) in enumerate(jobs, 1):
+        img = render_depth_face(np.random.default_rng([int(seed), e, i]), e, resolution)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        Image.fromarray(img[..., 0], mode="L").save(tmp, format="PNG")
+        os.replace(tmp, path)
+        if progress and len(jobs) >= 50 and (n % every == 0 or n == len(jobs)):
+            print(f"depth_faces: {n}/{len(jobs)} images rendered "
+                  f"({n / max(time.time() - t0, 1e-9):.0f}/s)", flush=True)
 
 
 def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, seed: int = 0,
@@ -272,16 +346,7 @@ def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, 
               "classes": list(EXPRESSIONS), "num_per_class": n_per,
               "resolution": int(resolution), "seed": int(seed), "channels": 1}
     meta_path = out / "dataset.json"
-    try:
-        old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    except ValueError:
-        old = {}
-    diff = [f"{k}: {old.get(k)} != {v}" for k, v in params.items()
-            if old is not None and old.get(k) != v]
-    if diff and not overwrite:
-        raise DatasetError(f"{out} already holds a dataset made with other parameters "
-                           f"({', '.join(diff)}). Pick another output folder, or pass "
-                           "overwrite=True (--overwrite).")
+    old = _old_manifest(out, params, overwrite)
     files = {out / c / f"{c}_{i:05d}.png": (e, i) for e, c in enumerate(EXPRESSIONS)
              for i in range(n_per)}
     if overwrite and old:
@@ -294,16 +359,7 @@ def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, 
     if jobs:
         out.mkdir(parents=True, exist_ok=True)
         meta_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    t0, every = time.time(), max(1, len(jobs) // 10)
-    for n, (path, e, i) in enumerate(jobs, 1):
-        img = render_depth_face(np.random.default_rng([int(seed), e, i]), e, resolution)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")  # atomic: never a half-written PNG
-        Image.fromarray(img[..., 0], mode="L").save(tmp, format="PNG")
-        os.replace(tmp, path)
-        if progress and len(jobs) >= 50 and (n % every == 0 or n == len(jobs)):
-            print(f"depth_faces: {n}/{len(jobs)} images rendered "
-                  f"({n / max(time.time() - t0, 1e-9):.0f}/s)", flush=True)
+    _render_jobs(jobs, seed, resolution, progress)
     manifest["complete"] = True
     if jobs or old != manifest:
         out.mkdir(parents=True, exist_ok=True)

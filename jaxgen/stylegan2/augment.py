@@ -113,6 +113,7 @@ class AugmentSpec:
         return cls(**{op: 1.0 for ch in key for op in _PRESETS[ch]})
 
     def any_of(self, names) -> bool:
+        """Whether any of the transforms `names` is switched on (static)."""
         return any(getattr(self, n) > 0 for n in names)
 
 
@@ -131,15 +132,140 @@ def _mat(rows, n: int) -> jnp.ndarray:
 
 
 def translate2d(tx, ty, n):
+    """[N, 3, 3] translation by (tx, ty) (scalars or [N])."""
     return _mat([[1, 0, tx], [0, 1, ty], [0, 0, 1]], n)
 
 
 def scale2d(sx, sy, n):
+    """[N, 3, 3] scaling by (sx, sy) (scalars or [N])."""
     return _mat([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], n)
 
 
 def rotate2d(cos, sin, n):
+    """[N, 3, 3] rotation given its cos and sin (scalars or [N])."""
     return _mat([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], n)
+
+
+class _Draws:
+    """Per-sample random numbers of `sample_matrices`, handed out column by column.
+
+    Why: all random numbers come from two draws, uniform [N, 24] and normal
+    [N, 8] (one threefry each: fast to compile); the transforms take
+    consecutive columns, so the order of the calls fixes which numbers each
+    transform gets and must not change.
+    """
+
+    def __init__(self, rng: jax.Array, n: int):
+        """Draw the two tables for a batch of `n` samples from key `rng`."""
+        k_u, k_n = jax.random.split(rng)
+        self.n = n
+        self._src = {"u": jax.random.uniform(k_u, (n, 24)), "n": jax.random.normal(k_n, (n, 8))}
+        self._cols = {"u": 0, "n": 0}
+
+    def _take(self, kind: str, shape) -> jnp.ndarray:
+        """The next prod(shape) columns of table `kind`, as [N, *shape]."""
+        src, i, k = self._src[kind], self._cols[kind], int(np.prod(shape))
+        assert i + k <= src.shape[1], "more random numbers drawn than reserved"
+        self._cols[kind] = i + k
+        return src[:, i:i + k].reshape((self.n,) + shape)
+
+    def unif(self, *shape) -> jnp.ndarray:
+        """[N, *shape] uniform in [0, 1)."""
+        return self._take("u", shape)
+
+    def normal(self, *shape) -> jnp.ndarray:
+        """[N, *shape] standard normal."""
+        return self._take("n", shape)
+
+    def on(self, prob) -> jnp.ndarray:
+        """[N] bool: the transform is enabled for the sample, with probability `prob`."""
+        return self.unif() < prob
+
+
+def _blit_matrix(d: _Draws, p, spec: AugmentSpec, eye3, h: int, w: int) -> jnp.ndarray:
+    """G_blit [N, 3, 3]: inverse x-flip, quarter turns and integer translation
+    of (h, w) images, each enabled per sample; starts from eye3 [N, 3, 3]."""
+    n, gb = d.n, eye3
+    if spec.xflip > 0:
+        i = jnp.where(d.on(spec.xflip * p), jnp.floor(d.unif() * 2), 0.0)
+        gb = _mm(gb, scale2d(1 - 2 * i, 1, n))
+    if spec.rotate90 > 0:  # rotation by i quarter turns, with exact cos/sin
+        i = jnp.where(d.on(spec.rotate90 * p), jnp.floor(d.unif() * 4), 0.0).astype(jnp.int32)
+        cs, sn = jnp.array([1., 0., -1., 0.]), jnp.array([0., 1., 0., -1.])
+        gb = _mm(gb, rotate2d(cs[i], sn[i], n))
+    if spec.xint > 0:
+        t = (d.unif(2) * 2 - 1) * spec.xint_max
+        t = jnp.where(d.on(spec.xint * p)[:, None], t, 0.0)
+        gb = _mm(gb, translate2d(-jnp.round(t[:, 0] * w), -jnp.round(t[:, 1] * h), n))
+    return gb
+
+
+def _random_rotation(d: _Draws, p_rot, spec: AugmentSpec) -> jnp.ndarray:
+    """[N, 3, 3] rotation by a uniform angle (range spec.rotate_max turns), on with probability p_rot."""
+    theta = (d.unif() * 2 - 1) * np.pi * spec.rotate_max
+    theta = jnp.where(d.on(p_rot), theta, 0.0)
+    return rotate2d(jnp.cos(theta), jnp.sin(theta), d.n)
+
+
+def _general_matrix(d: _Draws, p, spec: AugmentSpec, eye3, h: int, w: int) -> jnp.ndarray:
+    """G_general [N, 3, 3]: inverse isotropic scale, rotation, anisotropic scale
+    and fractional translation of (h, w) images; starts from eye3 [N, 3, 3].
+
+    The rotation is two rotations (before and after the anisotropic scaling),
+    each with p_rot, so that P(pre OR post) = p * spec.rotate.
+    """
+    n, gg = d.n, eye3
+    if spec.scale > 0:
+        s = jnp.where(d.on(spec.scale * p), jnp.exp2(d.normal() * spec.scale_std), 1.0)
+        gg = _mm(gg, scale2d(1 / s, 1 / s, n))
+    p_rot = 1 - jnp.sqrt(jnp.clip(1 - spec.rotate * p, 0.0, 1.0))
+    if spec.rotate > 0:
+        gg = _mm(gg, _random_rotation(d, p_rot, spec))  # before anisotropic scaling
+    if spec.aniso > 0:
+        s = jnp.where(d.on(spec.aniso * p), jnp.exp2(d.normal() * spec.aniso_std), 1.0)
+        gg = _mm(gg, scale2d(1 / s, s, n))
+    if spec.rotate > 0:
+        gg = _mm(gg, _random_rotation(d, p_rot, spec))  # after anisotropic scaling
+    if spec.xfrac > 0:
+        t = jnp.where(d.on(spec.xfrac * p)[:, None], d.normal(2) * spec.xfrac_std, 0.0)
+        gg = _mm(gg, translate2d(-t[:, 0] * w, -t[:, 1] * h, n))
+    return gg
+
+
+def _hue_rotation(theta: jnp.ndarray, v: jnp.ndarray, n: int) -> jnp.ndarray:
+    """[N, 4, 4] rotation of RGB by angles theta [N] about the unit axis v (Rodrigues)."""
+    s, co = jnp.sin(theta), jnp.cos(theta)
+    cc, (x, y, z) = 1 - co, (v[0], v[1], v[2])
+    return _mat([[x * x * cc + co, x * y * cc - z * s, x * z * cc + y * s, 0],
+                 [y * x * cc + z * s, y * y * cc + co, y * z * cc - x * s, 0],
+                 [z * x * cc - y * s, z * y * cc + x * s, z * z * cc + co, 0],
+                 [0, 0, 0, 1]], n)
+
+
+def _color_matrix(d: _Draws, p, spec: AugmentSpec, c: int) -> jnp.ndarray:
+    """C [N, 4, 4]: brightness, contrast, luma flip, hue and saturation (the last
+    two only for c > 1 channels), composed left to right, each enabled per sample."""
+    n = d.n
+    cm = jnp.broadcast_to(jnp.eye(4, dtype=jnp.float32), (n, 4, 4))
+    eye4 = cm
+    v = jnp.asarray(np.array([1, 1, 1, 0]) / np.sqrt(3), jnp.float32)  # luma axis
+    vv = jnp.outer(v, v)
+    if spec.brightness > 0:
+        b = jnp.where(d.on(spec.brightness * p), d.normal() * spec.brightness_std, 0.0)
+        cm = _mm(_mat([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], n), cm)
+    if spec.contrast > 0:
+        k = jnp.where(d.on(spec.contrast * p), jnp.exp2(d.normal() * spec.contrast_std), 1.0)
+        cm = _mm(_mat([[k, 0, 0, 0], [0, k, 0, 0], [0, 0, k, 0], [0, 0, 0, 1]], n), cm)
+    if spec.lumaflip > 0:  # Householder reflection of the luma axis
+        i = jnp.where(d.on(spec.lumaflip * p), jnp.floor(d.unif() * 2), 0.0)
+        cm = _mm(eye4 - 2 * vv * i[:, None, None], cm)
+    if spec.hue > 0 and c > 1:  # rotation about the luma axis
+        theta = jnp.where(d.on(spec.hue * p), (d.unif() * 2 - 1) * np.pi * spec.hue_max, 0.0)
+        cm = _mm(_hue_rotation(theta, v, n), cm)
+    if spec.saturation > 0 and c > 1:  # vv^T + (I - vv^T) s, exact identity at s = 1
+        s = jnp.where(d.on(spec.saturation * p), jnp.exp2(d.normal() * spec.saturation_std), 1.0)
+        cm = _mm(eye4 + (s - 1)[:, None, None] * (eye4 - vv), cm)
+    return cm
 
 
 def sample_matrices(rng: jax.Array, p, spec: AugmentSpec, shape: Tuple[int, ...]):
@@ -151,85 +277,11 @@ def sample_matrices(rng: jax.Array, p, spec: AugmentSpec, shape: Tuple[int, ...]
     """
     n, h, w, c = shape
     p = lax.stop_gradient(jnp.asarray(p, jnp.float32))
-    # All random numbers come from two draws (one threefry each: fast to
-    # compile); transforms take consecutive columns.
-    k_u, k_n = jax.random.split(rng)
-    u_all, n_all = jax.random.uniform(k_u, (n, 24)), jax.random.normal(k_n, (n, 8))
-    cols = {"u": 0, "n": 0}
-
-    def take(kind, src, k):
-        i = cols[kind]
-        assert i + k <= src.shape[1], "more random numbers drawn than reserved"
-        cols[kind] = i + k
-        return src[:, i:i + k]
-
-    unif = lambda *s: take("u", u_all, int(np.prod(s))).reshape((n,) + s)
-    normal = lambda *s: take("n", n_all, int(np.prod(s))).reshape((n,) + s)
-    on = lambda prob: unif() < prob  # [N] bool: transform enabled for this sample
+    d = _Draws(rng, n)
     eye3 = jnp.broadcast_to(jnp.eye(3, dtype=jnp.float32), (n, 3, 3))
-
-    gb = eye3
-    if spec.xflip > 0:
-        i = jnp.where(on(spec.xflip * p), jnp.floor(unif() * 2), 0.0)
-        gb = _mm(gb, scale2d(1 - 2 * i, 1, n))
-    if spec.rotate90 > 0:  # rotation by i quarter turns, with exact cos/sin
-        i = jnp.where(on(spec.rotate90 * p), jnp.floor(unif() * 4), 0.0).astype(jnp.int32)
-        cs, sn = jnp.array([1., 0., -1., 0.]), jnp.array([0., 1., 0., -1.])
-        gb = _mm(gb, rotate2d(cs[i], sn[i], n))
-    if spec.xint > 0:
-        t = (unif(2) * 2 - 1) * spec.xint_max
-        t = jnp.where(on(spec.xint * p)[:, None], t, 0.0)
-        gb = _mm(gb, translate2d(-jnp.round(t[:, 0] * w), -jnp.round(t[:, 1] * h), n))
-
-    gg = eye3
-    if spec.scale > 0:
-        s = jnp.where(on(spec.scale * p), jnp.exp2(normal() * spec.scale_std), 1.0)
-        gg = _mm(gg, scale2d(1 / s, 1 / s, n))
-    # Two rotations, each with p_rot, so that P(pre OR post) = p.
-    p_rot = 1 - jnp.sqrt(jnp.clip(1 - spec.rotate * p, 0.0, 1.0))
-
-    def rotation():
-        theta = (unif() * 2 - 1) * np.pi * spec.rotate_max
-        theta = jnp.where(on(p_rot), theta, 0.0)
-        return rotate2d(jnp.cos(theta), jnp.sin(theta), n)
-
-    if spec.rotate > 0:
-        gg = _mm(gg, rotation())  # before anisotropic scaling
-    if spec.aniso > 0:
-        s = jnp.where(on(spec.aniso * p), jnp.exp2(normal() * spec.aniso_std), 1.0)
-        gg = _mm(gg, scale2d(1 / s, s, n))
-    if spec.rotate > 0:
-        gg = _mm(gg, rotation())  # after anisotropic scaling
-    if spec.xfrac > 0:
-        t = jnp.where(on(spec.xfrac * p)[:, None], normal(2) * spec.xfrac_std, 0.0)
-        gg = _mm(gg, translate2d(-t[:, 0] * w, -t[:, 1] * h, n))
-
-    cm = jnp.broadcast_to(jnp.eye(4, dtype=jnp.float32), (n, 4, 4))
-    eye4 = cm
-    v = jnp.asarray(np.array([1, 1, 1, 0]) / np.sqrt(3), jnp.float32)
-    vv = jnp.outer(v, v)
-    if spec.brightness > 0:
-        b = jnp.where(on(spec.brightness * p), normal() * spec.brightness_std, 0.0)
-        cm = _mm(_mat([[1, 0, 0, b], [0, 1, 0, b], [0, 0, 1, b], [0, 0, 0, 1]], n), cm)
-    if spec.contrast > 0:
-        k = jnp.where(on(spec.contrast * p), jnp.exp2(normal() * spec.contrast_std), 1.0)
-        cm = _mm(_mat([[k, 0, 0, 0], [0, k, 0, 0], [0, 0, k, 0], [0, 0, 0, 1]], n), cm)
-    if spec.lumaflip > 0:  # Householder reflection of the luma axis
-        i = jnp.where(on(spec.lumaflip * p), jnp.floor(unif() * 2), 0.0)
-        cm = _mm(eye4 - 2 * vv * i[:, None, None], cm)
-    if spec.hue > 0 and c > 1:  # rotation about the luma axis (Rodrigues)
-        theta = jnp.where(on(spec.hue * p), (unif() * 2 - 1) * np.pi * spec.hue_max, 0.0)
-        s, co = jnp.sin(theta), jnp.cos(theta)
-        cc, (x, y, z) = 1 - co, (v[0], v[1], v[2])
-        rot = _mat([[x * x * cc + co, x * y * cc - z * s, x * z * cc + y * s, 0],
-                    [y * x * cc + z * s, y * y * cc + co, y * z * cc - x * s, 0],
-                    [z * x * cc - y * s, z * y * cc + x * s, z * z * cc + co, 0],
-                    [0, 0, 0, 1]], n)
-        cm = _mm(rot, cm)
-    if spec.saturation > 0 and c > 1:  # vv^T + (I - vv^T) s, exact identity at s = 1
-        s = jnp.where(on(spec.saturation * p), jnp.exp2(normal() * spec.saturation_std), 1.0)
-        cm = _mm(eye4 + (s - 1)[:, None, None] * (eye4 - vv), cm)
-    return gb, gg, cm
+    gb = _blit_matrix(d, p, spec, eye3, h, w)
+    gg = _general_matrix(d, p, spec, eye3, h, w)
+    return gb, gg, _color_matrix(d, p, spec, c)
 
 
 # ------------------------------------------------------------ resampling
