@@ -311,6 +311,42 @@ def markdown(result: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _method_samples(name: str, src: Dict[str, Any], out: pathlib.Path, names, train, num_per_class: int,
+                    resolution: int, channels: int, seed: int, verbose: bool):
+    """(fakes, labels, manifest) of one method, or SourceMissing/FileNotFoundError to skip it."""
+    if src["kind"] in ("folder", "gan") and not pathlib.Path(src["path"]).exists():
+        raise SourceMissing(f"{src['path']} does not exist")
+    n = folder_per_class(src["path"], names, num_per_class) if src["kind"] == "folder" else num_per_class
+    _log(f"{name}: WARNING only {n} images per class (not {num_per_class})", verbose and n < num_per_class)
+    return cached_samples(name, src, out, names, train, n, resolution, channels, seed, verbose)
+
+
+def _method_row(name: str, fakes, manifest, test, train, net, out: pathlib.Path, real_test_folder,
+                seed: int, xgb_params, metric_cache_dir, verbose: bool) -> Dict[str, Any]:
+    """The metrics row of one method, reused from samples/<name>/metrics.json when nothing changed."""
+    key = json.dumps(dict(manifest, net=net.name, test=_content_hash(test.images, test.labels),
+                          train=_content_hash(train.images), xgb=dict(xgb_params or {}),
+                          samples=_content_hash(fakes)), sort_keys=True, default=str)
+    mfile = out / "samples" / name / "metrics.json"   # json writes inf as Infinity
+    cached = json.loads(mfile.read_text()) if mfile.is_file() else {}
+    if cached.get("key") == key:
+        _log(f"{name}: reusing cached metrics", verbose)
+        return cached["row"]
+    row = score_method(name, fakes, test, train, net, out, str(real_test_folder), seed, xgb_params,
+                       metric_cache_dir, verbose)
+    mfile.write_text(json.dumps(dict(key=key, row=row), indent=2))
+    return row
+
+
+def _save_sheet(blocks, path: pathlib.Path, gap: int = 6) -> None:
+    """Stack the labelled per-method blocks vertically into one PNG."""
+    sheet = Image.new("RGB", (max(b.width for b in blocks), sum(b.height + gap for b in blocks) - gap),
+                      (255,) * 3)
+    for i, b in enumerate(blocks):
+        sheet.paste(b, (0, sum(x.height + gap for x in blocks[:i])))
+    sheet.save(path)
+
+
 def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_folder, out_dir,
                     num_per_class: int = 64, resolution: int = 32, channels: int = 1,
                     feature_net: Any = "random_inception", inception_weights: str = "",
@@ -323,7 +359,6 @@ def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_fol
     `inception_weights` (FID Inception .pth) is empty. Returns {'rows', 'skipped',
     'feature_net', 'comparable_to_published', 'settings', 'files', 'seconds'}."""
     t0, out = time.time(), pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     train = _load(real_train_folder, resolution, channels)
     test = _load(real_test_folder, resolution, channels)
     names = list(train.class_names)
@@ -331,47 +366,28 @@ def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_fol
         raise ValueError(f"test classes {test.class_names} are not all among the train classes {names}")
     net = feature_net if isinstance(feature_net, suite.FeatureNet) else \
         suite.make_feature_net(inception_weights, feature_net)
+    out.mkdir(parents=True, exist_ok=True)
     _log(f"{len(methods)} methods, {num_per_class}/class x {len(names)} classes at {resolution} px; "
          f"real train {len(train.images)}, real test {len(test.images)}; features: {net.name}", verbose)
     test_labels = np.array([names.index(test.class_names[i]) for i in test.labels])
-    rows, skipped, blocks = [], [], [labelled_block(test.images, test_labels, names, "real (test)",
-                                                    grid_cols)]
+    rows, skipped = [], []
+    blocks = [labelled_block(test.images, test_labels, names, "real (test)", grid_cols)]
     for name, spec in methods.items():
         src = parse_source(spec)
         try:
-            if src["kind"] in ("folder", "gan") and not pathlib.Path(src["path"]).exists():
-                raise SourceMissing(f"{src['path']} does not exist")
-            n = folder_per_class(src["path"], names, num_per_class) if src["kind"] == "folder" \
-                else num_per_class
-            _log(f"{name}: WARNING only {n} images per class (not {num_per_class})", verbose and
-                 n < num_per_class)
-            fakes, labels, manifest = cached_samples(name, src, out, names, train, n, resolution,
-                                                     channels, seed, verbose)
+            fakes, labels, manifest = _method_samples(name, src, out, names, train, num_per_class,
+                                                      resolution, channels, seed, verbose)
         except FileNotFoundError as e:   # incl. SourceMissing
             reason = f"{e}" + (f"; make it with: `{src['make']}`" if src.get("make") else "")
             _log(f"{name}: SKIPPED ({reason})", verbose)
             skipped.append(dict(method=name, reason=reason))
             continue
-        key = json.dumps(dict(manifest, net=net.name, test=_content_hash(test.images, test.labels),
-                              train=_content_hash(train.images), xgb=dict(xgb_params or {}),
-                              samples=_content_hash(fakes)), sort_keys=True, default=str)
-        mfile = out / "samples" / name / "metrics.json"   # json writes inf as Infinity
-        cached = json.loads(mfile.read_text()) if mfile.is_file() else {}
-        if cached.get("key") == key:
-            row = cached["row"]
-            _log(f"{name}: reusing cached metrics", verbose)
-        else:
-            row = score_method(name, fakes, test, train, net, out, str(real_test_folder), seed,
-                               xgb_params, metric_cache_dir, verbose)
-            mfile.write_text(json.dumps(dict(key=key, row=row), indent=2))
+        row = _method_row(name, fakes, manifest, test, train, net, out, real_test_folder, seed,
+                          xgb_params, metric_cache_dir, verbose)
         rows.append(dict(row, source=src["kind"] + (f" {src['path']}" if src.get("path") else "")))
         blocks.append(labelled_block(fakes, labels, names, name, grid_cols))
         blocks[-1].save(out / f"samples_{name}.png")
-    width, gap = max(b.width for b in blocks), 6
-    sheet = Image.new("RGB", (width, sum(b.height + gap for b in blocks) - gap), (255,) * 3)
-    for i, b in enumerate(blocks):
-        sheet.paste(b, (0, sum(x.height + gap for x in blocks[:i])))
-    sheet.save(out / "samples.png")
+    _save_sheet(blocks, out / "samples.png")
     settings = dict(num_per_class=num_per_class, resolution=resolution, channels=channels, seed=seed,
                     class_names=names, real_train_folder=str(real_train_folder),
                     real_test_folder=str(real_test_folder), num_real_train=len(train.images),
@@ -379,6 +395,11 @@ def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_fol
     result = dict(rows=rows, skipped=skipped, feature_net=net.name, settings=settings,
                   comparable_to_published=bool(net.comparable), seconds=round(time.time() - t0, 1),
                   files={k: str(out / k) for k in ("comparison.md", "comparison.json", "samples.png")})
+    return _write_result(out, result, verbose)
+
+
+def _write_result(out: pathlib.Path, result: Dict[str, Any], verbose: bool) -> Dict[str, Any]:
+    """comparison.md and comparison.json (non-finite numbers as null), and the table on stdout."""
     md = markdown(result)
     (out / "comparison.md").write_text(md)
     (out / "comparison.json").write_text(json.dumps(_finite(result), indent=2))
