@@ -102,6 +102,12 @@ class Term:
     def __call__(self, raw, img, inputs: Inputs) -> Dict[str, jax.Array]:
         raise NotImplementedError
 
+    def describe(self) -> Dict[str, Any]:
+        """Its class and scalar settings (weight, threshold, sizes), for evolve.json."""
+        scalars = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name != "name" and isinstance(getattr(self, f.name), (int, float, str))}
+        return dict(term=type(self).__name__, **scalars)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Scorer:

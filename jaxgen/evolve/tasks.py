@@ -112,7 +112,7 @@ def classifier_run(e: Any, log=print) -> Optional[Run]:
 def detector_run(e: Any) -> Optional[Run]:
     """The real-vs-synthetic classifier of realism='detector' (None for the other realisms)."""
     if e.realism not in ("discriminator", "detector", "none"):
-        raise ValueError(f"--config.realism={e.realism!r}: 'discriminator', 'detector' or 'none'")
+        raise ValueError(f"--config.realism={e.realism!r}: use 'discriminator', 'detector' or 'none'")
     if e.realism != "detector" or not float(e.w_realism):
         return None
     if not e.detector:
@@ -275,7 +275,6 @@ def build_tasks(config: Any, log=print) -> tuple:
                                target, path, ident.files if ident else [],
                                ident.embedder.name if ident else "none"))
     settings = dict(evolve=e.to_dict(), devices=jax.device_count(),
-                    fitness={t.name: dict(term=type(t).__name__, weight=t.weight)
-                             for t in tasks[0].scorer.terms},
+                    fitness={t.name: t.describe() for t in tasks[0].scorer.terms},
                     identity_embedder=tasks[0].identity_name)
     return tasks, ga_config(e, tasks[0].scorer.decoder, log), export_config(e), settings

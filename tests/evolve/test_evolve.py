@@ -13,12 +13,15 @@ from PIL import Image
 
 from jaxgen.classifiers.models import build_classifier
 from jaxgen.classifiers.sorting import to_classifier_input
+from jaxgen.config import load_config
 from jaxgen.evolve import fitness as F
 from jaxgen.evolve import latents as L
 from jaxgen.evolve import terms as T
 from jaxgen.evolve.export import ClassTask, ExportConfig, evolve_dataset
 from jaxgen.evolve.ga import GAConfig
 from jaxgen.evolve.identity import nearest_identity, pixel_features
+from jaxgen.evolve.tasks import build_tasks
+from jaxgen.harness.checkpoint import save_networks
 from jaxgen.stylegan2 import networks
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -31,9 +34,11 @@ CLASS = np.eye(3, dtype=np.float32)[1]
 @pytest.fixture(scope="module")
 def gan():
     G, D = networks.build(GK, DK)
-    g, d = networks.init_variables(G, D, jax.random.key(0))
+    # Compiled (not op by op): the same values, in less time.
+    g, d = jax.jit(lambda key: networks.init_variables(G, D, key))(jax.random.key(0))
     mean, std = L.w_statistics(G, g, CLASS, jax.random.PRNGKey(0))
-    return dict(G=G, D=D, g=g, d=d, mean=mean, std=std)
+    synth = jax.jit(lambda g, ws: G.apply(g, ws, "const", method=type(G).synthesize))
+    return dict(G=G, D=D, g=g, d=d, mean=mean, std=std, synth=synth)
 
 
 def _inputs(gan, term_vars=(), **kw):
@@ -52,7 +57,7 @@ def _start_genome(gan, space, seed, psi):
 def test_terms_match_direct_computation(gan):
     G, D = gan["G"], gan["D"]
     clf = build_classifier("small_cnn", 4)
-    clf_vars = clf.init(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), train=False)
+    clf_vars = jax.jit(lambda k: clf.init(k, jnp.zeros([1, 16, 16, 1]), train=False))(jax.random.key(1))
     sc = F.make_scorer(G, (T.ClassConfidence(model=clf, resolution=16, channels=1, weight=1.0),
                            T.StyleGANRealism(D=D, weight=0.5),
                            T.Identity(embed=T.PixelEmbed(16), threshold=0.3, weight=1.0),
@@ -65,12 +70,12 @@ def test_terms_match_direct_computation(gan):
     terms, img = F.jit_terms(sc)(genomes, aux)
     raw = np.asarray(img)
     ws = gan["mean"] + gan["std"] * np.asarray(genomes).reshape(6, G.num_ws, 16)
-    np.testing.assert_allclose(raw, G.apply(gan["g"], ws, "const", method=type(G).synthesize),
+    np.testing.assert_allclose(raw, gan["synth"](gan["g"], ws),
                                atol=1e-5)
     img = np.clip(raw, -1, 1)  # every term but D's sees the exported (clipped) image
     probs = jax.nn.softmax(clf.apply(clf_vars, to_classifier_input(img, 16, 1), train=False))
     np.testing.assert_allclose(terms["class"], probs[:, 2], atol=1e-5)
-    logits = D.apply(gan["d"], jnp.concatenate([raw, raw[-2:]]), jnp.tile(CLASS, (8, 1)))[:6, 0]
+    logits = jax.jit(D.apply)(gan["d"], jnp.concatenate([raw, raw[-2:]]), jnp.tile(CLASS, (8, 1)))[:6, 0]
     np.testing.assert_allclose(terms["realism"], jax.nn.sigmoid(logits), atol=1e-5)
     gray = img.mean(-1)
     np.testing.assert_allclose(terms["stats"], 10 * gray.std((1, 2)) - 5 * np.abs(gray.mean((1, 2))),
@@ -85,7 +90,7 @@ def test_terms_match_direct_computation(gan):
     np.testing.assert_allclose(terms["diversity"], pd.min(1), atol=1e-4)
     total = 1.0 * terms["class"] + 0.5 * terms["realism"] + terms["identity"] + \
         0.2 * terms["stats"] + 0.3 * terms["diversity"]
-    np.testing.assert_allclose(sc.fitness(genomes, aux), total, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(sc.fitness)(genomes, aux), total, rtol=1e-5)
     with pytest.raises(ValueError, match="w_class"):
         T.ClassConfidence(model=None, resolution=16, channels=1, weight=1.0)
 
@@ -134,7 +139,7 @@ def _planted_refs(gan, space, seed=0, psi=0.7, n_other=3):
     others = jax.random.normal(jax.random.PRNGKey(9), (n_other, space.dim))
     G = gan["G"]
     ws = space.to_ws(jnp.concatenate([x0, others]), gan["mean"], gan["std"])
-    img = np.asarray(G.apply(gan["g"], ws, "const", method=type(G).synthesize))
+    img = np.asarray(gan["synth"](gan["g"], ws))
     u8 = np.clip(np.round((img + 1) * 127.5), 0, 255)
     noise = np.random.default_rng(0).integers(-3, 4, u8.shape)
     return np.clip(u8 + noise, 0, 255).astype(np.uint8)
@@ -224,7 +229,6 @@ def test_fitness_improves_and_export_resumes_identically(gan, tmp_path):
 
 def test_evolve_cli_two_devices(gan, tmp_path):
     """evolve.py end to end from a networks checkpoint, population sharded over 2 CPU devices."""
-    from jaxgen.harness.checkpoint import save_networks
     save_networks(tmp_path / "gan", GK, DK, dict(G=gan["g"], D=gan["d"], G_ema=gan["g"]),
                   class_names=["mild", "moderate", "severe"])
     real = tmp_path / "real"
@@ -253,13 +257,31 @@ def test_evolve_cli_two_devices(gan, tmp_path):
         assert row["identity"]["nearest_real_file"].startswith(str(real))
 
 
+def test_config_errors_name_the_field(gan, tmp_path):
+    """Expected user errors of evolve.py: one line naming the --config field to fix."""
+    save_networks(tmp_path / "gan", GK, DK, dict(G=gan["g"], D=gan["d"], G_ema=gan["g"]),
+                  class_names=["mild", "moderate", "severe"])
+    good = dict(generator=str(tmp_path / "gan"), identity="none", classes="mild")
+    cases = [(dict(generator=str(tmp_path / "nope")), "--config.generator=.*does not exist"),
+             (dict(generator=str(tmp_path / "gan_{class}")), "--config.generator=.*gan_mild"),
+             (dict(classes="mild,spots"), "--config.classes: 'spots' is not a class of the generator"),
+             (dict(realism="detector"), "--config.detector="),
+             (dict(identity="faces"), "--config.identity='faces'"),
+             (dict(classifier=str(tmp_path / "gan")), "--config.classifier=.*stylegan2 run")]
+    for change, message in cases:
+        config = load_config(str(REPO / "configs/evolve_acne.py:micro"))
+        config.update(dict(good, **change))
+        with pytest.raises(ValueError, match=message):
+            build_tasks(config, log=lambda _: None)
+
+
 def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
     """Depth-faces GA: z of the conditional DCGAN, fitness 10*std - 5*|mean| (+ realism from its D)."""
     from jaxgen.dcgan.models import Discriminator, Generator
     G = Generator(resolution=16, channels=1, num_classes=4, z_dim=8, widths=(16, 8, 8))
     D = Discriminator(resolution=16, channels=1, num_classes=4, widths=(16, 8, 8))
-    g = G.init(jax.random.key(0), jnp.zeros([1, 8]), jnp.zeros([1], jnp.int32))["params"]
-    d = D.init(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), jnp.zeros([1], jnp.int32))["params"]
+    g = jax.jit(G.init)(jax.random.key(0), jnp.zeros([1, 8]), jnp.zeros([1], jnp.int32))["params"]
+    d = jax.jit(D.init)(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), jnp.zeros([1], jnp.int32))["params"]
     dec = L.DCGANDecoder(G)
     sc = F.make_scorer(dec, (T.DCGANRealism(D=D, weight=0.1), T.ImageStats(weight=1.0),
                              T.Diversity(weight=0.2)))
@@ -286,7 +308,7 @@ def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
 def test_detector_realism_term(gan):
     """realism='detector': a real-vs-synthetic classifier's probability of its 'real' class."""
     det = build_classifier("small_cnn", 2)
-    det_vars = det.init(jax.random.key(4), jnp.zeros([1, 8, 8, 3]), train=False)
+    det_vars = jax.jit(lambda k: det.init(k, jnp.zeros([1, 8, 8, 3]), train=False))(jax.random.key(4))
     sc = F.make_scorer(gan["G"], [T.DetectorRealism(model=det, resolution=8, channels=3, real_index=1)])
     genomes = jax.random.normal(jax.random.PRNGKey(7), (4, sc.space.dim))
     aux = F.Inputs.create(gan["g"], w_mean=gan["mean"], w_std=gan["std"], c=CLASS,
@@ -295,4 +317,4 @@ def test_detector_realism_term(gan):
     x = to_classifier_input(np.clip(np.asarray(img), -1, 1), 8, 3)
     p = jax.nn.softmax(det.apply(det_vars, x, train=False))[:, 1]
     np.testing.assert_allclose(terms["realism"], p, atol=1e-5)
-    np.testing.assert_allclose(sc.fitness(genomes, aux), p, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(sc.fitness)(genomes, aux), p, atol=1e-5)
