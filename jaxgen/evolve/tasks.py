@@ -173,7 +173,8 @@ def class_names(e: Any, models: Models) -> List[str]:
     elif not names and models.classifier is not None:
         names = list(models.classifier.class_names)
     if not names:
-        raise ValueError("--config.classes is needed: the generator has no class names")
+        raise ValueError("--config.classes is needed: the generator has no class names (or is a "
+                         "'{class}' template) and there is no classifier to take them from")
     return names
 
 
