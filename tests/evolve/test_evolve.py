@@ -227,7 +227,7 @@ def test_fitness_improves_and_export_resumes_identically(gan, tmp_path):
                        str(tmp_path / "c"))
 
 
-def test_evolve_cli_two_devices(gan, tmp_path):
+def test_evolve_cli_two_devices(gan, tmp_path, jax_cache_dir):
     """evolve.py end to end from a networks checkpoint, population sharded over 2 CPU devices."""
     save_networks(tmp_path / "gan", GK, DK, dict(G=gan["g"], D=gan["d"], G_ema=gan["g"]),
                   class_names=["mild", "moderate", "severe"])
@@ -238,7 +238,7 @@ def test_evolve_cli_two_devices(gan, tmp_path):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(real / cls / f"{i}.png")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(REPO), JAXGEN_JAX_CACHE=str(jax_cache_dir))  # the session's cache
     out = tmp_path / "evolved"
     cmd = [sys.executable, str(REPO / "evolve.py"), "--config", str(REPO / "configs/evolve_acne.py:micro"),
            f"--config.generator={tmp_path / 'gan'}", "--config.real.source=folder",
