@@ -70,6 +70,8 @@ class ClassTask:
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
+    """How many images per class, how they are drawn and checked (see the module doc)."""
+
     num_per_class: int = 16
     per_round: int = 4
     max_rounds: int = 0               # 0: 4 * ceil(num_per_class / per_round)
@@ -97,6 +99,7 @@ def _feature_size(scorer: Scorer) -> int:
 
 
 def _read_jsonl(path: pathlib.Path) -> List[dict]:
+    """The rows of a JSON-lines file ([] if missing), without a last line cut by a crash."""
     rows = []
     if path.exists():
         for line in path.read_text().splitlines():
@@ -108,6 +111,7 @@ def _read_jsonl(path: pathlib.Path) -> List[dict]:
 
 
 def _json_num(x):
+    """A float for JSON; NaN (e.g. a face that could not be embedded) -> null."""
     x = float(x)
     return None if math.isnan(x) else x
 

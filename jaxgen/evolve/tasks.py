@@ -85,6 +85,7 @@ def ga_config(e: Any, decoder, log=print) -> GAConfig:
 
 
 def export_config(e: Any) -> ExportConfig:
+    """The export settings of the evolve config."""
     return ExportConfig(num_per_class=int(e.num_per_class), per_round=int(e.per_round),
                         max_rounds=int(e.max_rounds), psi=float(e.psi), seed=int(e.seed),
                         require_class=bool(e.require_class), min_diversity=float(e.min_diversity),
