@@ -6,14 +6,18 @@
   python evolve.py --config configs/evolve_depth.py:tiny --out runs/depth_ga/dataset
 
 Fitness terms, GA and export settings are the config (configs/evolve_*.py, defaults
-in jaxgen/config.py:evolve);
-see jaxgen/evolve/export.py for the output layout. Running the same command
-again resumes an interrupted export.
+in jaxgen/config.py:evolve); the terms are in jaxgen/evolve/terms.py, the output
+layout in jaxgen/evolve/export.py. Running the same command again resumes an
+interrupted export. Compiled XLA programs are cached in $JAXGEN_JAX_CACHE
+(default ~/.cache/jaxgen/xla; '' disables it).
 """
 import os
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxgen.evolve.run import run_evolve
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:variant]).", lock_config=True)
@@ -23,13 +27,11 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
     del argv
-    import jax
     cache = os.environ.get("JAXGEN_JAX_CACHE", os.path.expanduser("~/.cache/jaxgen/xla"))
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     logging.set_verbosity(logging.WARNING)
-    from jaxgen.evolve.run import run_evolve
     out = FLAGS.out or FLAGS.config.out
     if not out:
         raise app.UsageError("give --out <dataset folder> (or --config.out)")

@@ -4,7 +4,7 @@
   python bench/evolve_speed.py --pop 64 --res 32 --generations 10 --record
 
 Both variants evolve normalised w+ genomes with the same fitness
-(jaxgen.evolve.fitness: D realism + identity distance to 64 reference faces
+(jaxgen.evolve.terms: D realism + identity distance to 64 reference faces
 (pixel embedder) + image statistics + diversity) on a randomly initialised G/D
 of the CPU-demo widths:
 
@@ -32,25 +32,29 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxgen.evolve import fitness as F  # noqa: E402
+from jaxgen.evolve import terms as T  # noqa: E402
+from jaxgen.evolve.fitness import Inputs, make_scorer  # noqa: E402
 from jaxgen.evolve.ga import GAConfig, run_ga  # noqa: E402
 from jaxgen.evolve.identity import pixel_features  # noqa: E402
+from jaxgen.evolve.latents import w_statistics  # noqa: E402
 from jaxgen.stylegan2 import networks  # noqa: E402
 
 
 def setup(res: int):
+    """(G, scorer, inputs) of a random G/D at `res` px, class 1 of 4, 64 random reference faces."""
     common = dict(img_resolution=res, img_channels=3, c_dim=4, channel_base=2048, channel_max=64)
     G, D = networks.build(dict(common, z_dim=64, w_dim=64, mapping_layers=2), common)
     g, d = networks.init_variables(G, D, jax.random.key(0))
     c = np.eye(4, dtype=np.float32)[1]
-    mean, std = F.w_statistics(G, g, c, jax.random.PRNGKey(0))
+    mean, std = w_statistics(G, g, c, jax.random.PRNGKey(0))
     refs = jax.random.uniform(jax.random.PRNGKey(1), (64, res, res, 3), minval=-1, maxval=1)
     ref_emb, ref_ok = pixel_features(refs, 16, 0.5)
-    cfg = F.FitnessConfig(w_class=0, w_realism=0.5, w_identity=1.0, w_stats=0.1, w_diversity=0.5)
-    scorer = F.make_scorer(G, cfg, None, ("discriminator", D), F.pixel_identity(16, 0.3))
-    aux = dict(g_vars=g, d_vars=d, w_mean=mean, w_std=std, c=jnp.asarray(c), ref_emb=ref_emb,
-               ref_ok=ref_ok)
-    return G, scorer, aux
+    scorer = make_scorer(G, (T.StyleGANRealism(D=D, weight=0.5),
+                             T.Identity(embed=T.PixelEmbed(16), threshold=0.3, weight=1.0),
+                             T.ImageStats(weight=0.1), T.Diversity(weight=0.5)))
+    inputs = Inputs.create(g, w_mean=mean, w_std=std, c=c, term_vars={"realism": d},
+                           ref_emb=ref_emb, ref_ok=ref_ok)
+    return G, scorer, inputs
 
 
 def numpy_ga(fitness, x0, pop, gens, sigma, num_ws, w_dim, seed=0):
@@ -76,21 +80,22 @@ def numpy_ga(fitness, x0, pop, gens, sigma, num_ws, w_dim, seed=0):
 
 
 def bench(res: int, pop: int, gens: int, reps: int):
-    G, scorer, aux = setup(res)
+    """Seconds per GA run, jitted scan vs NumPy loop, after a warm-up call that compiles."""
+    G, scorer, inputs = setup(res)
     dim = scorer.space.dim
     x0 = jnp.zeros((dim,), jnp.float32)
     cfg = GAConfig(popsize=pop, generations=gens, sigma_init=0.5, crossover="style_mix",
                    mix_rate=0.3, num_ws=G.num_ws, w_dim=G.w_dim)
     t0 = time.perf_counter()
-    jax.block_until_ready(run_ga(scorer.fitness, x0, jax.random.PRNGKey(0), cfg, aux)["best_fitness"])
+    jax.block_until_ready(run_ga(scorer.fitness, x0, jax.random.PRNGKey(0), cfg, inputs)["best_fitness"])
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for r in range(reps):
-        out = run_ga(scorer.fitness, x0, jax.random.PRNGKey(r + 1), cfg, aux)
+        out = run_ga(scorer.fitness, x0, jax.random.PRNGKey(r + 1), cfg, inputs)
         jax.block_until_ready(out["best_fitness"])
     t_jax = (time.perf_counter() - t0) / reps
     fit = jax.jit(scorer.fitness)
-    np_fit = lambda x: fit(x, aux)  # noqa: E731
+    np_fit = lambda x: fit(x, inputs)  # noqa: E731
     numpy_ga(np_fit, np.zeros(dim, np.float32), pop, 1, 0.5, G.num_ws, G.w_dim)  # compile
     t0 = time.perf_counter()
     for r in range(reps):

@@ -7,7 +7,7 @@
 
 Fitness = class confidence (classifier) + realism (the GAN's D) + identity distance
 to every real training face (dlib's face descriptor) + diversity; see
-jaxgen/evolve/fitness.py. `real` is the real training set, loaded as for training.
+jaxgen/evolve/terms.py. `real` is the real training set, loaded as for training.
 
 Variants: `tiny` (the models of `make demo` and configs/acne_classifier.py:tiny
 on the 32 px demo faces; pixel near-copy check, since dlib cannot tell drawn

@@ -16,6 +16,7 @@ Layout of ``out``::
 
   <class>/<class>_00000.png        images (grayscale or RGB as the generator)
   latents/<class>/<class>_00000.npy  the image's w+ styles, float32 [num_ws, w_dim]
+                                   (z [z_dim] for a DCGAN)
   metadata.jsonl                   one JSON line per image: file, class, round,
                                    fitness and every term, nearest real identity
                                    (distance, file, embedder, threshold), class
@@ -27,7 +28,8 @@ Layout of ``out``::
 Resumable: a round's images, latents and metadata are written before its
 ``progress.json`` entry; on restart, metadata rows of unfinished rounds are
 dropped and those rounds re-run (deterministic: the key of round r of class k
-is ``fold_in(fold_in(seed, k), r)``). Every path is checked to stay in ``out``.
+is ``fold_in(fold_in(seed, k), r)``), so an interrupted export ends with the
+same files as an uninterrupted one. Every path is checked to stay in ``out``.
 """
 from __future__ import annotations
 
@@ -37,17 +39,19 @@ import json
 import math
 import pathlib
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 from PIL import Image
 
-from jaxgen.evolve import fitness as F
+from jaxgen.evolve.fitness import Inputs, Scorer, jit_terms
 from jaxgen.evolve.ga import GAConfig, run_ga
 from jaxgen.evolve.identity import pixel_features
-from jaxgen.utils.files import inside as _inside
+from jaxgen.evolve.terms import FEATURE_SIZE
+from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
 
 
@@ -56,9 +60,8 @@ class ClassTask:
     """Everything the export needs for one class (built by ``jaxgen.evolve.tasks``)."""
 
     name: str
-    scorer: F.Scorer
-    aux: Dict[str, Any]               # fitness data (weights, refs); 'bank' is added here
-    c_onehot: Optional[np.ndarray]     # generator label, None if unconditional
+    scorer: Scorer
+    inputs: Inputs                     # fitness inputs; the export sets the bank each round
     target: Optional[int]              # classifier index of this class (None: no classifier)
     generator: str                     # where G came from (for the metadata)
     ref_files: List[str]               # identity references, for nearest-face metadata
@@ -67,6 +70,8 @@ class ClassTask:
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
+    """How many images per class, how they are drawn and checked (see the module doc)."""
+
     num_per_class: int = 16
     per_round: int = 4
     max_rounds: int = 0               # 0: 4 * ceil(num_per_class / per_round)
@@ -76,6 +81,11 @@ class ExportConfig:
     min_diversity: float = 0.05
     bank_size: int = 1024
 
+    @property
+    def rounds(self) -> int:
+        """The most rounds per class."""
+        return self.max_rounds or 4 * math.ceil(self.num_per_class / self.per_round)
+
 
 @functools.partial(jax.jit, static_argnames="size")
 def _features(img, size: int):
@@ -83,13 +93,13 @@ def _features(img, size: int):
     return pixel_features(img, size, scale=0.5)
 
 
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def _feature_size(scorer: Scorer) -> int:
+    """The bank's feature size: the diversity term's (the bank is its input), else the default."""
+    return int(getattr(scorer.term("diversity"), "feature_size", FEATURE_SIZE))
 
 
 def _read_jsonl(path: pathlib.Path) -> List[dict]:
+    """The rows of a JSON-lines file ([] if missing), without a last line cut by a crash."""
     rows = []
     if path.exists():
         for line in path.read_text().splitlines():
@@ -100,151 +110,239 @@ def _read_jsonl(path: pathlib.Path) -> List[dict]:
     return rows
 
 
-def _save_png(path: pathlib.Path, img: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(tmp)
-    tmp.replace(path)
-
-
 def _json_num(x):
+    """A float for JSON; NaN (e.g. a face that could not be embedded) -> null."""
     x = float(x)
     return None if math.isnan(x) else x
+
+
+@dataclasses.dataclass
+class _Export:
+    """The export's shared state: where it writes and what finished rounds wrote."""
+
+    out: pathlib.Path
+    ga_cfg: GAConfig
+    cfg: ExportConfig
+    log: Callable[[str], None]
+    progress: Dict[str, dict]          # progress.json: per class rounds, exported, rejected, history
+    rows: List[dict]                   # metadata.jsonl rows of finished rounds
+
+    @property
+    def meta_path(self) -> pathlib.Path:
+        return self.out / "metadata.jsonl"
+
+    @property
+    def prog_path(self) -> pathlib.Path:
+        return self.out / "progress.json"
+
+
+def _open_export(out: pathlib.Path, ga_cfg: GAConfig, cfg: ExportConfig, log) -> _Export:
+    """Create `out` or resume it: keep the metadata rows of finished rounds only."""
+    out.mkdir(parents=True, exist_ok=True)
+    ex = _Export(out, ga_cfg, cfg, log, {}, [])
+    if ex.prog_path.exists():
+        ex.progress = json.loads(ex.prog_path.read_text())
+    ex.rows = [r for r in _read_jsonl(ex.meta_path)
+               if r.get("round", 0) < ex.progress.get(r.get("class_name"), {}).get("rounds", 0)]
+    write_text_atomic(ex.meta_path, "".join(json.dumps(r) + "\n" for r in ex.rows))
+    return ex
+
+
+@dataclasses.dataclass
+class _ClassState:
+    """Where one class stands: images exported and the pixel features of the first bank_size."""
+
+    task: ClassTask
+    prog: dict                         # the class's progress.json entry
+    n_done: int
+    bank: np.ndarray                   # float32 [bank_size, F]
+    bank_ok: np.ndarray                # bool [bank_size]
+    cdir: pathlib.Path                 # <out>/<class>
+    ldir: pathlib.Path                 # <out>/latents/<class>
+
+    def add(self, feat: np.ndarray) -> None:
+        """Count one exported image, its features [F] into the bank while it has room."""
+        if self.n_done < len(self.bank):
+            self.bank[self.n_done], self.bank_ok[self.n_done] = feat, True
+        self.n_done += 1
+
+
+def _class_state(ex: _Export, task: ClassTask) -> _ClassState:
+    """The class's folders (checked to stay in `out`) and, on resume, its bank of exported images."""
+    cdir = inside(ex.out, ex.out / task.name)
+    ldir = inside(ex.out, ex.out / "latents" / task.name)
+    cdir.mkdir(parents=True, exist_ok=True)
+    ldir.mkdir(parents=True, exist_ok=True)
+    prog = ex.progress.setdefault(task.name, dict(rounds=0, exported=0, rejected={}, history=[]))
+    size, n = _feature_size(task.scorer), ex.cfg.bank_size
+    st = _ClassState(task, prog, 0, np.zeros((n, size ** 2 * 3), np.float32), np.zeros(n, bool),
+                     cdir, ldir)
+    mine = [r for r in ex.rows if r["class_name"] == task.name]
+    for j, r in enumerate(mine[:n]):  # resume: features of the images already exported
+        im = np.asarray(Image.open(ex.out / r["file"]), np.float32)
+        im = im[..., None] if im.ndim == 2 else im
+        st.bank[j], st.bank_ok[j] = np.asarray(_features(im[None] / 127.5 - 1.0, size)[0][0]), True
+    st.n_done = len(mine)
+    return st
 
 
 def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, out: str,
                    settings: Optional[dict] = None, log: Callable[[str], None] = print) -> dict:
     """Run the GA rounds for every class task and export; returns the summary (evolve.json)."""
-    out_dir = pathlib.Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta_path, prog_path = out_dir / "metadata.jsonl", out_dir / "progress.json"
-    progress = json.loads(prog_path.read_text()) if prog_path.exists() else {}
-    rows = [r for r in _read_jsonl(meta_path)
-            if r.get("round", 0) < progress.get(r.get("class_name"), {}).get("rounds", 0)]
-    _atomic_write(meta_path, "".join(json.dumps(r) + "\n" for r in rows))
-    max_rounds = cfg.max_rounds or 4 * math.ceil(cfg.num_per_class / cfg.per_round)
-    summary = dict(settings=settings or {}, classes={}, out=str(out_dir))
+    ex = _open_export(pathlib.Path(out), ga_cfg, cfg, log)
+    summary = dict(settings=settings or {}, classes={}, out=str(ex.out))
     for ci, task in enumerate(tasks):
-        cdir = _inside(out_dir, out_dir / task.name)
-        ldir = _inside(out_dir, out_dir / "latents" / task.name)
-        cdir.mkdir(parents=True, exist_ok=True)
-        ldir.mkdir(parents=True, exist_ok=True)
-        mine = [r for r in rows if r["class_name"] == task.name]
-        prog = progress.setdefault(task.name, dict(rounds=0, exported=0, rejected={}, history=[]))
-        feat_fn = functools.partial(_features, size=task.scorer.cfg.feature_size)
-        bank = np.zeros((cfg.bank_size, task.scorer.cfg.feature_size ** 2 * 3), np.float32)
-        bank_ok = np.zeros(cfg.bank_size, bool)
-        for j, r in enumerate(mine[:cfg.bank_size]):  # resume: features of exported images
-            im = np.asarray(Image.open(out_dir / r["file"]), np.float32)
-            im = im[..., None] if im.ndim == 2 else im
-            bank[j] = np.asarray(feat_fn(im[None] / 127.5 - 1.0)[0][0])
-            bank_ok[j] = True
-        n_done = len(mine)
-        terms_fn = F.jit_terms(task.scorer)
-        t_class = time.time()
-        while n_done < cfg.num_per_class and prog["rounds"] < max_rounds:
-            rnd = prog["rounds"]
-            t0 = time.time()
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), ci), rnd)
-            k_z, k_ga = jax.random.split(key)
-            aux = dict(task.aux, bank=jnp.asarray(bank), bank_ok=jnp.asarray(bank_ok))
-            dec = task.scorer.decoder
-            z = jax.random.normal(k_z, (1, dec.z_dim))
-            x0 = dec.seed(z, aux, task.c_onehot, cfg.psi)[0]
-            if task.scorer.mesh is not None:  # replicate the inputs over the population's mesh
-                rep = jax.sharding.NamedSharding(task.scorer.mesh, jax.sharding.PartitionSpec())
-                x0, k_ga, aux = jax.device_put((x0, k_ga, aux), rep)
-            res = run_ga(task.scorer.fitness, x0, k_ga, ga_cfg, aux)
-            cand = jnp.concatenate([res["best_x"][None], res["final_population"]])
-            terms, imgs = terms_fn(cand, aux)
-            terms = {k: np.asarray(v) for k, v in terms.items()}
-            fit = np.asarray(task.scorer.total(terms))
-            imgs = np.clip(np.asarray(imgs, np.float32), -1.0, 1.0)
-            feats = np.asarray(feat_fn(imgs)[0])
-            accepted, reasons = [], {}
-            for i in np.argsort(-np.nan_to_num(fit, nan=-np.inf), kind="stable"):
-                if len(accepted) >= min(cfg.per_round, cfg.num_per_class - n_done):
-                    break
-                why = _reject_reason(i, fit, terms, task, cfg, feats, bank, bank_ok, accepted)
-                if why:
-                    reasons[why] = reasons.get(why, 0) + 1
-                else:
-                    accepted.append(int(i))
-            new_rows = []
-            ws = dec.latents(cand[np.asarray(accepted, int)], aux) if accepted else []
-            for rank, (i, w) in enumerate(zip(accepted, ws)):
-                stem = f"{task.name}_{n_done:05d}"
-                _save_png(_inside(out_dir, cdir / f"{stem}.png"), to_uint8(imgs[i]))
-                np.save(_inside(out_dir, ldir / f"{stem}.npy"), w.astype(np.float32))
-                new_rows.append(_row(task, stem, rnd, rank, i, fit, terms, ga_cfg, cfg))
-                if n_done < cfg.bank_size:
-                    bank[n_done], bank_ok[n_done] = feats[i], True
-                n_done += 1
-            with open(meta_path, "a") as f:
-                f.write("".join(json.dumps(r) + "\n" for r in new_rows))
-            rows.extend(new_rows)
-            h = {k: np.asarray(v).tolist() for k, v in res["history"].items()}
-            prog.update(rounds=rnd + 1, exported=n_done)
-            prog["history"].append(dict(round=rnd, **h))
-            for k, v in reasons.items():
-                prog["rejected"][k] = prog["rejected"].get(k, 0) + v
-            _atomic_write(prog_path, json.dumps(progress))
-            log(f"evolve: {task.name} round {rnd}: best fitness {float(res['best_fitness']):.4f} "
-                f"(gen 0 max {h['max'][0]:.4f}), exported {len(accepted)} -> {n_done}/"
-                f"{cfg.num_per_class}, rejected {reasons or 'none'} [{time.time() - t0:.1f}s]")
-        if n_done < cfg.num_per_class:
-            log(f"evolve: WARNING {task.name}: only {n_done}/{cfg.num_per_class} images after "
-                f"{prog['rounds']} rounds (max_rounds={max_rounds}); rejections: {prog['rejected']}. "
-                "Raise --config.max_rounds or relax the checks.")
-        summary["classes"][task.name] = dict(exported=n_done, rounds=prog["rounds"],
-                                             rejected=prog["rejected"],
-                                             seconds=round(time.time() - t_class, 1))
-    _atomic_write(out_dir / "evolve.json", json.dumps(summary, indent=1))
-    _plots(out_dir, progress, rows, [t.name for t in tasks])
+        summary["classes"][task.name] = _export_class(ex, ci, task)
+    write_text_atomic(ex.out / "evolve.json", json.dumps(summary, indent=1))
+    names = [t.name for t in tasks]
+    _plot_fitness(ex.out, ex.progress, names)
+    _write_preview(ex.out, ex.rows, names)
     return summary
 
 
-def _reject_reason(i, fit, terms, task: ClassTask, cfg: ExportConfig, feats, bank, bank_ok,
-                   accepted) -> str:
-    if not np.isfinite(fit[i]):
+def _export_class(ex: _Export, ci: int, task: ClassTask) -> dict:
+    """Rounds of class number `ci` until it has num_per_class images or max_rounds; its summary."""
+    st, t0, cfg = _class_state(ex, task), time.time(), ex.cfg
+    while st.n_done < cfg.num_per_class and st.prog["rounds"] < cfg.rounds:
+        _export_round(ex, ci, st)
+    if st.n_done < cfg.num_per_class:
+        ex.log(f"evolve: WARNING {task.name}: only {st.n_done}/{cfg.num_per_class} images after "
+               f"{st.prog['rounds']} rounds (max_rounds={cfg.rounds}); rejections: "
+               f"{st.prog['rejected']}. Raise --config.max_rounds or relax the checks.")
+    return dict(exported=st.n_done, rounds=st.prog["rounds"], rejected=st.prog["rejected"],
+                seconds=round(time.time() - t0, 1))
+
+
+@dataclasses.dataclass
+class _Candidates:
+    """One round's GA result and its final candidates, scored (n = 1 + popsize)."""
+
+    genomes: jax.Array                 # [n, dim]: the best-ever genome, then the final population
+    values: Dict[str, np.ndarray]      # every term's values and extras [n]
+    fitness: np.ndarray                # [n]
+    images: np.ndarray                 # float32 [n, R, R, C], clipped to [-1, 1]
+    feats: np.ndarray                  # float32 [n, F], pixel features (diversity check)
+    inputs: Inputs                     # the fitness inputs of the round
+    ga: dict                           # run_ga's result (history, best_fitness)
+
+
+def _candidates(ex: _Export, ci: int, rnd: int, st: _ClassState) -> _Candidates:
+    """Run round `rnd` of class `ci`'s GA from its starting latent; score the final candidates."""
+    scorer = st.task.scorer
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(ex.cfg.seed), ci), rnd)
+    k_z, k_ga = jax.random.split(key)
+    inputs = st.task.inputs.replace(bank=jnp.asarray(st.bank), bank_ok=jnp.asarray(st.bank_ok))
+    dec = scorer.decoder
+    x0 = dec.seed(jax.random.normal(k_z, (1, dec.z_dim)), inputs, ex.cfg.psi)[0]
+    if scorer.mesh is not None:  # replicate the inputs over the population's mesh
+        rep = NamedSharding(scorer.mesh, PartitionSpec())
+        x0, k_ga, inputs = jax.device_put((x0, k_ga, inputs), rep)
+    res = run_ga(scorer.fitness, x0, k_ga, ex.ga_cfg, inputs)
+    cand = jnp.concatenate([res["best_x"][None], res["final_population"]])
+    values, raw = jit_terms(scorer)(cand, inputs)
+    values = {k: np.asarray(v) for k, v in values.items()}
+    imgs = np.clip(np.asarray(raw, np.float32), -1.0, 1.0)
+    return _Candidates(cand, values, np.asarray(scorer.total(values)), imgs,
+                       np.asarray(_features(imgs, _feature_size(scorer))[0]), inputs, res)
+
+
+def _export_round(ex: _Export, ci: int, st: _ClassState) -> None:
+    """One round: GA, checks, files, metadata, then progress.json (the resume point)."""
+    rnd, t0 = st.prog["rounds"], time.time()
+    c = _candidates(ex, ci, rnd, st)
+    accepted, reasons = _select(ex.cfg, st, c)
+    new_rows = _write_accepted(ex, st, c, rnd, accepted)
+    with open(ex.meta_path, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in new_rows))
+    ex.rows.extend(new_rows)
+    h = {k: np.asarray(v).tolist() for k, v in c.ga["history"].items()}
+    st.prog.update(rounds=rnd + 1, exported=st.n_done)
+    st.prog["history"].append(dict(round=rnd, **h))
+    for k, v in reasons.items():
+        st.prog["rejected"][k] = st.prog["rejected"].get(k, 0) + v
+    write_text_atomic(ex.prog_path, json.dumps(ex.progress))
+    ex.log(f"evolve: {st.task.name} round {rnd}: best fitness {float(c.ga['best_fitness']):.4f} "
+           f"(gen 0 max {h['max'][0]:.4f}), exported {len(accepted)} -> {st.n_done}/"
+           f"{ex.cfg.num_per_class}, rejected {reasons or 'none'} [{time.time() - t0:.1f}s]")
+
+
+def _select(cfg: ExportConfig, st: _ClassState, c: _Candidates) -> Tuple[List[int], Dict[str, int]]:
+    """The candidates to export, best fitness first (at most per_round), and why others were not."""
+    want = min(cfg.per_round, cfg.num_per_class - st.n_done)
+    accepted: List[int] = []
+    reasons: Dict[str, int] = {}
+    for i in np.argsort(-np.nan_to_num(c.fitness, nan=-np.inf), kind="stable"):
+        if len(accepted) >= want:
+            break
+        why = _reject_reason(int(i), c, st, cfg, accepted)
+        if why:
+            reasons[why] = reasons.get(why, 0) + 1
+        else:
+            accepted.append(int(i))
+    return accepted, reasons
+
+
+def _reject_reason(i: int, c: _Candidates, st: _ClassState, cfg: ExportConfig,
+                   accepted: List[int]) -> str:
+    """'' when candidate i passes every export check, else the name of the first it fails."""
+    if not np.isfinite(c.fitness[i]):
         return "fitness_not_finite"
-    if "identity_ok" in terms:
-        if not terms["identity_ok"][i]:
+    identity = st.task.scorer.term("identity")
+    if identity is not None:
+        if not c.values["identity_ok"][i]:
             return "identity_not_embedded"
-        if not terms["identity_distance"][i] > task.scorer.identity[2]:
+        if not c.values["identity_distance"][i] > identity.threshold:
             return "identity_too_close_to_real"
-    if cfg.require_class and task.target is not None and "predicted_class" in terms:
-        if int(terms["predicted_class"][i]) != task.target:
+    if cfg.require_class and st.task.target is not None and "predicted_class" in c.values:
+        if int(c.values["predicted_class"][i]) != st.task.target:
             return "classifier_disagrees"
-    others = [bank[bank_ok]] + ([feats[np.asarray(accepted, int)]] if accepted else [])
-    others = np.concatenate(others) if others else np.zeros((0, feats.shape[1]), np.float32)
-    if len(others) and np.min(np.linalg.norm(others - feats[i], axis=1)) <= cfg.min_diversity:
+    others = [st.bank[st.bank_ok]] + ([c.feats[np.asarray(accepted, int)]] if accepted else [])
+    others = np.concatenate(others)
+    if len(others) and np.min(np.linalg.norm(others - c.feats[i], axis=1)) <= cfg.min_diversity:
         return "too_similar_to_exported"
     return ""
 
 
-def _row(task: ClassTask, stem: str, rnd: int, rank: int, i: int, fit, terms, ga_cfg: GAConfig,
-         cfg: ExportConfig) -> dict:
+def _write_accepted(ex: _Export, st: _ClassState, c: _Candidates, rnd: int,
+                    accepted: List[int]) -> List[dict]:
+    """Write the accepted candidates' PNGs and latents; their metadata rows."""
+    task, rows = st.task, []
+    ws = task.scorer.decoder.latents(c.genomes[np.asarray(accepted, int)], c.inputs) if accepted else []
+    for rank, (i, w) in enumerate(zip(accepted, ws)):
+        stem = f"{task.name}_{st.n_done:05d}"
+        save_png_atomic(inside(ex.out, st.cdir / f"{stem}.png"), to_uint8(c.images[i]))
+        np.save(inside(ex.out, st.ldir / f"{stem}.npy"), w.astype(np.float32))
+        rows.append(_row(task, stem, rnd, rank, i, c, ex.ga_cfg, ex.cfg))
+        st.add(c.feats[i])
+    return rows
+
+
+def _row(task: ClassTask, stem: str, rnd: int, rank: int, i: int, c: _Candidates,
+         ga_cfg: GAConfig, cfg: ExportConfig) -> dict:
+    """The metadata.jsonl row of candidate i, exported as <class>/<stem>.png."""
     r = dict(file=f"{task.name}/{stem}.png", class_name=task.name, round=rnd, rank=rank,
-             fitness=_json_num(fit[i]),
-             terms={k: _json_num(terms[k][i]) for k in F.TERMS if k in terms},
+             fitness=_json_num(c.fitness[i]),
+             terms={t.name: _json_num(c.values[t.name][i]) for t in task.scorer.terms},
              latent=f"latents/{task.name}/{stem}.npy", latent_space=task.scorer.decoder.latent_space,
              generator=task.generator, seed=cfg.seed, start_psi=cfg.psi,
              ga=dict(strategy=ga_cfg.strategy, popsize=ga_cfg.popsize,
                      generations=ga_cfg.generations, crossover=ga_cfg.crossover))
-    if "identity_ok" in terms:
-        j = int(terms["identity_index"][i])
-        r["identity"] = dict(nearest_real_distance=_json_num(terms["identity_distance"][i]),
+    identity = task.scorer.term("identity")
+    if identity is not None:
+        j = int(c.values["identity_index"][i])
+        r["identity"] = dict(nearest_real_distance=_json_num(c.values["identity_distance"][i]),
                              nearest_real_file=task.ref_files[j] if 0 <= j < len(task.ref_files) else None,
-                             threshold=float(task.scorer.identity[2]),
-                             embedder=task.identity_name or task.scorer.identity[0])
-    if "predicted_class" in terms:
-        r["classifier"] = dict(target=task.target, predicted=int(terms["predicted_class"][i]),
-                               confidence=_json_num(terms["class"][i]))
+                             threshold=float(identity.threshold),
+                             embedder=task.identity_name or identity.embedder_name)
+    if "predicted_class" in c.values:
+        r["classifier"] = dict(target=task.target, predicted=int(c.values["predicted_class"][i]),
+                               confidence=_json_num(c.values["class"][i]))
     return r
 
 
-def _plots(out_dir: pathlib.Path, progress: dict, rows: List[dict], names: List[str]) -> None:
-    import matplotlib
+def _plot_fitness(out_dir: pathlib.Path, progress: Dict[str, Any], names: List[str]) -> None:
+    """fitness.png: per class, the max (-) and mean (--) fitness per generation of every round."""
+    import matplotlib  # heavy, optional: only here
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, max(1, len(names)), figsize=(4 * max(1, len(names)), 3.2),
@@ -259,6 +357,10 @@ def _plots(out_dir: pathlib.Path, progress: dict, rows: List[dict], names: List[
     fig.tight_layout()
     fig.savefig(out_dir / "fitness.png", dpi=90)
     plt.close(fig)
+
+
+def _write_preview(out_dir: pathlib.Path, rows: List[dict], names: List[str]) -> None:
+    """preview.png: one row per class of its first exported images (at most 16 columns)."""
     cols = max(1, max((sum(r["class_name"] == n for r in rows) for n in names), default=1))
     cols = min(cols, 16)
     grid = []
@@ -268,9 +370,7 @@ def _plots(out_dir: pathlib.Path, progress: dict, rows: List[dict], names: List[
         if not ims:
             continue
         ims = [im[..., None] if im.ndim == 2 else im for im in ims]
-        while len(ims) < cols:
-            ims.append(np.zeros_like(ims[0]))
+        ims += [np.zeros_like(ims[0])] * (cols - len(ims))
         grid.append(np.concatenate(ims, axis=1))
     if grid:
-        img = np.concatenate(grid, axis=0)
-        Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(out_dir / "preview.png")
+        save_png_atomic(out_dir / "preview.png", np.concatenate(grid, axis=0))

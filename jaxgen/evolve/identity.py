@@ -45,7 +45,10 @@ import os
 import threading
 from typing import List, NamedTuple, Optional, Protocol, Tuple, runtime_checkable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 __all__ = ["IdentityEmbedder", "EmbedResult", "DlibEmbedder", "PixelEmbedder",
            "nearest_identity", "deidentification_report", "dlib_model_dir"]
@@ -210,7 +213,6 @@ class DlibEmbedder:
         h, w = im.shape[:2]
         if min(h, w) >= self.min_size:
             return im
-        from PIL import Image
         s = self.min_size / min(h, w)
         size = (max(int(round(w * s)), self.min_size), max(int(round(h * s)), self.min_size))
         return np.asarray(Image.fromarray(im).resize(size, Image.BICUBIC), np.uint8)
@@ -311,9 +313,6 @@ def pixel_features(images, size: int = 16, scale: float = 1.0 / 255.0):
     Returns (float32 [N, size*size*3] unit vectors, ok bool [N]); an image is
     not ok (zeros) when it is flat: centred norm <= 1e-3 after scaling.
     """
-    import jax
-    import jax.numpy as jnp
-
     x = jnp.asarray(images, jnp.float32) * scale
     if x.shape[-1] == 1:
         x = jnp.repeat(x, 3, axis=-1)
@@ -328,6 +327,15 @@ def pixel_features(images, size: int = 16, scale: float = 1.0 / 255.0):
 
 # --------------------------------------------------------------------------- search
 
+@jax.jit
+def _nearest_index(q, r, r2):
+    """argmin_j |q_i - r_j|^2 [N] of q [N, D], r [M, D] with r2 = |r_j|^2 [M]; compiled once
+    per shape (not per call)."""
+    d2 = jnp.sum(q * q, axis=1)[:, None] + r2[None, :] - 2.0 * jnp.matmul(
+        q, r.T, precision=jax.lax.Precision.HIGHEST)
+    return jnp.argmin(d2, axis=1)
+
+
 def nearest_identity(query_emb, reference_emb, chunk: int = 1024
                      ) -> Tuple[np.ndarray, np.ndarray]:
     """Nearest reference for each query: (distance float32 [N], index int64 [N]).
@@ -337,9 +345,6 @@ def nearest_identity(query_emb, reference_emb, chunk: int = 1024
     the returned distance is then recomputed exactly as |q - r[index]|, so
     near-zero distances (copies) are not lost to cancellation.
     """
-    import jax
-    import jax.numpy as jnp
-
     q = np.asarray(query_emb, np.float32)
     r = np.asarray(reference_emb, np.float32)
     if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1]:
@@ -348,19 +353,13 @@ def nearest_identity(query_emb, reference_emb, chunk: int = 1024
         raise ValueError("no reference embeddings to compare with")
     rj = jnp.asarray(r)
     r2 = jnp.sum(rj * rj, axis=1)
-
-    @jax.jit
-    def _argmin(qc):
-        d2 = jnp.sum(qc * qc, axis=1)[:, None] + r2[None, :] - 2.0 * jnp.matmul(
-            qc, rj.T, precision=jax.lax.Precision.HIGHEST)
-        return jnp.argmin(d2, axis=1)
-
     index = np.zeros(q.shape[0], np.int64)
     for s in range(0, q.shape[0], chunk):
         qc = q[s:s + chunk]
         if qc.shape[0] < chunk and q.shape[0] > chunk:  # pad: one compiled shape
             qc = np.concatenate([qc, np.zeros((chunk - qc.shape[0], q.shape[1]), np.float32)])
-        index[s:s + chunk] = np.asarray(_argmin(jnp.asarray(qc)))[:min(chunk, q.shape[0] - s)]
+        index[s:s + chunk] = np.asarray(_nearest_index(jnp.asarray(qc), rj, r2))[
+            :min(chunk, q.shape[0] - s)]
     dist = np.linalg.norm(q - r[index], axis=1).astype(np.float32)
     return dist, index
 

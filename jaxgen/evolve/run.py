@@ -4,19 +4,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import jax
+
+from jaxgen.evolve.export import evolve_dataset
+from jaxgen.evolve.tasks import build_tasks
+
 
 def run_evolve(config: Any, out: str, log=print) -> dict:
-    """Build the fitness tasks from the evolve config and export to `out` (resumable)."""
-    from jaxgen.evolve.export import evolve_dataset
-    from jaxgen.evolve.tasks import build_tasks
+    """Build the fitness tasks from the evolve config and export to `out` (resumable).
+
+    config: an evolve config (``jaxgen.config.evolve`` and configs/evolve_*.py); with
+    ``config.distributed`` every host of a multi-host job calls this (jax.distributed).
+    Returns the summary written to ``<out>/evolve.json``.
+    """
     t0 = time.time()
     if config.get("distributed", False):
-        import jax
         jax.distributed.initialize()
     tasks, ga_cfg, exp_cfg, settings = build_tasks(config, log)
     log(f"evolve: {len(tasks)} classes x {exp_cfg.num_per_class} images; {ga_cfg.strategy} "
         f"pop {ga_cfg.popsize} x {ga_cfg.generations} generations, crossover {ga_cfg.crossover}; "
-        f"terms {tasks[0].scorer.active_terms() if tasks else []}")
+        f"terms {list(tasks[0].scorer.names)}")
     summary = evolve_dataset(tasks, ga_cfg, exp_cfg, out, settings, log)
     log(f"evolve: done in {time.time() - t0:.0f}s: " + ", ".join(
         f"{k} {v['exported']}" for k, v in summary["classes"].items()) + f" images in {out}")

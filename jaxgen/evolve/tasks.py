@@ -1,4 +1,4 @@
-"""Build evolve.py's per-class fitness tasks from a config (loading G, D, classifier, identity refs).
+"""Build evolve.py's per-class tasks from the evolve config: open the runs, make the terms.
 
 The evolve config (configs/evolve_*.py, defaults in jaxgen.config.evolve) names the models:
 
@@ -10,27 +10,69 @@ The evolve config (configs/evolve_*.py, defaults in jaxgen.config.evolve) names 
               trained on real vs synthetic, `detector`, class `detector_real_class`) | 'none'
   identity    'dlib' (face descriptor, threshold 0.6) | 'pixel' (NOT identity:
               same-picture check for drawn demo faces) | 'none'
-  real        folder of the real training faces for the identity term
-              ('' = config.data, loaded as for training)
+  real        data config (``jaxgen.data.load_dataset``) of the real training
+              faces the identity term compares with
 
-Errors name the setting to fix.
+Runs are opened with ``jaxgen.runs.open_run``; the terms of the fitness are
+listed, one line each, in ``fitness_terms``. Classes that share a generator
+share one scorer (the class is an input), so the GA compiles once for them.
+Expected user errors raise ValueError in one line naming the ``--config.<field>``.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import pathlib
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.evolve import fitness as F
+from jaxgen.data import load_dataset
+from jaxgen.evolve import terms as T
 from jaxgen.evolve.export import ClassTask, ExportConfig
+from jaxgen.evolve.fitness import Inputs, Scorer, Term, make_scorer
 from jaxgen.evolve.ga import GAConfig
-from jaxgen.runs import GENERATOR_KINDS, open_run
+from jaxgen.evolve.identity import DlibEmbedder, PixelEmbedder
+from jaxgen.evolve.latents import decoder_for, w_statistics
+from jaxgen.harness.checkpoint import CheckpointError
+from jaxgen.runs import GENERATOR_KINDS, Run, RunError, open_run
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityRefs:
+    """The identity term's embedder and the real faces it compares with."""
+
+    embedder: Any                      # identity.PixelEmbedder | identity.DlibEmbedder
+    emb: jax.Array                     # float32 [M, E] embeddings of the real faces
+    ok: jax.Array                      # bool [M]: embedded (the others are left out)
+    files: List[str]                   # [M] their files, for the nearest-face metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class Models:
+    """What every class shares: the generator (None for a '{class}' template: one per
+    class), the classifier, the detector and the identity references (None: off)."""
+
+    generator: Optional[Run]
+    classifier: Optional[Run]
+    detector: Optional[Run]
+    identity: Optional[IdentityRefs]
+
+
+@contextlib.contextmanager
+def _config_field(field: str, value: Any):
+    """Re-raise a run that cannot be opened (no such path, wrong kind) as one line naming
+    the ``--config.<field>`` to fix."""
+    try:
+        yield
+    except (RunError, CheckpointError) as err:
+        raise ValueError(f"--config.{field}={value!r}: {err}") from None
 
 
 def ga_config(e: Any, decoder, log=print) -> GAConfig:
+    """The GA settings; style-mix crossover needs a generator with several latent layers."""
     crossover = e.crossover
     if crossover == "style_mix" and decoder.num_ws < 2:
         log(f"evolve: {type(decoder).__name__} has one latent layer: no style-mix crossover")
@@ -43,164 +85,198 @@ def ga_config(e: Any, decoder, log=print) -> GAConfig:
 
 
 def export_config(e: Any) -> ExportConfig:
+    """The export settings of the evolve config."""
     return ExportConfig(num_per_class=int(e.num_per_class), per_round=int(e.per_round),
                         max_rounds=int(e.max_rounds), psi=float(e.psi), seed=int(e.seed),
                         require_class=bool(e.require_class), min_diversity=float(e.min_diversity),
                         bank_size=int(e.bank_size))
 
 
-def fitness_config(e: Any) -> F.FitnessConfig:
-    return F.FitnessConfig(w_class=float(e.w_class), w_realism=float(e.w_realism),
-                           w_identity=float(e.w_identity), w_stats=float(e.w_stats),
-                           w_diversity=float(e.w_diversity), stats_std=float(e.stats_std),
-                           stats_mean=float(e.stats_mean), psi=float(e.psi))
+def generator_run(e: Any, path: str) -> Run:
+    """The GAN run at `path`: its best checkpoint with --config.best when it has one."""
+    which = "best" if e.best and (pathlib.Path(path) / "best").is_dir() else "latest"
+    with _config_field("generator", path):
+        return open_run(path, which, kinds=GENERATOR_KINDS)
 
 
-def _load_gan(path: str, best: bool):
-    """(decoder, D module, {'G_ema', 'D'} variables, info) of a StyleGAN2 or DCGAN run."""
-    run = open_run(path, "best" if best and (pathlib.Path(path) / "best").is_dir() else "latest",
-                   kinds=GENERATOR_KINDS)
-    dec = F.DCGANDecoder(run.model) if run.kind == "dcgan" else F.StyleGANDecoder(run.model)
-    info = dict(run.info, class_names=list(run.class_names))
-    return dec, run.discriminator, dict(G_ema=run.variables, D=run.d_variables), info
-
-
-def _classifier(path: str):
-    """(model, variables, info) of a classifier run."""
-    run = open_run(path, kinds=("classifier",))
-    return run.model, run.variables, dict(run.info, class_names=list(run.class_names),
-                                          resolution=run.resolution, channels=run.channels)
-
-
-def _num_classes(decoder) -> int:
-    G = decoder.G
-    return int(getattr(G, "c_dim", 0) or getattr(G, "num_classes", 0) or 0)
-
-
-def _mesh(popsize: int):
-    n = jax.device_count()
-    if n < 2:
+def classifier_run(e: Any, log=print) -> Optional[Run]:
+    """The classifier of the class term; None when w_class is 0 or no classifier is given."""
+    if not float(e.w_class):
         return None
-    if popsize % n:
-        print(f"evolve: population {popsize} is not divisible by {n} devices; running on one")
+    if not e.classifier:
+        log("evolve: no --config.classifier: the class-confidence term is off")
         return None
-    return jax.sharding.Mesh(np.asarray(jax.devices()), ("pop",))
+    with _config_field("classifier", e.classifier):
+        return open_run(e.classifier, kinds=("classifier",))
 
 
-def _identity(e: Any, log):
-    """(identity spec, ref_emb, ref_ok, ref_files, name) or Nones when off."""
+def detector_run(e: Any) -> Optional[Run]:
+    """The real-vs-synthetic classifier of realism='detector' (None for the other realisms)."""
+    if e.realism not in ("discriminator", "detector", "none"):
+        raise ValueError(f"--config.realism={e.realism!r}: use 'discriminator', 'detector' or 'none'")
+    if e.realism != "detector" or not float(e.w_realism):
+        return None
+    if not e.detector:
+        raise ValueError("--config.realism=detector needs --config.detector=<classifier workdir>")
+    with _config_field("detector", e.detector):
+        run = open_run(e.detector, kinds=("classifier",))
+    if e.detector_real_class not in run.class_names:
+        raise ValueError(f"--config.detector_real_class={e.detector_real_class!r}: the detector "
+                         f"{e.detector} has classes {list(run.class_names)}")
+    return run
+
+
+def identity_embedder(e: Any):
+    """The (host-side) identity embedder of --config.identity; None when the term is off."""
     if e.identity == "none" or not float(e.w_identity):
-        return None, None, None, [], "none"
-    from jaxgen.data import load_dataset
-    dcfg = e.real
-    ds = load_dataset(dcfg)
-    imgs = ds.images if ds.images.shape[-1] == 3 else np.repeat(ds.images, 3, -1)
+        return None
+    thr = float(e.identity_threshold)
     if e.identity == "pixel":
-        from jaxgen.evolve.identity import PixelEmbedder
-        emb = PixelEmbedder(16, 0.3 if float(e.identity_threshold) < 0 else float(e.identity_threshold))
-        spec = F.pixel_identity(emb.size, emb.threshold)
-    elif e.identity == "dlib":
-        from jaxgen.evolve.identity import DlibEmbedder
-        emb = DlibEmbedder(detect=bool(e.dlib_detect), detect_fallback=e.dlib_fallback or None,
-                           threshold=0.6 if float(e.identity_threshold) < 0 else float(e.identity_threshold))
-        spec = F.host_identity(emb)
-    else:
-        raise ValueError(f"--config.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
+        return PixelEmbedder(16, 0.3 if thr < 0 else thr)
+    if e.identity == "dlib":
+        return DlibEmbedder(detect=bool(e.dlib_detect), detect_fallback=e.dlib_fallback or None,
+                            threshold=0.6 if thr < 0 else thr)
+    raise ValueError(f"--config.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
+
+
+def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:
+    """The real faces of --config.real, embedded for the identity term (None: term off)."""
+    emb = identity_embedder(e)
+    if emb is None:
+        return None
+    ds = load_dataset(e.real)
+    imgs = ds.images if ds.images.shape[-1] == 3 else np.repeat(ds.images, 3, -1)
     r = emb.embed_detailed(imgs)
     bad = int((~r.ok).sum())
-    log(f"evolve: identity references: {len(imgs)} real faces from {dcfg.path}, "
+    log(f"evolve: identity references: {len(imgs)} real faces from {e.real.path}, "
         f"{len(imgs) - bad} embedded by {emb.name} (threshold {emb.threshold})"
         + (f"; {bad} not embedded and left out: {sorted(set(np.asarray(r.status)[~r.ok]))}" if bad else ""))
     if bad == len(imgs):
         raise ValueError(f"no real face could be embedded by {emb.name}; check --config.real "
                          "or use --config.dlib_fallback=whole")
-    return spec, jnp.asarray(r.embeddings), jnp.asarray(r.ok), list(ds.paths), emb.name
+    return IdentityRefs(emb, jnp.asarray(r.embeddings), jnp.asarray(r.ok), list(ds.paths))
+
+
+def open_models(e: Any, log=print) -> Models:
+    """Open what every class shares (see ``Models``); errors name the config field."""
+    if not e.generator:
+        raise ValueError("--config.generator is needed: a GAN workdir, networks dir or NVIDIA "
+                         ".pkl ('{class}' in it: one generator per class)")
+    shared = None if "{class}" in e.generator else generator_run(e, e.generator)
+    return Models(shared, classifier_run(e, log), detector_run(e), identity_refs(e, log))
+
+
+def class_names(e: Any, models: Models) -> List[str]:
+    """--config.classes, else the conditional generator's classes, else the classifier's."""
+    names = [s for s in e.classes.split(",") if s]
+    if not names and models.generator is not None and models.generator.num_classes:
+        names = list(models.generator.class_names)
+    elif not names and models.classifier is not None:
+        names = list(models.classifier.class_names)
+    if not names:
+        raise ValueError("--config.classes is needed: the generator has no class names (or is a "
+                         "'{class}' template) and there is no classifier to take them from")
+    return names
+
+
+def realism_term(e: Any, gen: Run, detector: Optional[Run]) -> Optional[Tuple[Term, Any]]:
+    """(realism term, its variables): the detector's, else the generator run's D; None if off."""
+    if e.realism == "none" or not float(e.w_realism):
+        return None
+    w = float(e.w_realism)
+    if detector is not None:
+        real = detector.class_names.index(e.detector_real_class)
+        return T.DetectorRealism(model=detector.model, resolution=detector.resolution,
+                                 channels=detector.channels, real_index=real, weight=w), detector.variables
+    if gen.discriminator is None or gen.d_variables is None:
+        raise ValueError(f"--config.realism: {gen.path} has no discriminator weights; use "
+                         "--config.realism=none or --config.realism=detector")
+    term = T.DCGANRealism if gen.kind == "dcgan" else T.StyleGANRealism
+    return term(D=gen.discriminator, weight=w), gen.d_variables
+
+
+def fitness_terms(e: Any, gen: Run, models: Models) -> List[Tuple[Term, Any]]:
+    """(term, its network variables or None) of the config, in fitness order, weight-0 terms
+    left out. Adding a term to evolve.py = one line here."""
+    clf, ident = models.classifier, models.identity
+    pairs = [
+        (T.ClassConfidence(model=clf.model, resolution=clf.resolution, channels=clf.channels,
+                           weight=float(e.w_class)), clf.variables) if clf else None,
+        realism_term(e, gen, models.detector),
+        (T.Identity(embed=T.jit_embed(ident.embedder), threshold=float(ident.embedder.threshold),
+                    embedder_name=ident.embedder.name, weight=float(e.w_identity)), None) if ident else None,
+        (T.ImageStats(stats_std=float(e.stats_std), stats_mean=float(e.stats_mean),
+                      weight=float(e.w_stats)), None),
+        (T.Diversity(weight=float(e.w_diversity)), None),
+    ]
+    return [p for p in pairs if p is not None and p[0].weight]
+
+
+def generator_scorer(e: Any, gen: Run, models: Models, mesh) -> Tuple[Scorer, Dict[str, Any]]:
+    """(scorer, term variables keyed by term name) of one generator, shared by its classes."""
+    pairs = fitness_terms(e, gen, models)
+    scorer = make_scorer(decoder_for(gen), [t for t, _ in pairs], mesh)
+    return scorer, {t.name: v for t, v in pairs if v is not None}
+
+
+def class_indices(name: str, path: str, gen: Run, clf: Optional[Run]):
+    """(generator one-hot [c_dim] or None if unconditional, classifier index or None)."""
+    c = target = None
+    if gen.num_classes:
+        if name not in gen.class_names:
+            raise ValueError(f"--config.classes: {name!r} is not a class of the generator {path} "
+                             f"(it has {list(gen.class_names)})")
+        c = np.eye(gen.num_classes, dtype=np.float32)[gen.class_names.index(name)]
+    if clf is not None:
+        if name not in clf.class_names:
+            raise ValueError(f"--config.classes: {name!r} is not a class of the classifier "
+                             f"{clf.path} (it has {list(clf.class_names)})")
+        target = clf.class_names.index(name)
+    return c, target
+
+
+def class_inputs(e: Any, gen: Run, c: Optional[np.ndarray], target: Optional[int],
+                 term_vars: Dict[str, Any], ident: Optional[IdentityRefs]) -> Inputs:
+    """The fitness inputs of one class (see ``fitness.Inputs``)."""
+    w = {}
+    if gen.kind == "stylegan2":  # normalised w+ genomes: the class's w statistics
+        w["w_mean"], w["w_std"] = w_statistics(gen.model, gen.variables, c,
+                                               jax.random.PRNGKey(int(e.seed)))
+    return Inputs.create(gen.variables, **w, c=c, label=int(np.argmax(c)) if c is not None else 0,
+                         target=target or 0, term_vars=term_vars,
+                         ref_emb=ident.emb if ident else None, ref_ok=ident.ok if ident else None)
+
+
+def _mesh(popsize: int, log=print):
+    """A 1-D mesh ("pop") over every device to shard the population on; None on one device."""
+    n = jax.device_count()
+    if n < 2:
+        return None
+    if popsize % n:
+        log(f"evolve: population {popsize} is not divisible by {n} devices; running on one")
+        return None
+    return jax.sharding.Mesh(np.asarray(jax.devices()), ("pop",))
 
 
 def build_tasks(config: Any, log=print) -> tuple:
-    """(tasks, GAConfig, ExportConfig, settings dict) for evolve_dataset."""
+    """(tasks, GAConfig, ExportConfig, settings dict) for ``export.evolve_dataset``."""
     e = config
-    fcfg = fitness_config(e)
-    clf = None
-    if e.classifier and fcfg.w_class:
-        clf = _classifier(e.classifier)
-    elif fcfg.w_class:
-        log("evolve: no --config.classifier: the class-confidence term is off")
-        fcfg = F.FitnessConfig(**{**fcfg.__dict__, "w_class": 0.0})
-    det = None
-    if e.realism == "detector" and fcfg.w_realism:
-        if not e.detector:
-            raise ValueError("--config.realism=detector needs --config.detector=<workdir>")
-        det = _classifier(e.detector)
-        if e.detector_real_class not in det[2]["class_names"]:
-            raise ValueError(f"detector {e.detector} has classes {det[2]['class_names']}, no "
-                             f"{e.detector_real_class!r} (--config.detector_real_class)")
-    elif e.realism == "none" or not fcfg.w_realism:
-        fcfg = F.FitnessConfig(**{**fcfg.__dict__, "w_realism": 0.0})
-    elif e.realism != "discriminator":
-        raise ValueError(f"--config.realism={e.realism!r}: 'discriminator', 'detector' or 'none'")
-    id_spec, ref_emb, ref_ok, ref_files, id_name = _identity(e, log)
-    if id_spec is None:
-        fcfg = F.FitnessConfig(**{**fcfg.__dict__, "w_identity": 0.0})
-
-    per_class = "{class}" in e.generator
-    names: Optional[List[str]] = [s for s in e.classes.split(",") if s] or None
-    shared = None if per_class else _load_gan(e.generator, bool(e.best))
-    if names is None:
-        if shared is not None and _num_classes(shared[0]):
-            names = list(shared[3].get("class_names") or [])
-        elif clf is not None:
-            names = list(clf[2]["class_names"])
-        if not names:
-            raise ValueError("--config.classes is needed: the generator has no class names")
-    tasks, ga_cfg = [], None
-    mesh = None
-    for name in names:
-        gpath = e.generator.replace("{class}", name)
-        dec, D, nets, info = _load_gan(gpath, bool(e.best)) if per_class else shared
-        dcgan = isinstance(dec, F.DCGANDecoder)
-        c, k = None, _num_classes(dec)
-        if k:
-            gnames = list(info.get("class_names") or [])
-            if name not in gnames:
-                raise ValueError(f"class {name!r} is not one of the generator's {gnames}")
-            c = np.eye(k, dtype=np.float32)[gnames.index(name)]
-        target = None
-        clf_spec = None
-        if clf is not None:
-            if name not in clf[2]["class_names"]:
-                raise ValueError(f"class {name!r} is not one of the classifier's {clf[2]['class_names']}")
-            target = clf[2]["class_names"].index(name)
-            clf_spec = (clf[0], int(clf[2]["resolution"]), int(clf[2].get("channels", 3)), target)
-        real_spec = None
-        if fcfg.w_realism:
-            if det is None and nets.get("D") is None:
-                raise ValueError(f"{gpath} has no discriminator weights: use "
-                                 "--config.realism=none or a detector")
-            kind = "dcgan_discriminator" if dcgan else "discriminator"
-            real_spec = (kind, D) if det is None else (
-                "detector", det[0], int(det[2]["resolution"]), int(det[2].get("channels", 3)),
-                det[2]["class_names"].index(e.detector_real_class))
-        ga_cfg = ga_config(e, dec, log)
-        mesh = _mesh(ga_cfg.popsize) if mesh is None else mesh
-        scorer = F.make_scorer(dec, fcfg, clf_spec, real_spec, id_spec, mesh)
-        aux = dict(g_vars=nets["G_ema"],
-                   c=jnp.asarray(c if c is not None else np.zeros([0], np.float32)))
-        if dcgan:
-            aux["label"] = jnp.asarray(int(np.argmax(c)) if c is not None else 0, jnp.int32)
-        else:
-            aux["w_mean"], aux["w_std"] = F.w_statistics(dec.G, nets["G_ema"], c,
-                                                         jax.random.PRNGKey(int(e.seed)))
-        if clf_spec is not None:
-            aux["clf_vars"] = clf[1]
-        if real_spec is not None:
-            if det is None:
-                aux["d_vars"] = nets["D"]
-            else:
-                aux["det_vars"] = det[1]
-        if id_spec is not None:
-            aux.update(ref_emb=ref_emb, ref_ok=ref_ok)
-        tasks.append(ClassTask(name, scorer, aux, c, target, gpath, ref_files, id_name))
-    settings = dict(evolve=e.to_dict(), fitness=fcfg.__dict__, devices=jax.device_count(),
-                    identity_embedder=id_name)
-    return tasks, ga_cfg, export_config(e), settings
+    models = open_models(e, log)
+    mesh = _mesh(int(e.popsize), log)
+    scorers: Dict[str, Tuple[Scorer, Dict[str, Any]]] = {}
+    tasks = []
+    for name in class_names(e, models):
+        path = e.generator.replace("{class}", name)
+        gen = models.generator or generator_run(e, path)
+        if path not in scorers:
+            scorers[path] = generator_scorer(e, gen, models, mesh)
+        scorer, term_vars = scorers[path]
+        c, target = class_indices(name, path, gen, models.classifier)
+        ident = models.identity
+        tasks.append(ClassTask(name, scorer, class_inputs(e, gen, c, target, term_vars, ident),
+                               target, path, ident.files if ident else [],
+                               ident.embedder.name if ident else "none"))
+    settings = dict(evolve=e.to_dict(), devices=jax.device_count(),
+                    fitness={t.name: t.describe() for t in tasks[0].scorer.terms},
+                    identity_embedder=tasks[0].identity_name)
+    return tasks, ga_config(e, tasks[0].scorer.decoder, log), export_config(e), settings

@@ -13,13 +13,18 @@ from PIL import Image
 
 from jaxgen.classifiers.models import build_classifier
 from jaxgen.classifiers.sorting import to_classifier_input
+from jaxgen.config import load_config
 from jaxgen.evolve import fitness as F
+from jaxgen.evolve import latents as L
+from jaxgen.evolve import terms as T
 from jaxgen.evolve.export import ClassTask, ExportConfig, evolve_dataset
 from jaxgen.evolve.ga import GAConfig
 from jaxgen.evolve.identity import nearest_identity, pixel_features
+from jaxgen.evolve.tasks import build_tasks
+from jaxgen.harness.checkpoint import save_networks
 from jaxgen.stylegan2 import networks
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 GK = dict(z_dim=16, w_dim=16, c_dim=3, img_resolution=16, img_channels=3, channel_base=256,
           channel_max=16, mapping_layers=2)
 DK = dict(c_dim=3, img_resolution=16, img_channels=3, channel_base=256, channel_max=16)
@@ -29,14 +34,16 @@ CLASS = np.eye(3, dtype=np.float32)[1]
 @pytest.fixture(scope="module")
 def gan():
     G, D = networks.build(GK, DK)
-    g, d = networks.init_variables(G, D, jax.random.key(0))
-    mean, std = F.w_statistics(G, g, CLASS, jax.random.PRNGKey(0))
-    return dict(G=G, D=D, g=g, d=d, mean=mean, std=std)
+    # Compiled (not op by op): the same values, in less time.
+    g, d = jax.jit(lambda key: networks.init_variables(G, D, key))(jax.random.key(0))
+    mean, std = L.w_statistics(G, g, CLASS, jax.random.PRNGKey(0))
+    synth = jax.jit(lambda g, ws: G.apply(g, ws, "const", method=type(G).synthesize))
+    return dict(G=G, D=D, g=g, d=d, mean=mean, std=std, synth=synth)
 
 
-def _aux(gan, **kw):
-    return dict(g_vars=gan["g"], w_mean=gan["mean"], w_std=gan["std"], c=jnp.asarray(CLASS),
-                d_vars=gan["d"], **kw)
+def _inputs(gan, term_vars=(), **kw):
+    return F.Inputs.create(gan["g"], w_mean=gan["mean"], w_std=gan["std"], c=CLASS,
+                           term_vars=dict(term_vars, realism=gan["d"]), **kw)
 
 
 def _start_genome(gan, space, seed, psi):
@@ -44,29 +51,31 @@ def _start_genome(gan, space, seed, psi):
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 0), 0)
     k_z, _ = jax.random.split(key)
     z = jax.random.normal(k_z, (1, GK["z_dim"]))
-    return F.seed_genomes(gan["G"], gan["g"], space, CLASS, gan["mean"], gan["std"], z, psi)
+    return L.seed_genomes(gan["G"], gan["g"], space, CLASS, gan["mean"], gan["std"], z, psi)
 
 
 def test_terms_match_direct_computation(gan):
     G, D = gan["G"], gan["D"]
     clf = build_classifier("small_cnn", 4)
-    clf_vars = clf.init(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), train=False)
-    cfg = F.FitnessConfig(w_class=1.0, w_realism=0.5, w_identity=1.0, w_stats=0.2, w_diversity=0.3,
-                          stats_std=10.0, stats_mean=5.0)
-    sc = F.make_scorer(G, cfg, (clf, 16, 1, 2), ("discriminator", D), F.pixel_identity(16, 0.3))
+    clf_vars = jax.jit(lambda k: clf.init(k, jnp.zeros([1, 16, 16, 1]), train=False))(jax.random.key(1))
+    sc = F.make_scorer(G, (T.ClassConfidence(model=clf, resolution=16, channels=1, weight=1.0),
+                           T.StyleGANRealism(D=D, weight=0.5),
+                           T.Identity(embed=T.PixelEmbed(16), threshold=0.3, weight=1.0),
+                           T.ImageStats(stats_std=10.0, stats_mean=5.0, weight=0.2),
+                           T.Diversity(feature_size=16, weight=0.3)))
     genomes = jax.random.normal(jax.random.PRNGKey(2), (6, sc.space.dim))
     refs = jax.random.normal(jax.random.PRNGKey(3), (5, 16, 16, 3))
     ref_emb, ref_ok = pixel_features(refs, 16, 0.5)
-    aux = _aux(gan, clf_vars=clf_vars, ref_emb=ref_emb, ref_ok=ref_ok)
+    aux = _inputs(gan, {"class": clf_vars}, target=2, ref_emb=ref_emb, ref_ok=ref_ok)
     terms, img = F.jit_terms(sc)(genomes, aux)
     raw = np.asarray(img)
     ws = gan["mean"] + gan["std"] * np.asarray(genomes).reshape(6, G.num_ws, 16)
-    np.testing.assert_allclose(raw, G.apply(gan["g"], ws, "const", method=type(G).synthesize),
+    np.testing.assert_allclose(raw, gan["synth"](gan["g"], ws),
                                atol=1e-5)
     img = np.clip(raw, -1, 1)  # every term but D's sees the exported (clipped) image
     probs = jax.nn.softmax(clf.apply(clf_vars, to_classifier_input(img, 16, 1), train=False))
     np.testing.assert_allclose(terms["class"], probs[:, 2], atol=1e-5)
-    logits = D.apply(gan["d"], jnp.concatenate([raw, raw[-2:]]), jnp.tile(CLASS, (8, 1)))[:6, 0]
+    logits = jax.jit(D.apply)(gan["d"], jnp.concatenate([raw, raw[-2:]]), jnp.tile(CLASS, (8, 1)))[:6, 0]
     np.testing.assert_allclose(terms["realism"], jax.nn.sigmoid(logits), atol=1e-5)
     gray = img.mean(-1)
     np.testing.assert_allclose(terms["stats"], 10 * gray.std((1, 2)) - 5 * np.abs(gray.mean((1, 2))),
@@ -81,9 +90,9 @@ def test_terms_match_direct_computation(gan):
     np.testing.assert_allclose(terms["diversity"], pd.min(1), atol=1e-4)
     total = 1.0 * terms["class"] + 0.5 * terms["realism"] + terms["identity"] + \
         0.2 * terms["stats"] + 0.3 * terms["diversity"]
-    np.testing.assert_allclose(sc.fitness(genomes, aux), total, rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(sc.fitness)(genomes, aux), total, rtol=1e-5)
     with pytest.raises(ValueError, match="w_class"):
-        F.make_scorer(G, cfg, None, ("discriminator", D), F.pixel_identity())
+        T.ClassConfidence(model=None, resolution=16, channels=1, weight=1.0)
 
 
 def test_host_identity_callback_inside_jit(gan):
@@ -99,23 +108,28 @@ def test_host_identity_callback_inside_jit(gan):
             e, ok = pixel_features(u8.astype(np.float32), 16)
             return np.asarray(e), np.asarray(ok)
 
-    cfg = F.FitnessConfig(w_class=0, w_realism=0, w_identity=1.0, w_diversity=0)
-    sc = F.make_scorer(gan["G"], cfg, identity=F.host_identity(HostPixels()))
+    sc = F.make_scorer(gan["G"], [T.Identity(embed=T.HostEmbed(HostPixels()), threshold=0.3)])
     genomes = jax.random.normal(jax.random.PRNGKey(5), (4, sc.space.dim))
     ref_emb, _ = pixel_features(jax.random.normal(jax.random.PRNGKey(6), (3, 16, 16, 3)), 16, 0.5)
-    terms, img = F.jit_terms(sc)(genomes, _aux(gan, ref_emb=ref_emb, ref_ok=jnp.ones(3, bool)))
+    terms, img = F.jit_terms(sc)(genomes, _inputs(gan, ref_emb=ref_emb, ref_ok=jnp.ones(3, bool)))
     assert calls == [(4, 16, 16, 3)]
     u8 = np.clip(np.round((np.asarray(img) + 1) * 127.5), 0, 255)
     d, _ = nearest_identity(np.asarray(pixel_features(u8, 16)[0]), np.asarray(ref_emb))
     np.testing.assert_allclose(terms["identity_distance"], d, atol=1e-4)
 
 
-def _task(gan, cfg, refs_u8, name="b"):
-    ident = F.pixel_identity(16, 0.3)
-    sc = F.make_scorer(gan["G"], cfg, None, ("discriminator", gan["D"]), ident)
+def _terms(gan, w_realism, w_identity, w_stats, w_diversity):
+    """The export tests' fitness: D realism, pixel identity, image statistics, diversity."""
+    return (T.StyleGANRealism(D=gan["D"], weight=w_realism),
+            T.Identity(embed=T.PixelEmbed(16), threshold=0.3, weight=w_identity),
+            T.ImageStats(weight=w_stats), T.Diversity(weight=w_diversity))
+
+
+def _task(gan, terms, refs_u8, name="b"):
+    sc = F.make_scorer(gan["G"], terms)
     ref_emb, ref_ok = pixel_features(refs_u8.astype(np.float32), 16)
-    aux = _aux(gan, ref_emb=ref_emb, ref_ok=ref_ok)
-    return ClassTask(name, sc, aux, CLASS, None, "random-init", [f"real_{i}.png" for i in range(len(refs_u8))],
+    inputs = _inputs(gan, ref_emb=ref_emb, ref_ok=ref_ok)
+    return ClassTask(name, sc, inputs, None, "random-init", [f"real_{i}.png" for i in range(len(refs_u8))],
                      "pixel_not_identity")
 
 
@@ -125,19 +139,19 @@ def _planted_refs(gan, space, seed=0, psi=0.7, n_other=3):
     others = jax.random.normal(jax.random.PRNGKey(9), (n_other, space.dim))
     G = gan["G"]
     ws = space.to_ws(jnp.concatenate([x0, others]), gan["mean"], gan["std"])
-    img = np.asarray(G.apply(gan["g"], ws, "const", method=type(G).synthesize))
+    img = np.asarray(gan["synth"](gan["g"], ws))
     u8 = np.clip(np.round((img + 1) * 127.5), 0, 255)
     noise = np.random.default_rng(0).integers(-3, 4, u8.shape)
     return np.clip(u8 + noise, 0, 255).astype(np.uint8)
 
 
 def test_planted_near_copy_is_rejected_then_evolved_away(gan, tmp_path):
-    cfg = F.FitnessConfig(w_class=0, w_realism=0.1, w_identity=1.0, w_stats=0, w_diversity=0)
-    space = F.LatentSpace(gan["G"].num_ws, 16)
+    fit_terms = _terms(gan, w_realism=0.1, w_identity=1.0, w_stats=0, w_diversity=0)
+    space = L.LatentSpace(gan["G"].num_ws, 16)
     refs = _planted_refs(gan, space)
-    task = _task(gan, cfg, refs)
+    task = _task(gan, fit_terms, refs)
     x0 = _start_genome(gan, space, 0, 0.7)
-    t, _ = F.jit_terms(task.scorer)(jnp.tile(x0, (4, 1)), task.aux)
+    t, _ = F.jit_terms(task.scorer)(jnp.tile(x0, (4, 1)), task.inputs)
     assert float(t["identity_distance"][0]) < 0.05  # the planted copy is found ...
     assert int(t["identity_index"][0]) == 0          # ... as real face 0
 
@@ -159,14 +173,14 @@ def test_planted_near_copy_is_rejected_then_evolved_away(gan, tmp_path):
     # The check at export agrees with a fresh embedding of the written files.
     written = np.stack([np.asarray(Image.open(tmp_path / "free" / r["file"])) for r in rows])
     d, _ = nearest_identity(np.asarray(pixel_features(written.astype(np.float32), 16)[0]),
-                            np.asarray(task.aux["ref_emb"]))
+                            np.asarray(task.inputs.ref_emb))
     np.testing.assert_allclose(d, [r["identity"]["nearest_real_distance"] for r in rows], atol=0.02)
 
 
 def test_fitness_improves_and_export_resumes_identically(gan, tmp_path):
-    cfg = F.FitnessConfig(w_class=0, w_realism=0.5, w_identity=0.5, w_stats=0.2, w_diversity=0.5)
-    space = F.LatentSpace(gan["G"].num_ws, 16)
-    task = _task(gan, cfg, _planted_refs(gan, space))
+    fit_terms = _terms(gan, w_realism=0.5, w_identity=0.5, w_stats=0.2, w_diversity=0.5)
+    space = L.LatentSpace(gan["G"].num_ws, 16)
+    task = _task(gan, fit_terms, _planted_refs(gan, space))
     ga = GAConfig(popsize=16, generations=10, sigma_init=0.5, crossover="style_mix", mix_rate=0.3,
                   num_ws=gan["G"].num_ws, w_dim=16)
     full = ExportConfig(num_per_class=6, per_round=2)
@@ -209,13 +223,12 @@ def test_fitness_improves_and_export_resumes_identically(gan, tmp_path):
     for name in ("fitness.png", "preview.png", "evolve.json"):
         assert (b / name).stat().st_size > 0
     with pytest.raises(ValueError, match="outside the output directory"):
-        evolve_dataset([_task(gan, cfg, _planted_refs(gan, space), name="../escape")], ga, full,
+        evolve_dataset([_task(gan, fit_terms, _planted_refs(gan, space), name="../escape")], ga, full,
                        str(tmp_path / "c"))
 
 
-def test_evolve_cli_two_devices(gan, tmp_path):
+def test_evolve_cli_two_devices(gan, tmp_path, jax_cache_dir):
     """evolve.py end to end from a networks checkpoint, population sharded over 2 CPU devices."""
-    from jaxgen.harness.checkpoint import save_networks
     save_networks(tmp_path / "gan", GK, DK, dict(G=gan["g"], D=gan["d"], G_ema=gan["g"]),
                   class_names=["mild", "moderate", "severe"])
     real = tmp_path / "real"
@@ -225,7 +238,7 @@ def test_evolve_cli_two_devices(gan, tmp_path):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(real / cls / f"{i}.png")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(REPO), JAXGEN_JAX_CACHE=str(jax_cache_dir))  # the session's cache
     out = tmp_path / "evolved"
     cmd = [sys.executable, str(REPO / "evolve.py"), "--config", str(REPO / "configs/evolve_acne.py:micro"),
            f"--config.generator={tmp_path / 'gan'}", "--config.real.source=folder",
@@ -244,17 +257,35 @@ def test_evolve_cli_two_devices(gan, tmp_path):
         assert row["identity"]["nearest_real_file"].startswith(str(real))
 
 
+def test_config_errors_name_the_field(gan, tmp_path):
+    """Expected user errors of evolve.py: one line naming the --config field to fix."""
+    save_networks(tmp_path / "gan", GK, DK, dict(G=gan["g"], D=gan["d"], G_ema=gan["g"]),
+                  class_names=["mild", "moderate", "severe"])
+    good = dict(generator=str(tmp_path / "gan"), identity="none", classes="mild")
+    cases = [(dict(generator=str(tmp_path / "nope")), "--config.generator=.*does not exist"),
+             (dict(generator=str(tmp_path / "gan_{class}")), "--config.generator=.*gan_mild"),
+             (dict(classes="mild,spots"), "--config.classes: 'spots' is not a class of the generator"),
+             (dict(realism="detector"), "--config.detector="),
+             (dict(identity="faces"), "--config.identity='faces'"),
+             (dict(classifier=str(tmp_path / "gan")), "--config.classifier=.*stylegan2 run")]
+    for change, message in cases:
+        config = load_config(str(REPO / "configs/evolve_acne.py:micro"))
+        config.update(dict(good, **change))
+        with pytest.raises(ValueError, match=message):
+            build_tasks(config, log=lambda _: None)
+
+
 def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
     """Depth-faces GA: z of the conditional DCGAN, fitness 10*std - 5*|mean| (+ realism from its D)."""
     from jaxgen.dcgan.models import Discriminator, Generator
     G = Generator(resolution=16, channels=1, num_classes=4, z_dim=8, widths=(16, 8, 8))
     D = Discriminator(resolution=16, channels=1, num_classes=4, widths=(16, 8, 8))
-    g = G.init(jax.random.key(0), jnp.zeros([1, 8]), jnp.zeros([1], jnp.int32))["params"]
-    d = D.init(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), jnp.zeros([1], jnp.int32))["params"]
-    cfg = F.FitnessConfig(w_class=0, w_realism=0.1, w_identity=0, w_stats=1.0, w_diversity=0.2)
-    dec = F.DCGANDecoder(G)
-    sc = F.make_scorer(dec, cfg, realism=("dcgan_discriminator", D))
-    aux = dict(g_vars=g, d_vars=d, label=jnp.asarray(2, jnp.int32), c=jnp.zeros([0]))
+    g = jax.jit(G.init)(jax.random.key(0), jnp.zeros([1, 8]), jnp.zeros([1], jnp.int32))["params"]
+    d = jax.jit(D.init)(jax.random.key(1), jnp.zeros([1, 16, 16, 1]), jnp.zeros([1], jnp.int32))["params"]
+    dec = L.DCGANDecoder(G)
+    sc = F.make_scorer(dec, (T.DCGANRealism(D=D, weight=0.1), T.ImageStats(weight=1.0),
+                             T.Diversity(weight=0.2)))
+    aux = F.Inputs.create({"params": g}, label=2, term_vars={"realism": {"params": d}})
     z = jax.random.normal(jax.random.PRNGKey(3), (5, 8))
     terms, img = F.jit_terms(sc)(z, aux)
     np.testing.assert_allclose(img, G.apply({"params": g}, z, jnp.full([5], 2)), atol=1e-6)
@@ -263,7 +294,7 @@ def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(terms["realism"],
                                jax.nn.sigmoid(D.apply({"params": d}, img, jnp.full([5], 2))), atol=1e-6)
-    task = ClassTask("sad", sc, aux, np.eye(4, dtype=np.float32)[2], None, "dcgan", [], "")
+    task = ClassTask("sad", sc, aux, None, "dcgan", [], "")
     s = evolve_dataset([task], GAConfig(popsize=16, generations=8, sigma_init=0.5),
                        ExportConfig(num_per_class=2, per_round=2, psi=1.0), str(tmp_path))
     h = json.loads((tmp_path / "progress.json").read_text())["sad"]["history"][0]
@@ -277,13 +308,13 @@ def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
 def test_detector_realism_term(gan):
     """realism='detector': a real-vs-synthetic classifier's probability of its 'real' class."""
     det = build_classifier("small_cnn", 2)
-    det_vars = det.init(jax.random.key(4), jnp.zeros([1, 8, 8, 3]), train=False)
-    cfg = F.FitnessConfig(w_class=0, w_realism=1.0, w_identity=0, w_diversity=0)
-    sc = F.make_scorer(gan["G"], cfg, realism=("detector", det, 8, 3, 1))
+    det_vars = jax.jit(lambda k: det.init(k, jnp.zeros([1, 8, 8, 3]), train=False))(jax.random.key(4))
+    sc = F.make_scorer(gan["G"], [T.DetectorRealism(model=det, resolution=8, channels=3, real_index=1)])
     genomes = jax.random.normal(jax.random.PRNGKey(7), (4, sc.space.dim))
-    aux = _aux(gan, det_vars=det_vars)
+    aux = F.Inputs.create(gan["g"], w_mean=gan["mean"], w_std=gan["std"], c=CLASS,
+                          term_vars={"realism": det_vars})
     terms, img = F.jit_terms(sc)(genomes, aux)
     x = to_classifier_input(np.clip(np.asarray(img), -1, 1), 8, 3)
     p = jax.nn.softmax(det.apply(det_vars, x, train=False))[:, 1]
     np.testing.assert_allclose(terms["realism"], p, atol=1e-5)
-    np.testing.assert_allclose(sc.fitness(genomes, aux), p, atol=1e-5)
+    np.testing.assert_allclose(jax.jit(sc.fitness)(genomes, aux), p, atol=1e-5)
