@@ -16,7 +16,7 @@ from jaxgen.classifiers.report import (compare_reports, plot_curves, render_mark
 
 sk = pytest.importorskip("sklearn.metrics")
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _sk_prf(y, p, k, average):
