@@ -154,8 +154,6 @@ def plot_losses(history: List[Dict[str, float]], path) -> pathlib.Path:
     return path
 
 
-
-
 class DCGANExperiment(loop.Experiment):
     """The DCGAN for `jaxgen.harness.loop.train`; batches are (images [B,R,R,C] in [-1,1],
     labels int32 [B])."""
@@ -180,8 +178,8 @@ class DCGANExperiment(loop.Experiment):
         self.train_step = make_train_step(G, D, self.g_tx, self.d_tx, StepConfig(
             z_dim=G.z_dim, kd_g_weight=float(kd.g_weight), kd_d_weight=float(kd.d_weight),
             ema_decay=float(kd.ema_decay)))
-        self._grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, G.z_dim,
-                                 int(t.get("grid_cols", 8)), self.seed)
+        self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, G.z_dim,
+                                int(t.get("grid_cols", 8)), self.seed)
         self._gen = jax.jit(lambda p, z, c: G.apply({"params": p}, z, c))
 
     def banner(self) -> str:
@@ -198,13 +196,10 @@ class DCGANExperiment(loop.Experiment):
                                     self.seed, bool(self.config.data.get("mirror", False)))
         return to_float(img), labels
 
-    def grid(self) -> loop.Grid:
-        return loop.Grid(self._grid.reals, self._grid.cols, self._grid.row_labels)
-
     def sample(self, state: DCGANState, params: Any = None) -> np.ndarray:
         """The teacher G's images on the grid latents (or `params`' images)."""
         params = state.g_teacher if params is None else params
-        return np.asarray(self._gen(params, self._grid.z, self._grid.labels))
+        return np.asarray(self._gen(params, self.grid.z, self.grid.labels))
 
     def tick_line(self, stats: Dict[str, Any]) -> str:
         return (f"G {stats['loss/G_gan']:.4f}  D {stats['loss/D_gan']:.4f}  kdG {stats['kd/G']:.4f}  "
@@ -218,7 +213,7 @@ class DCGANExperiment(loop.Experiment):
         """samples/final.png (teacher G) and samples/student_final.png; losses.png redrawn."""
         if jax.process_index() != 0:
             return
-        g = self._grid
+        g = self.grid
         for name, params in (("final", state.g_teacher), ("student_final", state.g_params)):
             save_grid(self.sample(state, params), self.workdir / "samples" / f"{name}.png", cols=g.cols,
                       row_labels=g.row_labels)

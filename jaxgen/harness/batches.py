@@ -7,8 +7,9 @@ s*B .. s*B+B-1 of an endless stream of epoch-wise permutations (epoch e's order
 is `np.random.default_rng([seed, e]).permutation(N)`; a batch may straddle two
 epochs), and its mirror flips come from `np.random.default_rng([seed, s, 1])`.
 
-`grid_inputs` draws the fixed latents, labels and real images of the sample
-grids (one row per class, or 4 rows when unconditional) from seed + 12345.
+`Grid` is a run's sample grid; `grid_inputs` draws a generator's: fixed
+latents, labels and real images (one row per class, or 4 rows when
+unconditional) from seed + 12345.
 """
 from __future__ import annotations
 
@@ -58,23 +59,25 @@ def batch_at_step(images: np.ndarray, labels: np.ndarray, step: int, batch_size:
 
 
 @dataclasses.dataclass(frozen=True)
-class GridInputs:
-    """Fixed inputs of a run's sample grids: rows * cols cells, row-major.
+class Grid:
+    """A run's sample grid: rows * cols cells, row-major.
 
-    z float32 [rows*cols, z_dim]; labels int32 [rows*cols] (row r is class r, 0s when
-    unconditional); reals uint8 [rows*cols, H, W, C] (row r drawn from class r);
-    row_labels: class names of the rows, None when unconditional.
+    reals uint8 [rows*cols, H, W, C] (samples/reals.png; row r drawn from class r);
+    row_labels: class names of the rows (None: unconditional); z float32 [rows*cols, z_dim]
+    and labels int32 [rows*cols] (row r is class r, 0s when unconditional): the fixed
+    generator inputs of samples/fakes_*.png.
     """
-    z: np.ndarray
-    labels: np.ndarray
     reals: np.ndarray
     cols: int
-    row_labels: Optional[List[str]]
+    row_labels: Optional[List[str]] = None
+    z: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
 
 
 def grid_inputs(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], num_classes: int,
-                z_dim: int, cols: int, seed: int) -> GridInputs:
-    """The grid inputs of a run: one row per class (num_classes > 0), else 4 rows."""
+                z_dim: int, cols: int, seed: int) -> Grid:
+    """The grid of a generator run: one row per class (num_classes > 0), else 4 rows; latents,
+    labels and the real images are drawn from seed + 12345."""
     rows = num_classes or 4
     rng = np.random.default_rng(seed + 12345)
     z = rng.standard_normal([rows * cols, z_dim]).astype(np.float32)
@@ -83,6 +86,6 @@ def grid_inputs(images: np.ndarray, labels: np.ndarray, class_names: Sequence[st
     for r in range(rows):
         pool = np.flatnonzero(labels == r) if num_classes else np.arange(len(images))
         reals.append(images[rng.choice(pool, size=cols, replace=len(pool) < cols)])
-    return GridInputs(z=z, labels=row_of if num_classes else np.zeros(rows * cols, np.int32),
-                      reals=np.concatenate(reals), cols=cols,
-                      row_labels=list(class_names[:rows]) if num_classes else None)
+    return Grid(reals=np.concatenate(reals), cols=cols,
+                row_labels=list(class_names[:rows]) if num_classes else None, z=z,
+                labels=row_of if num_classes else np.zeros(rows * cols, np.int32))

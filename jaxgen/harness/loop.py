@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import jax
 import numpy as np
 
+from jaxgen.harness.batches import Grid
 from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
 from jaxgen.harness.logs import MetricsLog, non_finite, progress_line, reduce_metrics
 from jaxgen.harness.parallel import DataParallel, initialize_distributed
@@ -106,30 +107,24 @@ class TickInfo:
     history: List[Dict[str, Any]]
 
 
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """The sample grid: real images uint8 [N, R, R, C] (written once), `cols` per row."""
-    reals: np.ndarray
-    cols: int
-    row_labels: Optional[List[str]] = None
-
-
 class Experiment:
     """What a product supplies to `train` (see the module docstring); override what applies.
 
     Attributes set by the constructor: kind ('stylegan2' | 'dcgan' | 'classifier'),
     descriptor (run.json fields: class_names, resolution, channels, G_kwargs/D_kwargs or
     model/model_kwargs), schedule, seed, num_examples (training examples), and optionally
-    best_key / best_mode (the stats key of the score that picks best/, 'min' or 'max'),
-    last_keys (running metrics reduced by their last value), batch_setting and
-    divergence_hint (what to change, for error messages). `train_step` may be a plain
-    attribute holding the step function.
+    grid (a `jaxgen.harness.batches.Grid`: samples/reals.png once, then `sample`'s images
+    every image snapshot), best_key / best_mode (the stats key of the score that picks
+    best/, 'min' or 'max'), last_keys (running metrics reduced by their last value),
+    batch_setting and divergence_hint (what to change, for error messages).
+    `train_step` may be a plain attribute holding the step function.
     """
     kind: str = ""
     descriptor: Dict[str, Any] = {}
     schedule: Schedule
     seed: int = 0
     num_examples: int = 0
+    grid: Optional[Grid] = None
     best_key: Optional[str] = None
     best_mode: str = "min"
     last_keys: Tuple[str, ...] = ()
@@ -156,11 +151,8 @@ class Experiment:
         """What the run trains, for the first line it prints."""
         return f"{self.kind}: {self.num_examples} examples, batch {self.schedule.batch_size}"
 
-    def grid(self) -> Optional[Grid]:
-        return None
-
     def sample(self, state: Any) -> np.ndarray:
-        """The generated images [N, R, R, C] in [-1, 1] of the grid's cells."""
+        """The generated images [N, R, R, C] in [-1, 1] of the grid's cells (when `grid` is set)."""
         raise NotImplementedError
 
     def tick_line(self, stats: Dict[str, Any]) -> str:
@@ -237,15 +229,15 @@ class _Loop:
         self.best_ckpt = TrainCheckpointer(workdir, max_to_keep=1, subdir="best") if exp.best_key else None
         self.key = dp.replicate(jax.random.key(exp.seed))
         self.step_fn = dp.jit_step(exp.train_step)
-        self.grid = exp.grid()
 
     def run(self) -> Dict[str, Any]:
         exp, sched = self.exp, self.sched
         print(f"{exp.banner()}; {sched.total_steps} steps of {sched.batch_size} on {self.dp.num_devices} "
               f"device(s) -> {self.workdir}", flush=True)
-        if self.is_main and self.grid is not None and not (self.workdir / "samples" / "reals.png").exists():
-            save_grid(self.grid.reals, self.workdir / "samples" / "reals.png", cols=self.grid.cols,
-                      row_labels=self.grid.row_labels)
+        grid = exp.grid
+        if self.is_main and grid is not None and not (self.workdir / "samples" / "reals.png").exists():
+            save_grid(grid.reals, self.workdir / "samples" / "reals.png", cols=grid.cols,
+                      row_labels=grid.row_labels)
         exp.begin(self.step)
         try:
             while self.step < sched.total_steps:
@@ -296,7 +288,7 @@ class _Loop:
         if self.is_main:
             line = progress_line(stats, time.time() - self.wall0, eta, self.exp.tick_line(stats))
             print(line + ("  *best*" if improved else ""), flush=True)
-        if info.image_snapshot and self.grid is not None:
+        if info.image_snapshot and self.exp.grid is not None:
             self._save_fakes()
         self.exp.after_tick(self.state, info)
         if done or self.tick % self.sched.snapshot_ticks == 0:
@@ -332,10 +324,10 @@ class _Loop:
         return True
 
     def _save_fakes(self) -> None:
-        fakes = np.asarray(self.exp.sample(self.state))
+        fakes, grid = np.asarray(self.exp.sample(self.state)), self.exp.grid
         if self.is_main:
-            save_grid(fakes, self.workdir / "samples" / f"fakes_{self.nimg:08d}.png", cols=self.grid.cols,
-                      row_labels=self.grid.row_labels)
+            save_grid(fakes, self.workdir / "samples" / f"fakes_{self.nimg:08d}.png", cols=grid.cols,
+                      row_labels=grid.row_labels)
 
     def _save_interrupted(self) -> None:
         """Ctrl-C: checkpoint the current state, unless it was donated to the interrupted step."""

@@ -106,9 +106,9 @@ class StyleGAN2Experiment(loop.Experiment):
         self.best_key = f"metrics/{self.fid.key}" if self.fid.every else None
         self.train_step = make_train_step(step_config(config), self.G, self.D, self.g_tx, self.d_tx,
                                           label_probs)
-        g = self._grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, self.G.z_dim,
-                                     int(config.train.grid_cols), self.seed)
-        self._grid_c = self._one_hot(g.labels)
+        self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, self.G.z_dim,
+                                int(config.train.grid_cols), self.seed)
+        self._grid_c = self._one_hot(self.grid.labels)
         G = self.G
         self._gen = jax.jit(lambda p, b, z, c: G.apply({"params": p, "buffers": b}, z, c, noise_mode="const"))
 
@@ -141,11 +141,8 @@ class StyleGAN2Experiment(loop.Experiment):
                                     self.seed, bool(self.config.data.mirror))
         return to_float(img), self._one_hot(labels)
 
-    def grid(self) -> loop.Grid:
-        return loop.Grid(self._grid.reals, self._grid.cols, self._grid.row_labels)
-
     def sample(self, state: state_lib.TrainState) -> np.ndarray:
-        return np.asarray(self._gen(state.ema_params, state.ema_buffers, self._grid.z, self._grid_c))
+        return np.asarray(self._gen(state.ema_params, state.ema_buffers, self.grid.z, self._grid_c))
 
     def begin(self, step: int) -> None:
         self.fid.drop_after(step)

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from jaxgen.harness import logs, loop
-from jaxgen.harness.batches import batch_at_step, batch_indices
+from jaxgen.harness.batches import Grid, batch_at_step, batch_indices
 from jaxgen.harness.checkpoint import TrainCheckpointer, read_descriptor, restore_latest_raw
 
 N, RES = 24, 4
@@ -50,6 +50,7 @@ class Toy(loop.Experiment):
                                model_kwargs={})
         self.best_key = "score" if c.scores else None
         self.tx = optax.adam(c.lr)
+        self.grid = Grid(self.images[:4], cols=2)
 
     def init_state(self, key):
         w = jax.random.normal(key, [RES * RES]) * 0.01
@@ -72,9 +73,6 @@ class Toy(loop.Experiment):
         img, lab = batch_at_step(self.images, self.labels, step, self.schedule.batch_size, self.seed, True)
         lab = lab.astype(np.float32)
         return img, lab * np.nan if step == self.cfg.nan_at else lab
-
-    def grid(self):
-        return loop.Grid(self.images[:4], cols=2)
 
     def sample(self, state):
         return np.tile(np.tanh(np.asarray(state.w)).reshape(1, RES, RES, 1), (4, 1, 1, 1))
