@@ -1,5 +1,6 @@
 """Run two training steps on N fake CPU devices and on one device; print the largest
-difference between the resulting states. Used by test_training.
+difference between the resulting states; with a second argument, save the N-device state
+there as a checkpoint (a one-device process must be able to open it). Used by test_training.
 
 The N-device steps go through the harness's data parallelism (jaxgen.harness.parallel:
 batch sharded over a 1-D 'data' mesh, state replicated and donated, every step awaited
@@ -17,6 +18,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tiny_gan  # noqa: E402
+from jaxgen.harness.checkpoint import TrainCheckpointer  # noqa: E402
 from jaxgen.harness.parallel import DataParallel  # noqa: E402
 
 assert jax.device_count() == n, jax.devices()
@@ -45,3 +47,7 @@ moved = float(np.max(np.abs(np.asarray(st1.d_params["b4"]["out"]["weight"])
 print(f"RESULT devices={jax.device_count()} batch_devices={shard_count} "
       f"maxdiff={max(jax.tree_util.tree_leaves(diffs)):.3e} moved={moved:.3e} "
       f"lossD1={float(m1['loss/D']):.6f} lossDn={float(mn['loss/D']):.6f}")
+if len(sys.argv) > 2:
+    ck = TrainCheckpointer(sys.argv[2])
+    ck.save(2, stn, {"step": 2})
+    ck.close()

@@ -22,8 +22,8 @@ from jaxgen.stylegan2.train import TrainingDiverged, train_and_evaluate
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_multi_device_step_equals_single_device():
-    out = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice_check.py"), "4"],
+def test_multi_device_step_equals_single_device(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice_check.py"), "4", str(tmp_path)],
                          capture_output=True, text=True, timeout=600, cwd=REPO)
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
     assert line, out.stdout + out.stderr
@@ -32,6 +32,8 @@ def test_multi_device_step_equals_single_device():
     assert float(fields["moved"]) > 1e-4          # the step really trained something
     assert float(fields["maxdiff"]) < 1e-5         # ... and 4 devices computed what 1 does
     assert abs(float(fields["lossD1"]) - float(fields["lossDn"])) < 1e-5
+    step, state = _final_params(tmp_path)        # saved on 4 devices, opened on 1
+    assert step == 2 and int(state["step"]) == 2 and int(state["nimg"]) == 16
 
 
 def test_ada_p_rises_when_d_is_sure_about_reals_and_falls_otherwise():
