@@ -66,11 +66,12 @@ class Schedule:
     keep_checkpoints: int = 3
 
     def __post_init__(self):
-        for name in ("snapshot_ticks", "image_snapshot_ticks", "keep_checkpoints", "tick_steps"):
+        for name in ("snapshot_ticks", "image_snapshot_ticks", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"config.train.{name}={getattr(self, name)} must be >= 1")
-        if self.total_steps < 0:
-            raise ValueError(f"the run length must be >= 0 steps, got {self.total_steps}")
+        if self.tick_steps < 1 or self.total_steps < 0:
+            raise ValueError(f"a tick must be >= 1 step and a run >= 0 steps (got {self.tick_steps}, "
+                             f"{self.total_steps})")
 
     @classmethod
     def from_kimg(cls, train_cfg: Any) -> "Schedule":
