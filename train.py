@@ -6,41 +6,41 @@
   python train.py --config configs/acne.py --config.data.path=/data/acne \\
       --config.train.total_kimg=5000 --workdir runs/acne
 
-Running the same command again resumes from the workdir's latest checkpoint.
-Compiled XLA programs are cached in $JAXGEN_JAX_CACHE (default
-~/.cache/jaxgen/xla; set it to '' to disable), so a resumed run starts fast.
+`config.task` picks the trainer ('stylegan2', 'dcgan' or 'classifier'); every
+one runs in the shared harness (jaxgen.harness.loop), so running the same
+command again resumes from the workdir's latest checkpoint. Compiled XLA
+programs are cached in $JAXGEN_JAX_CACHE (default ~/.cache/jaxgen/xla; set it
+to '' to disable), so a resumed run starts fast.
 """
 import os
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxgen.classifiers.train import train_classifier
+from jaxgen.dcgan.train import train_and_evaluate as train_dcgan
+from jaxgen.stylegan2.train import train_and_evaluate as train_stylegan2
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file (path[:variant]).", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, samples and logs go (resumes if present).")
 flags.mark_flags_as_required(["config", "workdir"])
 
+TRAINERS = {"stylegan2": train_stylegan2, "dcgan": train_dcgan, "classifier": train_classifier}
+
 
 def main(argv):
     del argv
-    import jax
     cache = os.environ.get("JAXGEN_JAX_CACHE", os.path.expanduser("~/.cache/jaxgen/xla"))
     if cache:
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     logging.set_verbosity(logging.WARNING)
     task = FLAGS.config.get("task", "stylegan2")
-    if task == "classifier":
-        from jaxgen.classifiers.train import train_classifier
-        train_classifier(FLAGS.config, FLAGS.workdir)
-    elif task == "stylegan2":
-        from jaxgen.stylegan2.train import train_and_evaluate
-        train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    elif task == "dcgan":
-        from jaxgen.dcgan.train import train_and_evaluate
-        train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    else:
-        raise ValueError(f"config.task={task!r}: choose 'stylegan2', 'dcgan' or 'classifier'")
+    if task not in TRAINERS:
+        raise ValueError(f"config.task={task!r}: choose one of {', '.join(TRAINERS)}")
+    TRAINERS[task](FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

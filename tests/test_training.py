@@ -1,4 +1,5 @@
-"""Training loop behaviour: multi-device equality, crash + resume, NaN stop, ADA p, freeze-D."""
+"""StyleGAN2 training: multi-device equality, ADA p, freeze-D, the trainer in process (outputs,
+open_run, validation), SIGKILL + resume through train.py, NaN stop, finetuning with freeze-D."""
 import json
 import os
 import pathlib
@@ -13,13 +14,16 @@ import numpy as np
 import pytest
 
 import tiny_gan
+from jaxgen.config import load_config
 from jaxgen.harness.checkpoint import TrainCheckpointer
+from jaxgen.runs import open_run
+from jaxgen.stylegan2.train import TrainingDiverged, train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_multi_device_step_equals_single_device():
-    out = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice_check.py"), "4"],
+def test_multi_device_step_equals_single_device(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "tests" / "multidevice_check.py"), "4", str(tmp_path)],
                          capture_output=True, text=True, timeout=600, cwd=REPO)
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")]
     assert line, out.stdout + out.stderr
@@ -28,6 +32,8 @@ def test_multi_device_step_equals_single_device():
     assert float(fields["moved"]) > 1e-4          # the step really trained something
     assert float(fields["maxdiff"]) < 1e-5         # ... and 4 devices computed what 1 does
     assert abs(float(fields["lossD1"]) - float(fields["lossDn"])) < 1e-5
+    step, state = _final_params(tmp_path)        # saved on 4 devices, opened on 1
+    assert step == 2 and int(state["step"]) == 2 and int(state["nimg"]) == 16
 
 
 def test_ada_p_rises_when_d_is_sure_about_reals_and_falls_otherwise():
@@ -70,6 +76,21 @@ def _train_cmd(workdir, data, *extra):
             "--workdir", str(workdir), f"--config.data.path={data}", *extra]
 
 
+def _micro(data, variants="micro", init_from="", **train):
+    """configs/acne.py:<variants> with its data in `data` (no decoded-image cache)."""
+    c = load_config(str(REPO / "configs/acne.py") + ":" + variants)
+    c.data.path, c.data.cache_dir = str(data), ""
+    c.transfer.init_from = str(init_from)
+    c.train.update(train)
+    return c
+
+
+def _train(config, workdir):
+    """train_and_evaluate in this process, compiled as the train.py subprocesses compile."""
+    with tiny_gan.fast_compile():
+        return train_and_evaluate(config, str(workdir))
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, jax_cache_dir):
     e = dict(os.environ)
@@ -88,12 +109,41 @@ def _final_params(workdir):
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory, env):
-    """A complete micro run (8 steps): the uninterrupted reference and a transfer source."""
+def base_run(tmp_path_factory):
+    """A complete micro run (8 steps, in this process): the uninterrupted reference and a
+    transfer source."""
     root = tmp_path_factory.mktemp("base")
-    subprocess.run(_train_cmd(root / "run", root / "demo"), env=env, check=True, timeout=600,
-                   capture_output=True)
-    return dict(workdir=root / "run", data=root / "demo")
+    stats = _train(_micro(root / "demo"), root / "run")
+    return dict(workdir=root / "run", data=root / "demo", stats=stats)
+
+
+def test_stylegan2_trainer_in_process_writes_a_run_that_opens(base_run):
+    w = base_run["workdir"]
+    assert base_run["stats"]["tick"] == 4 and base_run["stats"]["kimg"] == 0.032
+    assert sorted(int(p.name) for p in (w / "checkpoints").iterdir() if p.name.isdigit()) == [4, 6, 8]
+    assert not (w / "best").exists()                 # FID off: no best-FID checkpoint
+    names = sorted(p.name for p in (w / "samples").iterdir())
+    assert names == [f"fakes_{n:08d}.png" for n in (8, 16, 24, 32)] + ["reals.png"]
+    rows = [json.loads(ln) for ln in (w / "metrics.jsonl").read_text().splitlines()]
+    assert [r["tick"] for r in rows] == [1, 2, 3, 4] and [r["step"] for r in rows] == [2, 4, 6, 8]
+    assert all(np.isfinite(r["loss/G"]) and np.isfinite(r["loss/D"]) and 0 <= r["ada_p"] <= 1 for r in rows)
+    assert list(w.glob("events.out.tfevents.*")), "no TensorBoard scalars"
+    info = json.loads((w / "run.json").read_text())
+    assert info["kind"] == "stylegan2" and info["class_names"] == ["healthy", "mild", "moderate", "severe"]
+    assert (info["resolution"], info["channels"], info["G_kwargs"]["c_dim"]) == (16, 3, 4)
+    assert json.loads((w / "config.json").read_text())["data"]["path"] == str(base_run["data"])
+    run = open_run(w)
+    assert run.kind == "stylegan2" and run.step == 8 and run.num_classes == 4
+    x = run.generate(np.random.default_rng(0).standard_normal([2, run.z_dim]), [0, 3])
+    assert x.shape == (2, 16, 16, 3) and np.isfinite(x).all()
+
+
+def test_invalid_settings_stop_before_the_workdir_exists(tmp_path, base_run):
+    with pytest.raises(ValueError, match="config.train.batch_size=64 exceeds the 32 training images"):
+        train_and_evaluate(_micro(base_run["data"], batch_size=64), str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="config.train.snapshot_ticks=0"):
+        train_and_evaluate(_micro(base_run["data"], snapshot_ticks=0), str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, base_run):
@@ -126,31 +176,25 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, base_run):
     assert list(run.glob("events.out.tfevents.*")), "no TensorBoard scalars"
 
 
-def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, env, base_run):
+def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, base_run):
     # Start from a copy of the finished base run (its last checkpoint is good) ...
     data, run = base_run["data"], tmp_path / "run"
     shutil.copytree(base_run["workdir"], run)
     good_step, good = _final_params(run)
     # ... and go on with a NaN learning rate: the first tick's losses are non-finite.
-    out = subprocess.run(_train_cmd(run, data, "--config.train.total_kimg=0.064",
-                                    "--config.train.d_lr=nan"),
-                         env=env, timeout=600, capture_output=True, text=True)
-    assert out.returncode != 0
-    assert "TrainingDiverged" in out.stderr and "non-finite" in out.stderr
-    assert f"last good checkpoint is step {good_step}" in out.stderr
+    with pytest.raises(TrainingDiverged, match="non-finite") as e:
+        _train(_micro(data, total_kimg=0.064, d_lr=float("nan")), run)
+    assert isinstance(e.value, FloatingPointError)
+    assert f"last good checkpoint is step {good_step}" in str(e.value)
     step, after = _final_params(run)
     assert step == good_step
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(after["d_params"]))
 
 
-def test_finetune_from_base_workdir_with_freeze_d(tmp_path, env, base_run):
+def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, caplog):
     """The hierarchical pipeline's per-class stage: transfer from the base run, freeze-D."""
-    out = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs/acne.py") + ":micro,finetune",
-         "--workdir", str(tmp_path / "ft"), f"--config.data.path={base_run['data'] / 'severe'}",
-         f"--config.transfer.init_from={base_run['workdir']}"],
-        env=env, timeout=600, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
+    _train(_micro(base_run["data"] / "severe", "micro,finetune", init_from=base_run["workdir"]),
+           tmp_path / "ft")
     _, base = _final_params(base_run["workdir"])
     _, ft = _final_params(tmp_path / "ft")
     same = lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b)))  # noqa: E731
@@ -161,4 +205,4 @@ def test_finetune_from_base_workdir_with_freeze_d(tmp_path, env, base_run):
     # G was initialised from the base (same synthesis shapes) and then trained further.
     g0, g1 = base["g_params"]["synthesis"]["b16"]["conv1"]["weight"], ft["g_params"]["synthesis"]["b16"]["conv1"]["weight"]
     assert not same(g0, g1) and float(np.max(np.abs(np.asarray(g0) - np.asarray(g1)))) < 0.5
-    assert "mapping/fc0/weight" in out.stderr  # the unconditional fc0 could not be copied: reported
+    assert "mapping/fc0/weight" in caplog.text  # the unconditional fc0 could not be copied: reported

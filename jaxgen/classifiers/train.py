@@ -1,15 +1,18 @@
 """Train an image classifier on an image folder and evaluate it on another (synthetic -> real).
 
-`train_classifier(config, workdir)`:
+`train_classifier(config, workdir)` runs `ClassifierExperiment` in the shared
+harness (`jaxgen.harness.loop`):
   * data: `config.data` (an image folder, usually the synthetic dataset), split
     80/20 per class with `config.data.val_fraction` unless `config.data.val_path`
     names a separate validation folder;
   * model: `config.model.name` from the registry (small_cnn, resnet50v2,
-    resnet152v2, inception_resnet_v2), optional Keras ImageNet weights;
+    resnet152v2, inception_resnet_v2), optional Keras ImageNet weights for a new run;
   * Adam (lr 1e-4, batch 16, 15 epochs in the acne paper), on-device augmentation,
     data parallel over all local devices, BatchNorm statistics in the state;
-  * every epoch: validation loss/accuracy, a checkpoint (resumable), the best one
-    by validation accuracy kept in `workdir/best`, curves.png redrawn.
+    the batch of step s is a function of (seed, s) (`jaxgen.harness.batches`);
+  * a tick is an epoch (len(train) // batch steps); every epoch: validation loss and
+    accuracy, a checkpoint (resumable), the best one by validation accuracy in
+    `workdir/best`, history.json and curves.png redrawn.
 
 Evaluation of a trained classifier is `jaxgen.classifiers.evaluate`.
 """
@@ -17,28 +20,32 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxgen.classifiers.augment import augment_batch
-from jaxgen.data import ImageDataset, load_image_folder
+from jaxgen.classifiers.keras_h5 import load_keras_h5
+from jaxgen.classifiers.models import build_classifier
+from jaxgen.classifiers.report import plot_curves
+from jaxgen.data import load_image_folder
+from jaxgen.data.demo_faces import write_demo_dataset
+from jaxgen.harness import loop
+from jaxgen.harness.batches import batch_at_step
+from jaxgen.utils.trees import copy_matching
 
 
 @flax.struct.dataclass
 class ClsState:
-    step: jnp.ndarray
-    epoch: jnp.ndarray
+    """The classifier's train state; the epoch and the best score are the harness's (meta)."""
+    step: jnp.ndarray          # int32 []  steps done
     params: Any
-    batch_stats: Any
+    batch_stats: Any           # BatchNorm running statistics ({} for models without BN)
     opt: Any
-    best_val_acc: jnp.ndarray
 
 
 def split_per_class(labels: np.ndarray, val_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -63,20 +70,25 @@ def _to01(images_uint8: jnp.ndarray) -> jnp.ndarray:
 
 
 def build(config: Any, num_classes: int):
-    from jaxgen.classifiers.models import build_classifier
+    """The registry model `config.model.name` with `num_classes` outputs."""
     return build_classifier(config.model.name, num_classes, **dict(config.model.get("kwargs", {})))
 
 
 def init_state(model, tx, resolution: int, channels: int, key) -> ClsState:
+    """A fresh state: the model initialised on [2, R, R, C] zeros, Adam moments at 0."""
     x = jnp.zeros([2, resolution, resolution, channels], jnp.float32)
     variables = jax.jit(lambda k: model.init(k, x, train=False))(key)
     params = variables["params"]
-    return ClsState(step=jnp.zeros((), jnp.int32), epoch=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get("batch_stats", {}), opt=tx.init(params),
-                    best_val_acc=jnp.asarray(-1.0, jnp.float32))
+    return ClsState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get("batch_stats", {}), opt=tx.init(params))
 
 
 def make_steps(model, tx, aug_cfg: Any):
+    """(train_step(state, images uint8 [B,R,R,C], labels int [B], key) -> (state, metrics),
+    eval_step(state, images, labels, mask float [B]) -> sums and logits [B, K]).
+
+    The train step augments on the device from fold_in(key, step); its metrics are
+    train_loss and train_acc (the batch means)."""
     def loss_fn(params, batch_stats, x, y):
         logits, mutated = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                                       mutable=["batch_stats"])
@@ -92,7 +104,7 @@ def make_steps(model, tx, aug_cfg: Any):
         upd, opt = tx.update(grads, state.opt, state.params)
         acc = jnp.mean(jnp.argmax(logits, -1) == labels)
         return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, upd),
-                             batch_stats=bs, opt=opt), dict(loss=loss, acc=acc)
+                             batch_stats=bs, opt=opt), dict(train_loss=loss, train_acc=acc)
 
     def eval_step(state: ClsState, images, labels, mask):
         logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
@@ -103,16 +115,17 @@ def make_steps(model, tx, aug_cfg: Any):
     return train_step, eval_step
 
 
-def _batches(n: int, batch: int, seed: Optional[int]):
-    idx = np.arange(n) if seed is None else np.random.default_rng(seed).permutation(n)
-    for i in range(0, n - (batch - 1 if seed is not None else 0), batch):
+def _batches(n: int, batch: int) -> Iterator[np.ndarray]:
+    """Index slices [<= batch] covering 0..n-1 in order."""
+    idx = np.arange(n)
+    for i in range(0, n, batch):
         yield idx[i:i + batch]
 
 
 def run_eval(eval_fn, state, images: np.ndarray, labels: np.ndarray, batch: int) -> Dict[str, Any]:
     """Loss, accuracy and logits over a whole set (last batch padded and masked)."""
     tot_loss, correct, logits = 0.0, 0.0, []
-    for idx in _batches(len(images), batch, None):
+    for idx in _batches(len(images), batch):
         pad = batch - len(idx)
         x = np.concatenate([images[idx], np.zeros((pad,) + images.shape[1:], images.dtype)])
         y = np.concatenate([labels[idx], np.zeros(pad, labels.dtype)])
@@ -125,23 +138,27 @@ def run_eval(eval_fn, state, images: np.ndarray, labels: np.ndarray, batch: int)
     return dict(loss=tot_loss / n, acc=correct / n, logits=np.concatenate(logits) if logits else None)
 
 
-def _save_history(workdir: pathlib.Path, history) -> None:
+def _save_history(workdir: pathlib.Path, history: List[Dict[str, Any]]) -> None:
     """history.json and curves.png (train vs validation loss and accuracy per epoch)."""
-    from jaxgen.classifiers.report import plot_curves
     tmp = workdir / "history.json.tmp"
     tmp.write_text(json.dumps(history, indent=1))
     tmp.replace(workdir / "history.json")
     plot_curves(history, workdir / "curves.png")
 
 
-def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
-    """Train (or resume) a classifier; returns the best validation accuracy and paths."""
-    from jaxgen.harness.checkpoint import TrainCheckpointer
-    workdir = pathlib.Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    d, t = config.data, config.train
+
+
+def _epochs(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """metrics.jsonl rows (one per tick = epoch) -> the per-epoch history rows."""
+    keys = ("train_loss", "train_acc", "val_loss", "val_acc")
+    return [dict(epoch=int(r["tick"]), **{k: r[k] for k in keys if k in r}, seconds=r.get("sec_per_tick"))
+            for r in rows]
+
+
+def _load_split(config: Any):
+    """(class names, train images uint8 [N,R,R,C], train labels [N], val images, val labels)."""
+    d = config.data
     if d.get("source", "folder") == "demo":
-        from jaxgen.data.demo_faces import write_demo_dataset
         write_demo_dataset(d.path, num_per_class=int(d.num_per_class), resolution=int(d.resolution),
                            seed=int(d.seed))
     ds = load_image_folder(d.path, int(d.resolution), int(d.channels), require_labels=True, min_classes=2,
@@ -149,77 +166,74 @@ def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
     if d.get("val_path"):
         val = load_image_folder(d.val_path, int(d.resolution), int(d.channels))
         if list(val.class_names) != list(ds.class_names):
-            raise ValueError(f"validation classes {val.class_names} differ from training classes "
-                             f"{ds.class_names}")
-        tr_x, tr_y, va_x, va_y = ds.images, ds.labels, val.images, val.labels
-    else:
-        tr_i, va_i = split_per_class(ds.labels, float(d.val_fraction), int(config.seed))
-        tr_x, tr_y, va_x, va_y = ds.images[tr_i], ds.labels[tr_i], ds.images[va_i], ds.labels[va_i]
-    bs = int(t.batch_size)
-    if len(tr_x) < bs:
-        raise ValueError(f"{len(tr_x)} training images < config.train.batch_size={bs}")
-    n_dev = jax.device_count()
-    if bs % n_dev:
-        raise ValueError(f"config.train.batch_size={bs} must be a multiple of the {n_dev} devices")
-    model = build(config, ds.num_classes)
-    tx = optax.adam(float(t.lr))
-    key = jax.random.key(int(config.seed))
-    fresh = init_state(model, tx, int(d.resolution), int(d.channels), key)
-    if config.model.get("keras_weights"):
-        from jaxgen.classifiers.keras_h5 import load_keras_h5
-        loaded = load_keras_h5(config.model.keras_weights, config.model.name, ds.num_classes,
+            raise ValueError(f"config.data.val_path: validation classes {val.class_names} differ from "
+                             f"the training classes {ds.class_names}")
+        return list(ds.class_names), ds.images, ds.labels, val.images, val.labels
+    tr, va = split_per_class(ds.labels, float(d.val_fraction), int(config.seed))
+    return list(ds.class_names), ds.images[tr], ds.labels[tr], ds.images[va], ds.labels[va]
+
+
+class ClassifierExperiment(loop.Experiment):
+    """A classifier for `jaxgen.harness.loop.train`; batches are (images uint8 [B,R,R,C],
+    labels int32 [B]); best/ follows the validation accuracy."""
+
+    kind = "classifier"
+    best_key, best_mode = "val_acc", "max"
+    divergence_hint = "lower config.train.lr"
+
+    def __init__(self, config: Any, workdir: pathlib.Path):
+        d, t = config.data, config.train
+        self.config, self.workdir, self.seed = config, workdir, int(config.seed)
+        names, self.tr_x, self.tr_y, self.va_x, self.va_y = _load_split(config)
+        self.num_examples = len(self.tr_x)
+        self.model = build(config, len(names))
+        self.tx = optax.adam(float(t.lr))
+        self.schedule = loop.Schedule.from_epochs(int(t.batch_size), len(self.tr_x), int(t.epochs))
+        self.descriptor = dict(class_names=names, resolution=int(d.resolution), channels=int(d.channels),
+                               model=config.model.name, model_kwargs=dict(config.model.get("kwargs", {})))
+        self.train_step, eval_step = make_steps(self.model, self.tx, config.augment)
+        self._eval = jax.jit(eval_step)
+
+    def banner(self) -> str:
+        return (f"Classifier {self.config.model.name}: {self.config.train.epochs} epochs, "
+                f"{len(self.tr_x)} training / {len(self.va_x)} validation images, "
+                f"{len(self.descriptor['class_names'])} classes")
+
+    def init_state(self, key: jax.Array) -> ClsState:
+        d = self.config.data
+        return init_state(self.model, self.tx, int(d.resolution), int(d.channels), key)
+
+    def fresh_state(self, state: ClsState) -> ClsState:
+        """Keras ImageNet weights (config.model.keras_weights) where names and shapes match."""
+        path = self.config.model.get("keras_weights")
+        if not path:
+            return state
+        loaded = load_keras_h5(path, self.config.model.name, len(self.descriptor["class_names"]),
                                include_top=False)
-        from jaxgen.utils.trees import copy_matching
-        merged, copied, _ = copy_matching({"params": fresh.params, "batch_stats": fresh.batch_stats}, loaded)
-        print(f"ImageNet init: {len(copied)} arrays from {config.model.keras_weights}", flush=True)
-        fresh = fresh.replace(params=merged["params"], batch_stats=merged["batch_stats"])
-    ckpt = TrainCheckpointer(workdir, max_to_keep=2)
-    best = TrainCheckpointer(workdir, max_to_keep=1, subdir="best")
-    history = []
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(jax.tree_util.tree_map(np.asarray, fresh))
-        history = meta.get("history", [])
-        print(f"Resuming classifier at epoch {int(state.epoch)}", flush=True)
-    else:
-        state = fresh
-    mesh = Mesh(np.asarray(jax.devices()), ("data",))
-    repl, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    state = jax.device_put(state, repl)
-    train_step, eval_step = make_steps(model, tx, config.augment)
-    train_fn = jax.jit(train_step, in_shardings=(repl, shard, shard, repl), out_shardings=(repl, repl),
-                       donate_argnums=0)
-    eval_fn = jax.jit(eval_step)
-    (workdir / "classes.json").write_text(json.dumps(dict(
-        class_names=list(ds.class_names), model=config.model.name, resolution=int(d.resolution),
-        channels=int(d.channels), model_kwargs=dict(config.model.get("kwargs", {})))))
-    epochs = int(t.epochs)
-    try:
-        while int(state.epoch) < epochs:
-            t0 = time.time()
-            ep = int(state.epoch)
-            ms = []
-            for idx in _batches(len(tr_x), bs, int(config.seed) * 1000 + ep):
-                state, m = train_fn(state, tr_x[idx], tr_y[idx], key)
-                ms.append(m)
-            ms = jax.device_get(ms)
-            v = run_eval(eval_fn, state, va_x, va_y, bs)
-            row = dict(epoch=ep + 1, train_loss=float(np.mean([m["loss"] for m in ms])),
-                       train_acc=float(np.mean([m["acc"] for m in ms])), val_loss=v["loss"],
-                       val_acc=v["acc"], seconds=time.time() - t0)
-            if not np.isfinite(row["train_loss"]):
-                raise FloatingPointError(f"non-finite training loss at epoch {ep + 1}; lower config.train.lr")
-            history.append(row)
-            improved = v["acc"] > float(state.best_val_acc)
-            state = state.replace(epoch=state.epoch + 1,
-                                  best_val_acc=jnp.maximum(state.best_val_acc, v["acc"]))
-            print(f"epoch {ep + 1:3d}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.3f}  "
-                  f"val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.3f}  "
-                  f"{row['seconds']:.1f}s{'  *best*' if improved else ''}", flush=True)
-            if improved:
-                best.save(int(state.epoch), state, dict(history=history, val_acc=v["acc"]))
-            ckpt.save(int(state.epoch), state, dict(history=history))
-            _save_history(workdir, history)
-    finally:
-        ckpt.close()
-        best.close()
-    return dict(best_val_acc=float(state.best_val_acc), history=history, workdir=str(workdir))
+        merged, copied, _ = copy_matching({"params": state.params, "batch_stats": state.batch_stats}, loaded)
+        print(f"ImageNet init: {len(copied)} arrays from {path}", flush=True)
+        return state.replace(params=merged["params"], batch_stats=merged["batch_stats"])
+
+    def batch(self, step: int):
+        return batch_at_step(self.tr_x, self.tr_y, step, self.schedule.batch_size, self.seed)
+
+    def evaluate(self, state: ClsState, tick: loop.TickInfo, stats: Dict[str, float]) -> Dict[str, float]:
+        v = run_eval(self._eval, state, self.va_x, self.va_y, self.schedule.batch_size)
+        return dict(val_loss=v["loss"], val_acc=v["acc"])
+
+    def tick_line(self, stats: Dict[str, Any]) -> str:
+        return (f"epoch {stats['tick']}/{self.config.train.epochs}  loss {stats['train_loss']:.4f}  "
+                f"acc {stats['train_acc']:.3f}  val_loss {stats['val_loss']:.4f}  val_acc {stats['val_acc']:.3f}")
+
+    def after_tick(self, state: ClsState, tick: loop.TickInfo) -> None:
+        if jax.process_index() == 0:
+            _save_history(self.workdir, _epochs(tick.history))
+
+
+def train_classifier(config: Any, workdir: str) -> Dict[str, Any]:
+    """Train (or resume) a classifier; returns dict(best_val_acc (-1 before the first epoch),
+    history: one dict per epoch (epoch, train_loss, train_acc, val_loss, val_acc, seconds), workdir)."""
+    res = loop.train(ClassifierExperiment, config, workdir)
+    best = res["best"]
+    return dict(best_val_acc=float(best) if best is not None else -1.0, history=_epochs(res["history"]),
+                workdir=res["workdir"])

@@ -1,5 +1,10 @@
 """The training harness every trainer shares: workdir, resume, ticks, logs, checkpoints.
 
-`checkpoint`: orbax checkpoints of a whole train state (crash-safe) and of
-stand-alone networks. Import the submodules directly.
+`loop`: `train(make_experiment, config, workdir)`, the one training loop, and
+`Experiment`, what a product (StyleGAN2-ADA, the DCGAN, the classifiers) supplies.
+`batches`: the real batch of a step as a pure function of (seed, step); grid inputs.
+`parallel`: the data-parallel mesh (state replicated, batch sharded, donation).
+`logs`: metrics.jsonl, TensorBoard scalars, the progress line.
+`checkpoint`: orbax checkpoints of a whole train state (crash-safe), stand-alone
+networks, and the run descriptor run.json. Import the submodules directly.
 """

@@ -49,8 +49,8 @@ class TrainCheckpointer:
             raise CheckpointError(f"{workdir} has no {subdir}/ checkpoints")
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
                                                enable_async_checkpointing=False)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "meta"))
+        handlers = dict(state=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> Optional[int]:
         return self.manager.latest_step()
@@ -69,11 +69,15 @@ class TrainCheckpointer:
         return out["state"], dict(out["meta"])
 
     def restore_raw(self, step: Optional[int] = None) -> Dict[str, Any]:
-        """The saved state as nested dicts of arrays (no target structure needed)."""
+        """The saved state as nested dicts of arrays (no target structure needed), on this
+        process's first device: a run saved on N devices opens on a machine with fewer."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}")
-        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        target = jax.tree_util.tree_map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                        self.manager.item_metadata(step)["state"].tree)
+        out = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
         return out["state"]
 
     def close(self) -> None:

@@ -1,8 +1,10 @@
-"""FID during training: G_ema is scored every N ticks, plotted, and the best checkpoint kept.
+"""FID during training: G_ema is scored every N ticks and plotted; the harness keeps best/.
 
 The feature network is set up once at the start of a run (so a missing Inception
 weights file stops the run immediately, with instructions, not hours later);
-real-image features are computed once and cached on disk.
+real-image features are computed once and cached on disk. fid.jsonl holds one
+row per evaluation; a resumed run drops the rows after its checkpoint first
+(`drop_after`), as the harness does with metrics.jsonl.
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ from typing import Any, Dict, Optional
 import jax
 import numpy as np
 
+from jaxgen.harness.logs import keep_rows, read_rows
 from jaxgen.metrics import suite
 
 
 class FIDTracker:
+    """FID/KID of G_ema every `metrics_cfg.every_ticks` ticks (0: off) into workdir/fid.jsonl."""
+
     def __init__(self, metrics_cfg: Any, G, real_images: np.ndarray, workdir: pathlib.Path,
                  label_probs: Optional[np.ndarray], write: bool = True):
         self.every = int(metrics_cfg.every_ticks)
@@ -42,14 +47,9 @@ class FIDTracker:
     def due(self, tick: int, done: bool) -> bool:
         return self.every > 0 and (done or tick % self.every == 0)
 
-    def best(self) -> Optional[float]:
-        vals = [r[self.key] for r in self._history()]
-        return min(vals) if vals else None
-
-    def _history(self):
-        if not self.history_path.exists():
-            return []
-        return [json.loads(ln) for ln in self.history_path.read_text().splitlines() if ln.strip()]
+    def drop_after(self, step: int) -> None:
+        """Remove the rows of evaluations after train step `step` (a resumed run redoes them)."""
+        keep_rows(self.history_path, "step", step, self.write)
 
     def evaluate(self, ema_vars: Dict, kimg: float, step: int) -> Dict[str, float]:
         """FID and KID of G_ema; appends to fid.jsonl and redraws fid.png."""
@@ -73,7 +73,7 @@ class FIDTracker:
     def plot(self) -> pathlib.Path:
         """fid.png: the tracked FID over kimg."""
         from matplotlib.figure import Figure  # heavy optional dependency: only when plotting
-        rows = self._history()
+        rows = read_rows(self.history_path)
         fig = Figure(figsize=(6, 4), dpi=100)
         ax = fig.subplots()
         ax.plot([r["kimg"] for r in rows], [r[self.key] for r in rows], "o-")

@@ -1,0 +1,91 @@
+"""The real batch of every training step, as a pure function of (seed, step); sample-grid inputs.
+
+Why a pure function: a run resumed at step s must see exactly the batch an
+uninterrupted run saw at step s, and a function of (seed, s) needs no iterator
+state in the checkpoint. Step s with global batch B reads positions
+s*B .. s*B+B-1 of an endless stream of epoch-wise permutations (epoch e's order
+is `np.random.default_rng([seed, e]).permutation(N)`; a batch may straddle two
+epochs), and its mirror flips come from `np.random.default_rng([seed, s, 1])`.
+
+`Grid` is a run's sample grid; `grid_inputs` draws a generator's: fixed
+latents, labels and real images (one row per class, or 4 rows when
+unconditional) from seed + 12345.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The read-only permutation int64 [N] of epoch `epoch` (cached: consecutive steps share it)."""
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+    order.flags.writeable = False
+    return order
+
+
+def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Example indices int64 [B] of the real batch of step `step` (see the module docstring)."""
+    start = step * batch_size
+    out: List[int] = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), num_examples)
+        out.extend(_epoch_order(num_examples, seed, epoch)[offset:offset + batch_size - len(out)].tolist())
+    return np.asarray(out, np.int64)
+
+
+def mirror_flags(batch_size: int, seed: int, step: int) -> np.ndarray:
+    """bool [B]: which images of step `step`'s batch are flipped left-right (probability 1/2)."""
+    return np.random.default_rng([seed, step, 1]).random(batch_size) < 0.5
+
+
+def batch_at_step(images: np.ndarray, labels: np.ndarray, step: int, batch_size: int, seed: int,
+                  mirror: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """(images [B, H, W, C] of `images`' dtype, labels int32 [B]) of step `step`.
+
+    images: the whole training set [N, H, W, C] (uint8 as loaded); labels int [N].
+    mirror: flip the images `mirror_flags` picks along the width.
+    """
+    idx = batch_indices(len(images), batch_size, seed, step)
+    img = images[idx]
+    if mirror:
+        flip = mirror_flags(batch_size, seed, step)
+        img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
+    return img, np.asarray(labels[idx], np.int32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """A run's sample grid: rows * cols cells, row-major.
+
+    reals uint8 [rows*cols, H, W, C] (samples/reals.png; row r drawn from class r);
+    row_labels: class names of the rows (None: unconditional); z float32 [rows*cols, z_dim]
+    and labels int32 [rows*cols] (row r is class r, 0s when unconditional): the fixed
+    generator inputs of samples/fakes_*.png.
+    """
+    reals: np.ndarray
+    cols: int
+    row_labels: Optional[List[str]] = None
+    z: Optional[np.ndarray] = None
+    labels: Optional[np.ndarray] = None
+
+
+def grid_inputs(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], num_classes: int,
+                z_dim: int, cols: int, seed: int) -> Grid:
+    """The grid of a generator run: one row per class (num_classes > 0), else 4 rows; latents,
+    labels and the real images are drawn from seed + 12345."""
+    rows = num_classes or 4
+    rng = np.random.default_rng(seed + 12345)
+    z = rng.standard_normal([rows * cols, z_dim]).astype(np.float32)
+    row_of = np.repeat(np.arange(rows), cols).astype(np.int32)
+    reals = []
+    for r in range(rows):
+        pool = np.flatnonzero(labels == r) if num_classes else np.arange(len(images))
+        reals.append(images[rng.choice(pool, size=cols, replace=len(pool) < cols)])
+    return Grid(reals=np.concatenate(reals), cols=cols,
+                row_labels=list(class_names[:rows]) if num_classes else None, z=z,
+                labels=row_of if num_classes else np.zeros(rows * cols, np.int32))

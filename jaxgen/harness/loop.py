@@ -1,0 +1,343 @@
+"""The one training loop every trainer shares: `train(make_experiment, config, workdir)`.
+
+A product (StyleGAN2-ADA, the DCGAN, the classifiers) describes itself as an
+`Experiment`: how to build and check its parts (the constructor), a pure
+`init_state(key)`, an optional `fresh_state` hook (transfer learning, ImageNet
+weights: only for a run that starts from scratch), the jittable
+`train_step(state, *batch, key) -> (state, metrics)`, the global batch of a
+step (`batch(step)`, from `jaxgen.harness.batches`), the sample grid, its part
+of the progress line, and optional `evaluate` / `after_tick` / `finish` hooks.
+The harness owns everything else:
+
+  * validation first (the experiment's constructor loads the data and checks the
+    config; the harness checks the batch against devices and images); only then
+    is the workdir created, with config.json and run.json;
+  * resume: the latest checkpoint is restored into `jax.eval_shape(init_state)`
+    (nothing is initialised for nothing); batches are a function of the step and
+    the step's RNG is `fold_in(key, step)`, so the continuation is exactly the
+    uninterrupted run;
+  * ticks (`Schedule`: steps per tick, total steps), host-side counters, one
+    `TrainingDiverged` raised before anything of the bad tick is saved;
+  * metrics.jsonl + TensorBoard + one progress line per tick (`jaxgen.harness.logs`);
+  * samples/reals.png once, samples/fakes_<nimg:08d>.png every image snapshot,
+    checkpoints every `snapshot_ticks` and at the end (the last `keep_checkpoints`
+    kept), best/ by the experiment's score, a checkpoint on Ctrl-C;
+  * data parallelism over all local devices (`jaxgen.harness.parallel`).
+
+The state must be a pytree with an int32 scalar field `step` (steps done).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import jax
+import numpy as np
+
+from jaxgen.harness.batches import Grid
+from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
+from jaxgen.harness.logs import MetricsLog, non_finite, progress_line, reduce_metrics
+from jaxgen.harness.parallel import DataParallel, initialize_distributed
+from jaxgen.utils.files import write_text_atomic
+from jaxgen.utils.images import save_grid
+
+INIT_FOLD = 10 ** 6   # init_state gets fold_in(key(seed), INIT_FOLD); steps get key(seed) itself
+
+
+class TrainingDiverged(FloatingPointError):
+    """A training metric became NaN or infinite; nothing of that tick was saved."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How long a run is and when it reports and saves, in steps of `batch_size` examples.
+
+    A tick is `tick_steps` steps (the last one may be shorter); checkpoints every
+    `snapshot_ticks` ticks, sample grids every `image_snapshot_ticks`, both at the end.
+    """
+    batch_size: int
+    total_steps: int
+    tick_steps: int
+    snapshot_ticks: int = 1
+    image_snapshot_ticks: int = 1
+    keep_checkpoints: int = 3
+
+    def __post_init__(self):
+        for name in ("snapshot_ticks", "image_snapshot_ticks", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"config.train.{name}={getattr(self, name)} must be >= 1")
+        if self.tick_steps < 1 or self.total_steps < 0:
+            raise ValueError(f"a tick must be >= 1 step and a run >= 0 steps (got {self.tick_steps}, "
+                             f"{self.total_steps})")
+
+    @classmethod
+    def from_kimg(cls, train_cfg: Any) -> "Schedule":
+        """GAN schedules: total_kimg and kimg_per_tick (thousands of real images) of config.train."""
+        bs, t = int(train_cfg.batch_size), train_cfg
+        if bs < 1 or not float(t.total_kimg) >= 0 or not float(t.kimg_per_tick) >= 0:
+            raise ValueError(f"config.train: batch_size={bs} must be >= 1 and total_kimg={t.total_kimg}, "
+                             f"kimg_per_tick={t.kimg_per_tick} >= 0")
+        steps = lambda kimg: math.ceil(round(float(kimg) * 1000) / bs)  # noqa: E731
+        snap = int(t.get("snapshot_ticks", 1))
+        return cls(bs, steps(t.total_kimg), max(steps(t.kimg_per_tick), 1), snap,
+                   int(t.get("image_snapshot_ticks", snap)), int(t.get("keep_checkpoints", 3)))
+
+    @classmethod
+    def from_epochs(cls, batch_size: int, num_examples: int, epochs: int, keep_checkpoints: int = 2) -> "Schedule":
+        """Classifier schedules: a tick is an epoch of num_examples // batch_size steps."""
+        if batch_size < 1 or epochs < 0:
+            raise ValueError(f"config.train: batch_size={batch_size} must be >= 1 and epochs={epochs} >= 0")
+        per_epoch = max(num_examples // batch_size, 1)
+        return cls(batch_size, epochs * per_epoch, per_epoch, 1, 1, keep_checkpoints)
+
+
+@dataclasses.dataclass
+class TickInfo:
+    """Where the run stands at the end of a tick (what the experiment's hooks get).
+
+    history: the metrics.jsonl rows so far (in `after_tick` and `finish` this tick's row is last).
+    """
+    index: int
+    step: int
+    nimg: int
+    done: bool
+    image_snapshot: bool
+    history: List[Dict[str, Any]]
+
+
+class Experiment:
+    """What a product supplies to `train` (see the module docstring); override what applies.
+
+    Attributes set by the constructor: kind ('stylegan2' | 'dcgan' | 'classifier'),
+    descriptor (run.json fields: class_names, resolution, channels, G_kwargs/D_kwargs or
+    model/model_kwargs), schedule, seed, num_examples (training examples), and optionally
+    grid (a `jaxgen.harness.batches.Grid`: samples/reals.png once, then `sample`'s images
+    every image snapshot), best_key / best_mode (the stats key of the score that picks
+    best/, 'min' or 'max'), last_keys (running metrics reduced by their last value),
+    batch_setting and divergence_hint (what to change, for error messages).
+    `train_step` may be a plain attribute holding the step function.
+    """
+    kind: str = ""
+    descriptor: Dict[str, Any] = {}
+    schedule: Schedule
+    seed: int = 0
+    num_examples: int = 0
+    grid: Optional[Grid] = None
+    best_key: Optional[str] = None
+    best_mode: str = "min"
+    last_keys: Tuple[str, ...] = ()
+    batch_setting: str = "config.train.batch_size"
+    divergence_hint: str = "lower the learning rate and resume"
+
+    def init_state(self, key: jax.Array) -> Any:
+        """A fresh train state (pure: `train` also runs it under jax.eval_shape)."""
+        raise NotImplementedError
+
+    def fresh_state(self, state: Any) -> Any:
+        """Hook for a run that starts from scratch (transfer learning, pretrained weights)."""
+        return state
+
+    def train_step(self, state: Any, *batch_and_key: Any) -> Tuple[Any, Dict[str, Any]]:
+        """(state, *batch arrays, key) -> (state, metrics of device scalars); jitted by `train`."""
+        raise NotImplementedError
+
+    def batch(self, step: int) -> Tuple[np.ndarray, ...]:
+        """The host arrays of the global batch of `step`, leading axis = batch."""
+        raise NotImplementedError
+
+    def banner(self) -> str:
+        """What the run trains, for the first line it prints."""
+        return f"{self.kind}: {self.num_examples} examples, batch {self.schedule.batch_size}"
+
+    def sample(self, state: Any) -> np.ndarray:
+        """The generated images [N, R, R, C] in [-1, 1] of the grid's cells (when `grid` is set)."""
+        raise NotImplementedError
+
+    def tick_line(self, stats: Dict[str, Any]) -> str:
+        return ""
+
+    def begin(self, step: int) -> None:
+        """Called once before training from `step` (0 for a new run)."""
+
+    def evaluate(self, state: Any, tick: TickInfo, stats: Dict[str, float]) -> Dict[str, float]:
+        """Scores of this tick, merged into its metrics row (best/ uses `best_key`)."""
+        return {}
+
+    def after_tick(self, state: Any, tick: TickInfo) -> None:
+        """After the tick's row is logged (plots, histories)."""
+
+    def finish(self, state: Any, tick: TickInfo) -> None:
+        """After the last checkpoint, also when a finished run is started again."""
+
+
+def train(make_experiment: Callable[[Any, pathlib.Path], Experiment], config: Any,
+          workdir: Any) -> Dict[str, Any]:
+    """Build the experiment, validate, then train or resume it in `workdir`.
+
+    Returns dict(stats: the last tick's row, history: all rows, step, nimg, best: the best
+    score or None, workdir). Expected user errors raise ValueError before the workdir exists.
+    """
+    initialize_distributed(config)
+    workdir = pathlib.Path(workdir).absolute()
+    exp = make_experiment(config, workdir)
+    dp = DataParallel()
+    dp.check_batch(exp.schedule.batch_size, exp.num_examples, exp.batch_setting)
+    state, meta = _restore_or_init(exp, workdir, dp)
+    if jax.process_index() == 0:
+        workdir.mkdir(parents=True, exist_ok=True)
+        text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else str(config)
+        write_text_atomic(workdir / "config.json", text)
+        write_descriptor(workdir, exp.kind, **exp.descriptor)
+    return _Loop(exp, workdir, dp, state, meta).run()
+
+
+def _restore_or_init(exp: Experiment, workdir: pathlib.Path, dp: DataParallel) -> Tuple[Any, Dict[str, Any]]:
+    """(state replicated over the devices, checkpoint meta) of the latest checkpoint, else a new
+    state ({} meta). The restore target is the abstract init_state: no arrays are initialised."""
+    key = jax.random.fold_in(jax.random.key(exp.seed), INIT_FOLD)
+    if (workdir / "checkpoints").is_dir():
+        ck = TrainCheckpointer(workdir, max_to_keep=None, create=False)
+        try:
+            if ck.latest_step() is not None:
+                state, meta = ck.restore(dp.abstract(jax.eval_shape(exp.init_state, key)))
+                print(f"Resuming from step {int(state.step)} (tick {meta.get('tick', 0)}, "
+                      f"kimg {float(meta.get('kimg', 0.0)):.3f}) in {workdir}", flush=True)
+                return state, meta
+        finally:
+            ck.close()
+    return dp.replicate(exp.fresh_state(exp.init_state(key))), {}
+
+
+class _Loop:
+    """One run of an experiment: host counters, checkpointers, logs, and the tick loop."""
+
+    def __init__(self, exp: Experiment, workdir: pathlib.Path, dp: DataParallel, state: Any,
+                 meta: Dict[str, Any]):
+        self.exp, self.workdir, self.dp, self.sched = exp, workdir, dp, exp.schedule
+        self.state = state
+        self.step = int(state.step)      # read once; counted on the host from here on
+        self.tick = int(meta.get("tick", 0))
+        self.nimg = int(meta.get("nimg", round(float(meta.get("kimg", 0.0)) * 1000)))
+        self.best = meta.get("best")
+        self.wall0 = time.time() - float(meta.get("wall_time", 0.0))
+        self.is_main = jax.process_index() == 0
+        self.log = MetricsLog(workdir, write=self.is_main)
+        self.history = self.log.rows_upto(self.tick)
+        self.ckpt = TrainCheckpointer(workdir, max_to_keep=self.sched.keep_checkpoints)
+        self.best_ckpt = TrainCheckpointer(workdir, max_to_keep=1, subdir="best") if exp.best_key else None
+        self.key = dp.replicate(jax.random.key(exp.seed))
+        self.step_fn = dp.jit_step(exp.train_step)
+
+    def run(self) -> Dict[str, Any]:
+        exp, sched = self.exp, self.sched
+        print(f"{exp.banner()}; {sched.total_steps} steps of {sched.batch_size} on {self.dp.num_devices} "
+              f"device(s) -> {self.workdir}", flush=True)
+        grid = exp.grid
+        if self.is_main and grid is not None and not (self.workdir / "samples" / "reals.png").exists():
+            save_grid(grid.reals, self.workdir / "samples" / "reals.png", cols=grid.cols,
+                      row_labels=grid.row_labels)
+        exp.begin(self.step)
+        try:
+            while self.step < sched.total_steps:
+                self._tick()
+            if self.ckpt.latest_step() != self.step:   # e.g. a run of 0 steps
+                self.ckpt.save(self.step, self.state, self._meta())
+        except KeyboardInterrupt:
+            self._save_interrupted()
+            raise
+        finally:
+            self.ckpt.close()
+            if self.best_ckpt is not None:
+                self.best_ckpt.close()
+            self.log.close()
+        exp.finish(self.state, self._info(done=True, image_snapshot=False))
+        print(f"Done: step {self.step}, {self.nimg / 1000:.3f} kimg; checkpoints in {self.ckpt.directory}",
+              flush=True)
+        return dict(stats=self.history[-1] if self.history else {}, history=self.history, step=self.step,
+                    nimg=self.nimg, best=self.best, workdir=str(self.workdir))
+
+    def _tick(self) -> None:
+        """Run one tick of steps, then check, evaluate, log and save it."""
+        t0, start = time.time(), self.step
+        end = min(self.step + self.sched.tick_steps, self.sched.total_steps)
+        per_step = []
+        while self.step < end:
+            batch = self.dp.put_batch(self.exp.batch(self.step))
+            self.state, metrics = self.step_fn(self.state, *batch, self.key)
+            self.step += 1
+            self.nimg += self.sched.batch_size
+            per_step.append(metrics)
+            if self.dp.block_every_step:
+                jax.block_until_ready(self.state)
+        stats = reduce_metrics(per_step, self.exp.last_keys)
+        self.tick += 1
+        self._check_finite(stats)
+        dt = time.time() - t0
+        n = (self.step - start) * self.sched.batch_size
+        stats.update(tick=self.tick, step=self.step, kimg=self.nimg / 1000, sec_per_tick=dt,
+                     sec_per_kimg=dt / max(n / 1000, 1e-9), images_per_sec=n / max(dt, 1e-9))
+        eta = dt / (self.step - start) * (self.sched.total_steps - self.step)
+        done = self.step >= self.sched.total_steps
+        info = self._info(done, done or self.tick % self.sched.image_snapshot_ticks == 0)
+        stats.update(self.exp.evaluate(self.state, info, stats))
+        improved = self._save_best(stats)
+        self.history.append(stats)
+        self.log.append(stats, self.nimg)
+        if self.is_main:
+            line = progress_line(stats, time.time() - self.wall0, eta, self.exp.tick_line(stats))
+            print(line + ("  *best*" if improved else ""), flush=True)
+        if info.image_snapshot and self.exp.grid is not None:
+            self._save_fakes()
+        self.exp.after_tick(self.state, info)
+        if done or self.tick % self.sched.snapshot_ticks == 0:
+            self.ckpt.save(self.step, self.state, self._meta())
+
+    def _info(self, done: bool, image_snapshot: bool) -> TickInfo:
+        return TickInfo(self.tick, self.step, self.nimg, done, image_snapshot, self.history)
+
+    def _meta(self) -> Dict[str, Any]:
+        return dict(step=self.step, tick=self.tick, nimg=self.nimg, kimg=self.nimg / 1000,
+                    wall_time=time.time() - self.wall0, best=self.best)
+
+    def _check_finite(self, stats: Dict[str, float]) -> None:
+        bad = non_finite(stats)
+        if bad:
+            last = self.ckpt.latest_step()
+            where = (f"the last good checkpoint is step {last} in {self.ckpt.directory}" if last is not None
+                     else f"no checkpoint was saved yet in {self.ckpt.directory}")
+            raise TrainingDiverged(
+                f"non-finite {', '.join(bad)} at kimg {self.nimg / 1000:.3f} (tick {self.tick}, step "
+                f"{self.step}); nothing was saved for this tick, {where}. To go on: "
+                f"{self.exp.divergence_hint}.")
+
+    def _save_best(self, stats: Dict[str, Any]) -> bool:
+        """Save best/ when this tick's score beats the best so far; True when it did."""
+        score = stats.get(self.exp.best_key) if self.exp.best_key else None
+        if score is None:
+            return False
+        if self.best is not None and not (score < self.best if self.exp.best_mode == "min" else score > self.best):
+            return False
+        self.best = float(score)
+        self.best_ckpt.save(self.step, self.state, dict(self._meta(), **{self.exp.best_key: self.best}))
+        return True
+
+    def _save_fakes(self) -> None:
+        fakes, grid = np.asarray(self.exp.sample(self.state)), self.exp.grid
+        if self.is_main:
+            save_grid(fakes, self.workdir / "samples" / f"fakes_{self.nimg:08d}.png", cols=grid.cols,
+                      row_labels=grid.row_labels)
+
+    def _save_interrupted(self) -> None:
+        """Ctrl-C: checkpoint the current state, unless it was donated to the interrupted step."""
+        try:
+            step = int(self.state.step)
+            self.nimg += (step - self.step) * self.sched.batch_size
+            self.step = step
+            print(f"Interrupted: saving a checkpoint at step {step} before exiting", flush=True)
+            self.ckpt.save(step, self.state, self._meta())
+        except Exception as e:  # noqa: BLE001 - report and keep the last periodic checkpoint
+            print(f"Interrupted mid-step ({type(e).__name__}); the last checkpoint is step "
+                  f"{self.ckpt.latest_step()} in {self.ckpt.directory}", flush=True)

@@ -1,0 +1,70 @@
+"""Data parallelism for every trainer: one 1-D device mesh ('data'), state replicated, batch sharded.
+
+The jitted step gets the global batch split along its leading axis over all
+devices and the train state replicated; XLA inserts the gradient all-reduce,
+so the result equals a one-device step up to float rounding. The state is
+donated (updated in place). With several processes each host feeds its slice
+of the (identical, seed-determined) global batch. On CPU with several (fake)
+devices every step is awaited before the next one is queued: queuing many
+multi-device CPU steps can deadlock.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Tuple
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+def initialize_distributed(config: Any) -> None:
+    """jax.distributed.initialize() when config.distributed is set (multi-host runs)."""
+    if config.get("distributed", False):
+        jax.distributed.initialize()
+
+
+class DataParallel:
+    """The mesh over all devices and the two shardings a trainer needs."""
+
+    def __init__(self):
+        self.mesh = Mesh(np.asarray(jax.devices()), ("data",))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.sharded = NamedSharding(self.mesh, P("data"))
+        self.num_devices = jax.device_count()
+        self.block_every_step = jax.devices()[0].platform == "cpu" and self.num_devices > 1
+
+    def check_batch(self, batch_size: int, num_examples: int, setting: str) -> None:
+        """ValueError naming `setting` unless the global batch splits evenly over the devices
+        and the data has at least one batch of examples."""
+        if batch_size < 1 or batch_size % self.num_devices:
+            raise ValueError(f"{setting}={batch_size} must be a positive multiple of the "
+                             f"{self.num_devices} devices")
+        if batch_size > num_examples:
+            raise ValueError(f"{setting}={batch_size} exceeds the {num_examples} training images: "
+                             "lower it or add images")
+
+    def abstract(self, tree: Any) -> Any:
+        """ShapeDtypeStructs of `tree` (e.g. from jax.eval_shape) placed replicated: a restore target."""
+        return jax.tree_util.tree_map(
+            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), tree)
+
+    def jit_step(self, fn: Callable[..., Tuple[Any, Any]]) -> Callable[..., Tuple[Any, Any]]:
+        """jit `fn(state, *batch, key) -> (state, metrics)`: state donated, outputs replicated;
+        the input shardings come from the arguments (see `put_batch`, `replicate`)."""
+        return jax.jit(fn, out_shardings=(self.replicated, self.replicated), donate_argnums=(0,))
+
+    def replicate(self, tree: Any) -> Any:
+        return jax.device_put(tree, self.replicated)
+
+    def put_batch(self, arrays: Sequence[np.ndarray]) -> Tuple[jax.Array, ...]:
+        """Host arrays of the global batch [B, ...] -> arrays sharded over the devices; with
+        several processes each one contributes its slice B / num_processes."""
+        n_proc = jax.process_count()
+        if n_proc == 1:
+            return tuple(jax.device_put(a, self.sharded) for a in arrays)
+        out = []
+        for a in arrays:
+            per = a.shape[0] // n_proc
+            lo = jax.process_index() * per
+            out.append(jax.make_array_from_process_local_data(self.sharded, a[lo:lo + per], a.shape))
+        return tuple(out)
