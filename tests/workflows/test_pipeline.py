@@ -2,6 +2,7 @@
 import json
 import pathlib
 
+import tiny_gan
 from jaxgen.config import load_config
 from jaxgen.workflows.pipeline import STEPS, Configs, run_pipeline
 
@@ -10,8 +11,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def _configs(root: pathlib.Path) -> Configs:
     """configs/acne.py:micro (+ its finetune variant), the tiny classifier for 1 epoch, evolve:micro."""
-    gan = load_config(f"{REPO}/configs/acne.py:micro", [f"data.path={root / 'demo'}"])
-    ft = load_config(f"{REPO}/configs/acne.py:micro,finetune", ["train.total_kimg=0.016"])
+    gan = load_config(f"{REPO}/configs/acne.py:micro", [f"data.path={root / 'demo'}", "data.cache_dir="])
+    ft = load_config(f"{REPO}/configs/acne.py:micro,finetune")
     cls = load_config(f"{REPO}/configs/acne_classifier.py:tiny", ["train.epochs=1", "train.batch_size=4"])
     evo = load_config(f"{REPO}/configs/evolve_acne.py:micro", ["num_per_class=2", "per_round=2",
                                                                "generations=2", "min_diversity=0"])
@@ -21,7 +22,8 @@ def _configs(root: pathlib.Path) -> Configs:
 
 def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
     w = tmp_path / "pipe"
-    out = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0)
+    with tiny_gan.fast_compile():   # as the trainer tests compile: shares their cached programs
+        out = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0)
     for step in STEPS:
         assert (w / f".{step}.done").is_file(), step
     assert set(out["timing"]) == set(STEPS)

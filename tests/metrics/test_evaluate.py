@@ -15,7 +15,7 @@ from jaxgen.metrics import suite
 from jaxgen.metrics.evaluate import run
 from jaxgen.metrics.fid_tracker import FIDTracker
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from jaxgen.harness.checkpoint import TrainCheckpointer
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.train import TrainingDiverged, train_and_evaluate
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_multi_device_step_equals_single_device(tmp_path):

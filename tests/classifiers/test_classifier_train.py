@@ -12,7 +12,7 @@ from jaxgen.config import load_config
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.runs import open_run
 
-CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "acne_classifier.py")
+CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "acne_classifier.py")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from jaxgen.dcgan import models as M
 from jaxgen.dcgan import train as T
 from jaxgen.runs import open_run
 
-DEPTH_CONFIG = str(pathlib.Path(__file__).resolve().parents[1] / "configs" / "depth_emotion.py")
+DEPTH_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "depth_emotion.py")
 
 
 # ------------------------------------------------------------------ depth faces
