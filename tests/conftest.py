@@ -8,6 +8,8 @@ import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import tiny_gan  # noqa: E402  (after JAX_PLATFORMS: it imports jax)
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Most of the suite's time is XLA compilation, and many tests compile the same
@@ -54,3 +56,20 @@ def fixtures_dir() -> pathlib.Path:
 def jax_cache_dir() -> pathlib.Path:
     """The session's XLA compilation cache: pass it to train.py runs as JAXGEN_JAX_CACHE."""
     return JAX_CACHE
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _xla_fast_compile(request):
+    """Modules with `XLA_FAST_COMPILE = True` compile with most XLA optimisation off.
+
+    Their time is mostly compiling small networks and their checks compare values
+    computed in the same process (shapes, logic, resume, hand-written formulas), not
+    golden files; the golden-parity modules (NVIDIA, Keras, pytorch-fid) keep the
+    optimised build that users run. Module scope and autouse: it is on before the
+    module's own fixtures build anything.
+    """
+    if getattr(request.module, "XLA_FAST_COMPILE", False) is not True:
+        yield
+        return
+    with tiny_gan.fast_compile():
+        yield

@@ -14,6 +14,8 @@ from jaxgen.harness.checkpoint import (CheckpointError, TrainCheckpointer, save_
 from jaxgen.runs import Run, RunError, is_run, open_run
 from jaxgen.stylegan2 import networks
 
+XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
+
 NAMES = ["a", "b", "c"]
 
 
@@ -46,7 +48,8 @@ def test_stylegan2_workdir_and_networks_dir_open_the_same_way(sg2, tmp_path):
     jax.tree_util.tree_map(np.testing.assert_array_equal, run.d_variables, sg2["d"])
     z = np.random.default_rng(0).standard_normal([4, 16]).astype(np.float32)
     img = run.generate(z, [0, 1, 2, 0])
-    want = sg2["G"].apply(sg2["ema"], z, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], noise_mode="const")
+    want = jax.jit(lambda v, z, c: sg2["G"].apply(v, z, c, noise_mode="const"))(
+        sg2["ema"], z, np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
     np.testing.assert_allclose(img, np.asarray(want), rtol=1e-5, atol=1e-5)
 
     nd = tmp_path / "nets"
@@ -63,19 +66,19 @@ def test_dcgan_and_classifier_runs(tmp_path):
     gk, dk = dcgan_models.model_kwargs(cfg, 16, 1, 3)
     G, D = dcgan_models.build(gk, dk)
     c = np.zeros([2], np.int32)
-    g = G.init(jax.random.key(0), np.zeros([2, 8], np.float32), c)["params"]
-    d = D.init(jax.random.key(1), np.zeros([2, 16, 16, 1], np.float32), c)["params"]
+    g = jax.jit(G.init)(jax.random.key(0), np.zeros([2, 8], np.float32), c)["params"]
+    d = jax.jit(D.init)(jax.random.key(1), np.zeros([2, 16, 16, 1], np.float32), c)["params"]
     wd = tmp_path / "dcgan"
     _save(wd, dict(step=np.int32(3), g_params=g, g_teacher=g, d_params=d), step=4)
     write_descriptor(wd, "dcgan", class_names=NAMES, resolution=16, channels=1, G_kwargs=gk, D_kwargs=dk)
     run = open_run(wd)
     assert (run.kind, run.step, run.num_classes, run.resolution, run.channels) == ("dcgan", 4, 3, 16, 1)
     z = np.ones([2, 8], np.float32)
-    np.testing.assert_allclose(run.generate(z, [1, 2]), np.asarray(G.apply({"params": g}, z, [1, 2])),
-                               atol=1e-6)
+    want = jax.jit(G.apply)({"params": g}, z, np.array([1, 2], np.int32))
+    np.testing.assert_allclose(run.generate(z, [1, 2]), np.asarray(want), atol=1e-6)
 
     model = build_classifier("small_cnn", 3)
-    v = model.init(jax.random.key(2), np.zeros([1, 16, 16, 3], np.float32), train=False)
+    v = jax.jit(lambda k: model.init(k, np.zeros([1, 16, 16, 3], np.float32), train=False))(jax.random.key(2))
     cd = tmp_path / "cls"
     state = dict(step=np.int32(5), params=v["params"], batch_stats=v.get("batch_stats", {}))
     _save(cd, state, step=5, subdir="best")

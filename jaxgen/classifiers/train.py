@@ -32,10 +32,10 @@ from jaxgen.classifiers.augment import augment_batch
 from jaxgen.classifiers.keras_h5 import load_keras_h5
 from jaxgen.classifiers.models import build_classifier
 from jaxgen.classifiers.report import plot_curves
-from jaxgen.data import load_image_folder
-from jaxgen.data.demo_faces import write_demo_dataset
+from jaxgen.data import load_dataset, load_image_folder
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step
+from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.trees import copy_matching
 
 
@@ -140,12 +140,8 @@ def run_eval(eval_fn, state, images: np.ndarray, labels: np.ndarray, batch: int)
 
 def _save_history(workdir: pathlib.Path, history: List[Dict[str, Any]]) -> None:
     """history.json and curves.png (train vs validation loss and accuracy per epoch)."""
-    tmp = workdir / "history.json.tmp"
-    tmp.write_text(json.dumps(history, indent=1))
-    tmp.replace(workdir / "history.json")
+    write_text_atomic(workdir / "history.json", json.dumps(history, indent=1))
     plot_curves(history, workdir / "curves.png")
-
-
 
 
 def _epochs(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -158,11 +154,8 @@ def _epochs(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 def _load_split(config: Any):
     """(class names, train images uint8 [N,R,R,C], train labels [N], val images, val labels)."""
     d = config.data
-    if d.get("source", "folder") == "demo":
-        write_demo_dataset(d.path, num_per_class=int(d.num_per_class), resolution=int(d.resolution),
-                           seed=int(d.seed))
-    ds = load_image_folder(d.path, int(d.resolution), int(d.channels), require_labels=True, min_classes=2,
-                           cache_dir=d.get("cache_dir", "auto") or None)
+    ds = load_dataset(dict(d.to_dict(), require_labels=True, min_classes=2,
+                           cache_dir=d.get("cache_dir", "auto") or None))   # demo renders first
     if d.get("val_path"):
         val = load_image_folder(d.val_path, int(d.resolution), int(d.channels))
         if list(val.class_names) != list(ds.class_names):

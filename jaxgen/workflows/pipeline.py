@@ -136,7 +136,8 @@ class Pipeline:
         d = self.c.gan.data
         self.names = list(load_dataset(d).class_names)
         if d.source == "demo":   # idempotent: finishes a half-written render
-            write_demo_dataset(self.test, int(d.num_per_class) // 2, int(d.resolution), int(d.seed) + 1000)
+            write_demo_dataset(self.test, int(d.num_per_class) // 2, int(d.resolution), int(d.seed) + 1000,
+                               classes=self.names)
         self.w.mkdir(parents=True, exist_ok=True)
 
     def run_step(self, name: str) -> None:

@@ -8,6 +8,8 @@ import pytest
 from jaxgen.baselines import density
 from jaxgen.baselines import vae as V
 
+XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
+
 
 def _classes_dataset(n_per_class=24, size=16, channels=1, seed=0):
     """Three clearly different classes: bright left half, bright top half, mid-gray

@@ -18,6 +18,8 @@ from jaxgen.dcgan import models as M
 from jaxgen.dcgan import train as T
 from jaxgen.runs import open_run
 
+XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
+
 DEPTH_CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "depth_emotion.py")
 
 

@@ -24,6 +24,8 @@ from jaxgen.evolve.tasks import build_tasks
 from jaxgen.harness.checkpoint import save_networks
 from jaxgen.stylegan2 import networks
 
+XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GK = dict(z_dim=16, w_dim=16, c_dim=3, img_resolution=16, img_channels=3, channel_base=256,
           channel_max=16, mapping_layers=2)
@@ -288,7 +290,7 @@ def test_dcgan_latents_evolve_for_image_statistics(tmp_path):
     aux = F.Inputs.create({"params": g}, label=2, term_vars={"realism": {"params": d}})
     z = jax.random.normal(jax.random.PRNGKey(3), (5, 8))
     terms, img = F.jit_terms(sc)(z, aux)
-    np.testing.assert_allclose(img, G.apply({"params": g}, z, jnp.full([5], 2)), atol=1e-6)
+    np.testing.assert_allclose(img, jax.jit(G.apply)({"params": g}, z, jnp.full([5], 2)), atol=1e-6)
     gray = np.clip(np.asarray(img), -1, 1)[..., 0]
     np.testing.assert_allclose(terms["stats"], 10 * gray.std((1, 2)) - 5 * np.abs(gray.mean((1, 2))),
                                rtol=1e-4, atol=1e-5)

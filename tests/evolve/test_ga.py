@@ -7,6 +7,8 @@ import pytest
 
 from jaxgen.evolve.ga import GAConfig, run_ga, style_mix
 
+XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
+
 DIM = 16
 TARGET = jnp.linspace(-1.0, 1.0, DIM)
 

@@ -8,6 +8,8 @@ from jaxgen.stylegan2.discriminator import Discriminator
 from jaxgen.stylegan2.generator import Generator
 from jaxgen.stylegan2.synthesis import num_ws_for
 
+XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
+
 
 @pytest.mark.parametrize("res,ch,c_dim", [(4, 3, 0), (8, 1, 2), (16, 3, 4), (1024, 3, 0), (256, 1, 3)])
 def test_shapes_for_any_resolution_and_channels(res, ch, c_dim):
@@ -23,10 +25,10 @@ def test_shapes_for_any_resolution_and_channels(res, ch, c_dim):
         dv = jax.eval_shape(lambda k: D.init({"params": k}, img, c), jax.random.key(0))
         logits = jax.eval_shape(lambda v: D.apply(v, img, c), dv)
     else:
-        gv = G.init({"params": jax.random.key(0)}, z, c, noise_mode="none")
-        out = G.apply(gv, z, c, noise_mode="const")
-        dv = D.init({"params": jax.random.key(1)}, img, c)
-        logits = D.apply(dv, np.asarray(out), c)
+        gv = jax.jit(lambda k: G.init({"params": k}, z, c, noise_mode="none"))(jax.random.key(0))
+        out = jax.jit(lambda v: G.apply(v, z, c, noise_mode="const"))(gv)
+        dv = jax.jit(lambda k: D.init({"params": k}, img, c))(jax.random.key(1))
+        logits = jax.jit(lambda v, x: D.apply(v, x, c))(dv, np.asarray(out))
         assert np.isfinite(np.asarray(out)).all() and np.isfinite(np.asarray(logits)).all()
     assert out.shape == (4, res, res, ch)
     assert logits.shape == (4, 1)

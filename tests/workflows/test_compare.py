@@ -14,6 +14,8 @@ from jaxgen.workflows import compare as C
 from jaxgen.data.depth_faces import EXPRESSIONS, write_depth_dataset
 from jaxgen.metrics import suite
 
+XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
+
 RES, N_PER = 16, 6
 XGB = dict(n_estimators=10, max_depth=2, n_jobs=1)
 

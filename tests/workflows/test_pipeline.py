@@ -2,11 +2,13 @@
 import json
 import pathlib
 
-import tiny_gan
 from jaxgen.config import load_config
 from jaxgen.workflows.pipeline import STEPS, Configs, run_pipeline
 
+XLA_FAST_COMPILE = True   # as the trainer tests compile: shares their cached programs (conftest.py)
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
+CLASSES = ("healthy", "mild", "moderate", "severe")
 
 
 def _configs(root: pathlib.Path) -> Configs:
@@ -22,13 +24,12 @@ def _configs(root: pathlib.Path) -> Configs:
 
 def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
     w = tmp_path / "pipe"
-    with tiny_gan.fast_compile():   # as the trainer tests compile: shares their cached programs
-        out = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0)
+    out = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0)
     for step in STEPS:
         assert (w / f".{step}.done").is_file(), step
     assert set(out["timing"]) == set(STEPS)
     kept = json.loads((w / ".sort.done").read_text())["kept"]
-    assert sorted(kept) == ["healthy", "mild", "moderate", "severe"]
+    assert sorted(kept) == list(CLASSES)
     assert all(0 <= n <= 8 for n in kept.values())
     for name in kept:   # real + sorted faces per class, one fine-tuned run per class
         assert len(list((w / "finetune_data" / name).glob("real_*.png"))) == 8
