@@ -13,10 +13,17 @@
 See jaxgen/metrics/evaluate.py for all options. Writes metrics.json and metrics.md
 (or, for classifiers, report.json/.md, confusion_matrix.png, and comparison.md;
 for --compare, comparison.md/.json and samples*.png; --inception_weights and
---feature_net override the compare config's).
+--feature_net override the compare config's) into --out, by default a folder
+beside the model (runs/acne_tiny -> runs/acne_tiny_eval). An --out that holds
+files evaluate did not write is refused; bad input stops with one line, exit 2.
 """
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from jaxgen.classifiers.evaluate import evaluate_classifiers
+from jaxgen.cli import run_absl
+from jaxgen.metrics.evaluate import run
+from jaxgen.workflows.compare import compare_from_config
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", "", "Training workdir, networks checkpoint or official .pkl.")
@@ -29,7 +36,8 @@ flags.DEFINE_float("psi", 1.0, "Truncation psi for generation.")
 flags.DEFINE_integer("seed", 0, "Seed of the generated latents.")
 flags.DEFINE_string("inception_weights", "", "Path to pt_inception-2015-12-05-6726825d.pth.")
 flags.DEFINE_string("feature_net", "", "Fallback features without Inception weights: random_inception[:seed].")
-flags.DEFINE_string("out", "", "Output directory (default <checkpoint or fakes>/eval).")
+flags.DEFINE_string("out", "", "Output directory (default: beside the model or fakes folder, "
+                    "<name>_eval; never inside it).")
 flags.DEFINE_string("cache_dir", "data/.metric_cache", "Cache for real-image features ('' = off).")
 flags.DEFINE_list("classifier", [], "Classifier workdir(s) to evaluate on --test.")
 flags.DEFINE_string("test", "", "Labelled test folder for --classifier (e.g. held-out real images).")
@@ -41,15 +49,12 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     if FLAGS.compare is not None:
-        from jaxgen.workflows.compare import compare_from_config
         compare_from_config(FLAGS.compare, FLAGS.out or None, FLAGS.inception_weights,
                             FLAGS.feature_net)
         return
     if FLAGS.classifier:
-        from jaxgen.classifiers.evaluate import evaluate_classifiers
         evaluate_classifiers(FLAGS.classifier, FLAGS.test, FLAGS.out or None)
         return
-    from jaxgen.metrics.evaluate import run
     run(checkpoint=FLAGS.checkpoint, fakes=FLAGS.fakes, real=FLAGS.real, metrics=FLAGS.metrics,
         num_fakes=FLAGS.num_fakes, psi=FLAGS.psi, seed=FLAGS.seed,
         inception_weights=FLAGS.inception_weights, feature_net=FLAGS.feature_net,
@@ -57,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_absl(main, config_flags=("compare",))

@@ -9,14 +9,17 @@ Fitness terms, GA and export settings are the config (configs/evolve_*.py, defau
 in jaxgen/config.py:evolve); the terms are in jaxgen/evolve/terms.py, the output
 layout in jaxgen/evolve/export.py. Running the same command again resumes an
 interrupted export. Compiled XLA programs are cached in $JAXGEN_JAX_CACHE
-(default ~/.cache/jaxgen/xla; '' disables it).
+(default ~/.cache/jaxgen/xla; '' disables it). Bad input stops with one line and
+exit status 2; JAXGEN_DEBUG=1 shows the traceback.
 """
 import os
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
+from jaxgen.cli import run_absl
+from jaxgen.errors import ConfigError
 from jaxgen.evolve.run import run_evolve
 
 FLAGS = flags.FLAGS
@@ -34,9 +37,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     out = FLAGS.out or FLAGS.config.out
     if not out:
-        raise app.UsageError("give --out <dataset folder> (or --config.out)")
+        raise ConfigError("give --out <dataset folder> (or --config.out)")
     run_evolve(FLAGS.config, out)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_absl(main)

@@ -10,16 +10,19 @@
 one runs in the shared harness (jaxgen.harness.loop), so running the same
 command again resumes from the workdir's latest checkpoint. Compiled XLA
 programs are cached in $JAXGEN_JAX_CACHE (default ~/.cache/jaxgen/xla; set it
-to '' to disable), so a resumed run starts fast.
+to '' to disable), so a resumed run starts fast. Bad input (data, config, checkpoint)
+stops with one line and exit status 2; JAXGEN_DEBUG=1 shows the traceback.
 """
 import os
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from jaxgen.classifiers.train import train_classifier
+from jaxgen.cli import run_absl
 from jaxgen.dcgan.train import train_and_evaluate as train_dcgan
+from jaxgen.errors import ConfigError
 from jaxgen.stylegan2.train import train_and_evaluate as train_stylegan2
 
 FLAGS = flags.FLAGS
@@ -39,9 +42,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     task = FLAGS.config.get("task", "stylegan2")
     if task not in TRAINERS:
-        raise ValueError(f"config.task={task!r}: choose one of {', '.join(TRAINERS)}")
+        raise ConfigError(f"config.task={task!r}: choose one of {', '.join(TRAINERS)}")
     TRAINERS[task](FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_absl(main)

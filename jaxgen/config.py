@@ -23,23 +23,25 @@ from typing import FrozenSet, Iterable, Sequence
 
 import ml_collections
 
+from jaxgen.errors import ConfigError, InputMissing
+
 
 def parse_variants(arg: str, known: Sequence[str], config_file: str,
                    exclusive: Sequence[Sequence[str]] = ()) -> FrozenSet[str]:
     """The comma-separated variant names of `arg` as a set.
 
-    Raises ValueError naming the config file and its known variants for an unknown
+    Raises ConfigError naming the config file and its known variants for an unknown
     name, or for two names of one `exclusive` group (e.g. tiny and micro).
     """
     opts = frozenset(a.strip() for a in (arg or "").split(",") if a.strip())
     name = f"configs/{pathlib.Path(config_file).name}"
     unknown = opts - set(known)
     if unknown:
-        raise ValueError(f"unknown variant(s) {sorted(unknown)} of {name} (known: {', '.join(known)})")
+        raise ConfigError(f"unknown variant(s) {sorted(unknown)} of {name} (known: {', '.join(known)})")
     for group in exclusive:
         both = opts & set(group)
         if len(both) > 1:
-            raise ValueError(f"variants {sorted(both)} of {name} exclude each other; pick one")
+            raise ConfigError(f"variants {sorted(both)} of {name} exclude each other; pick one")
     return opts
 
 
@@ -49,7 +51,7 @@ def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
     path, _, arg = str(spec).partition(":")
     p = pathlib.Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise InputMissing(f"config file {path} does not exist")
     mod_spec = importlib.util.spec_from_file_location(f"_jaxgen_config_{p.stem}", p)
     mod = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(mod)
@@ -63,20 +65,22 @@ def set_field(config: ml_collections.ConfigDict, item: str) -> None:
     """Apply one 'a.b=value' override; the value is parsed as the existing field's type."""
     key, sep, value = item.partition("=")
     if not sep:
-        raise ValueError(f"override {item!r}: write it as key=value, e.g. train.total_kimg=4")
+        raise ConfigError(f"override {item!r}: write it as key=value, e.g. train.total_kimg=4")
     *parents, leaf = key.strip().split(".")
     node = config
     for part in parents:
+        if part not in node or not hasattr(node[part], "keys"):
+            raise ConfigError(f"override {item!r}: the config has no field {key!r}")
         node = node[part]
     if leaf not in node:
-        raise ValueError(f"override {item!r}: the config has no field {key!r}")
+        raise ConfigError(f"override {item!r}: the config has no field {key!r}")
     old = node[leaf]
     if isinstance(old, bool):
         node[leaf] = value.strip().lower() in ("1", "true", "yes")
     elif isinstance(old, (int, float, str)):
         node[leaf] = type(old)(value)
     else:
-        raise ValueError(f"override {item!r}: field {key!r} is not a number, string or bool")
+        raise ConfigError(f"override {item!r}: field {key!r} is not a number, string or bool")
 
 
 def data(source: str = "folder", path: str = "", resolution: int = 256, channels: int = 3,
@@ -90,6 +94,7 @@ def data(source: str = "folder", path: str = "", resolution: int = 256, channels
     d.cache_dir = "auto"            # decoded-image cache ('' = off)
     d.num_per_class = 256           # demo images per class, for the demo sources
     d.seed = 0                      # demo rendering seed
+    d.skip_corrupt = False          # skip (and list) unreadable images instead of stopping
     d.update(extra)
     return d
 

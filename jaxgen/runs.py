@@ -33,12 +33,14 @@ from jaxgen.classifiers.models import build_classifier
 from jaxgen.dcgan import models as dcgan_models
 from jaxgen.harness import checkpoint as ckpt
 from jaxgen.stylegan2 import networks as sg2_networks
+from jaxgen.stylegan2.nvidia import ConversionError
 from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
+from jaxgen.errors import UserError
 
 GENERATOR_KINDS = ("stylegan2", "dcgan")
 
 
-class RunError(ValueError):
+class RunError(UserError, ValueError):
     """A path that is not a run of the kind asked for; the message says what to give."""
 
 
@@ -109,7 +111,7 @@ def open_run(path, which: str = "auto", kinds: Sequence[str] = ckpt.KINDS) -> Ru
     kinds: the kinds the caller accepts; anything else is a RunError naming what it is.
     """
     if which not in ("auto", "latest", "best"):
-        raise ValueError(f"which={which!r}: 'auto', 'latest' or 'best'")
+        raise RunError(f"which={which!r}: 'auto', 'latest' or 'best'")
     p = pathlib.Path(path)
     if not p.exists():
         raise RunError(f"{path} does not exist (a training workdir, networks directory or NVIDIA .pkl)")
@@ -169,7 +171,11 @@ def _stylegan2_run(path, info: Dict[str, Any], nets: Dict[str, Any]) -> Run:
 
 
 def _open_pkl(p: pathlib.Path) -> Run:
-    kw, nets = convert_snapshot(p)
+    """The Run of an NVIDIA snapshot; a pickle of anything else is a ConversionError naming it."""
+    try:
+        kw, nets = convert_snapshot(p)
+    except ConversionError as e:
+        raise ConversionError(f"{p}: {e}") from e
     g = kw["G_kwargs"]
     info = dict(format=ckpt.RUN_FORMAT, version=1, kind="stylegan2", source=str(p.absolute()),
                 resolution=g["img_resolution"], channels=g["img_channels"], class_names=[], **kw)

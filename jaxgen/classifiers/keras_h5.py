@@ -54,6 +54,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxgen.classifiers import models
+from jaxgen.errors import UserError
 
 __all__ = ["load_keras_h5", "read_keras_h5", "keras_layer_map", "KerasH5Error", "KERAS_MODELS"]
 
@@ -63,7 +64,7 @@ _AUTO = re.compile(r"^(conv2d|batch_normalization)(?:_(\d+))?$")
 Layers = Dict[str, List[Tuple[Optional[str], np.ndarray]]]
 
 
-class KerasH5Error(ValueError):
+class KerasH5Error(UserError, ValueError):
     """The file is not a Keras weights file, or does not fit the requested model."""
 
 

@@ -33,6 +33,7 @@ from jaxgen.classifiers.keras_h5 import load_keras_h5
 from jaxgen.classifiers.models import build_classifier
 from jaxgen.classifiers.report import plot_curves
 from jaxgen.data import load_dataset, load_image_folder
+from jaxgen.errors import ConfigError
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step
 from jaxgen.utils.files import write_text_atomic
@@ -152,18 +153,23 @@ def _epochs(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def _load_split(config: Any):
-    """(class names, train images uint8 [N,R,R,C], train labels [N], val images, val labels)."""
+    """(class names, train images uint8 [N,R,R,C], train labels [N], val images, val labels,
+    data summary {'train': ..., 'validation': ...} or {'train': ...} with the split's counts)."""
     d = config.data
-    ds = load_dataset(dict(d.to_dict(), require_labels=True, min_classes=2,
-                           cache_dir=d.get("cache_dir", "auto") or None))   # demo renders first
+    cache_dir = d.get("cache_dir", "auto") or None
+    ds = load_dataset(dict(d.to_dict(), require_labels=True, min_classes=2, cache_dir=cache_dir))
     if d.get("val_path"):
-        val = load_image_folder(d.val_path, int(d.resolution), int(d.channels))
+        val = load_image_folder(d.val_path, int(d.resolution), int(d.channels), cache_dir=cache_dir,
+                                skip_corrupt=bool(d.get("skip_corrupt", False)))
         if list(val.class_names) != list(ds.class_names):
-            raise ValueError(f"config.data.val_path: validation classes {val.class_names} differ from "
-                             f"the training classes {ds.class_names}")
-        return list(ds.class_names), ds.images, ds.labels, val.images, val.labels
+            raise ConfigError(f"config.data.val_path={d.val_path}: validation classes {val.class_names} "
+                              f"differ from the training classes {ds.class_names}; give it the same "
+                              "class sub-folders")
+        return (list(ds.class_names), ds.images, ds.labels, val.images, val.labels,
+                dict(train=ds.summary, validation=val.summary))
     tr, va = split_per_class(ds.labels, float(d.val_fraction), int(config.seed))
-    return list(ds.class_names), ds.images[tr], ds.labels[tr], ds.images[va], ds.labels[va]
+    summary = dict(ds.summary, split=dict(train=len(tr), validation=len(va)))
+    return list(ds.class_names), ds.images[tr], ds.labels[tr], ds.images[va], ds.labels[va], dict(train=summary)
 
 
 class ClassifierExperiment(loop.Experiment):
@@ -171,13 +177,15 @@ class ClassifierExperiment(loop.Experiment):
     labels int32 [B]); best/ follows the validation accuracy."""
 
     kind = "classifier"
+    resolution_range = (16, 1024)
+    power_of_two = False               # e.g. the paper's 224 for the Keras ResNets
     best_key, best_mode = "val_acc", "max"
     divergence_hint = "lower config.train.lr"
 
     def __init__(self, config: Any, workdir: pathlib.Path):
         d, t = config.data, config.train
         self.config, self.workdir, self.seed = config, workdir, int(config.seed)
-        names, self.tr_x, self.tr_y, self.va_x, self.va_y = _load_split(config)
+        names, self.tr_x, self.tr_y, self.va_x, self.va_y, self.data_summary = _load_split(config)
         self.num_examples = len(self.tr_x)
         self.model = build(config, len(names))
         self.tx = optax.adam(float(t.lr))

@@ -1,8 +1,10 @@
 """Datasets: the embedded procedural demo data and loaders for user data.
 
 Every source gives an `ImageDataset` (images uint8 [N, R, R, C] NHWC, labels
-int32 [N], class_names, paths). `load_dataset(cfg)` picks the source from a config
-(a mapping or any object with attributes):
+int32 [N], class_names, paths, and `summary`: images per class and, for folders,
+source sizes/modes, conversions and skipped files; `summary_line` prints it in one
+line). `load_dataset(cfg)` picks the source from a config (a mapping or any object
+with attributes):
 
     source='folder': path, resolution, [channels, require_labels, min_classes,
                      skip_corrupt, cache_dir]
@@ -17,18 +19,26 @@ import warnings
 
 from jaxgen.data.demo_faces import DEFAULT_CLASSES, write_demo_dataset
 from jaxgen.data.depth_faces import write_depth_dataset
-from jaxgen.data.folder import (DatasetError, ImageDataset, load_image_folder, scan_image_folder,
-                                to_float, to_uint8)
+from jaxgen.data.folder import (DatasetError, ImageDataset, basic_summary, load_image_folder,
+                                scan_image_folder, summary_line, to_float, to_uint8)
 from jaxgen.data.tfds_source import load_tfds
 
-__all__ = ["DatasetError", "ImageDataset", "load_dataset",
-           "load_image_folder", "scan_image_folder", "to_float", "to_uint8"]
+__all__ = ["DatasetError", "ImageDataset", "load_dataset", "load_image_folder", "scan_image_folder",
+           "summary_line", "to_float", "to_uint8"]
 
 _MISSING = object()
 
 
 def load_dataset(cfg) -> ImageDataset:
-    """Load the dataset that `cfg` describes (see the module docstring)."""
+    """Load the dataset that `cfg` describes (see the module docstring); its `summary` is set."""
+    ds = _load(cfg)
+    if ds.summary is None:
+        ds.summary = basic_summary(ds, str(cfg.get("source") if hasattr(cfg, "get") else cfg.source))
+    return ds
+
+
+def _load(cfg) -> ImageDataset:
+    """The dataset of `cfg`, from the source it names."""
     def get(key, default=_MISSING):
         value = cfg.get(key, _MISSING) if hasattr(cfg, "get") else getattr(cfg, key, _MISSING)
         if value is _MISSING:
@@ -57,7 +67,7 @@ def load_dataset(cfg) -> ImageDataset:
                            get("classes", DEFAULT_CLASSES), progress=get("progress", True))
         with warnings.catch_warnings():  # the preview.png next to the class folders
             warnings.filterwarnings("ignore", message="ignoring 1 image")
-            return load_image_folder(path, resolution, channels,
+            return load_image_folder(path, resolution, channels, skip_corrupt=get("skip_corrupt", False),
                                      cache_dir=get("cache_dir", None))
     if source == "depth_demo":
         path = get("path")
@@ -66,6 +76,7 @@ def load_dataset(cfg) -> ImageDataset:
         with warnings.catch_warnings():  # the preview.png next to the class folders
             warnings.filterwarnings("ignore", message="ignoring 1 image")
             return load_image_folder(path, resolution, get("channels", 1),
+                                     skip_corrupt=get("skip_corrupt", False),
                                      cache_dir=get("cache_dir", None))
     raise DatasetError(f"unknown dataset source {source!r}: use 'folder', 'tfds', 'demo' "
                        "or 'depth_demo'")

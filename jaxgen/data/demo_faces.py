@@ -26,7 +26,7 @@ API: `render_face(rng, severity, resolution) -> uint8 [H, W, 3]`,
 `out_dir/<class>/<class>_00000.png` + `dataset.json`, idempotent and
 resumable), `write_preview(...)` and a CLI:
 
-    python -m jaxgen.data.demo_faces --out data/demo_acne --num-per-class 64
+    python -m jaxgen.data.demo_faces --out data/demo_acne --num_per_class 64
 """
 from __future__ import annotations
 
@@ -42,9 +42,12 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from jaxgen.cli import run_main
 from jaxgen.data.folder import DatasetError, check_resolution
+from jaxgen.utils.outputs import check_output, claim_output
 
 GENERATOR_VERSION = 1
+OUTPUT_KIND = "demo_faces"
 DEFAULT_CLASSES = ("healthy", "mild", "moderate", "severe")
 
 # Skin tones photographed under neutral light, light to dark (RGB, 0..255).
@@ -471,10 +474,20 @@ def _image_ok(path: Path, resolution: int) -> bool:
         return False
 
 
+def _made_here(out: Path) -> bool:
+    """True for a folder holding a set of this generator made before the output marker."""
+    try:
+        return json.loads((out / "dataset.json").read_text()).get("generator") == "jaxgen.data.demo_faces"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _old_manifest(out: Path, params: Dict, overwrite: bool) -> Optional[Dict]:
     """The manifest of the dataset already in `out`: None if there is none, {} if
     it is unreadable. A dataset made with other `params` is a DatasetError unless
-    `overwrite` (so that a typo never mixes two sets in one folder)."""
+    `overwrite` (so that a typo never mixes two sets in one folder). A folder
+    of other files (no marker, no set of this generator) is an OutputError."""
+    check_output(out, OUTPUT_KIND, "--out", legacy=_made_here)
     meta_path = out / "dataset.json"
     try:
         old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -544,7 +557,7 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
             if overwrite or not _image_ok(p, resolution)]
     manifest = dict(params, counts={c: n_per for c in classes}, total=len(files), complete=False)
     if jobs:
-        out.mkdir(parents=True, exist_ok=True)
+        claim_output(out, OUTPUT_KIND, "--out", legacy=_made_here)
         meta_path.write_text(json.dumps(manifest, indent=2) + "\n")
     _render_jobs(jobs, seed, resolution, progress)
     manifest["complete"] = True
@@ -580,28 +593,33 @@ def write_preview(out_dir, path=None, columns: int = 8, cell: int = 96) -> Path:
     return path
 
 
+def _old_spellings(ap: argparse.ArgumentParser) -> None:
+    """The dashed flags of earlier versions, still accepted (hidden from --help)."""
+    ap.add_argument("--num-per-class", dest="num_per_class", type=int, default=argparse.SUPPRESS,
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--no-preview", dest="no_preview", action="store_true", default=argparse.SUPPRESS,
+                    help=argparse.SUPPRESS)
+
+
 def main(argv=None) -> int:
     """CLI: render the demo set into --out and write its preview.png."""
     ap = argparse.ArgumentParser(prog="python -m jaxgen.data.demo_faces", description=(
         "Render the procedural acne-severity demo face dataset as an image folder."))
     ap.add_argument("--out", default="data/demo_acne", help="output folder (data/demo_acne)")
-    ap.add_argument("--num-per-class", type=int, default=64, help="images per class (64)")
+    ap.add_argument("--num_per_class", type=int, default=64, help="images per class (64)")
     ap.add_argument("--resolution", type=int, default=64, help="power of two, 16..1024 (64)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
     ap.add_argument("--classes", default=",".join(DEFAULT_CLASSES),
                     help="comma-separated subset of " + ",".join(DEFAULT_CLASSES))
     ap.add_argument("--overwrite", action="store_true",
                     help="re-render even if the folder holds a set with other parameters")
-    ap.add_argument("--no-preview", action="store_true", help="do not write preview.png")
+    ap.add_argument("--no_preview", action="store_true", help="do not write preview.png")
+    _old_spellings(ap)
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
-    try:
-        write_demo_dataset(args.out, args.num_per_class, args.resolution, args.seed,
-                           [c.strip() for c in args.classes.split(",") if c.strip()],
-                           progress=not args.quiet, overwrite=args.overwrite)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    write_demo_dataset(args.out, args.num_per_class, args.resolution, args.seed,
+                       [c.strip() for c in args.classes.split(",") if c.strip()],
+                       progress=not args.quiet, overwrite=args.overwrite)
     if not args.no_preview:
         p = write_preview(args.out)
         if not args.quiet:
@@ -610,4 +628,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -14,8 +14,14 @@ Each image: EXIF rotation applied, alpha composited over white, converted to
 `channels` (1 or 3), short side resized to `resolution` with an antialiasing
 LANCZOS filter and centre-cropped to a square. The result is an
 `ImageDataset`: images uint8 [N, H, W, C] (NHWC), labels int32 [N],
-class_names, paths. Decoded arrays are cached as .npz keyed by the file list
-(sizes and mtimes), resolution and channels, so a second load is fast.
+class_names, paths and a `summary` of the load: images per class, the source
+sizes and modes (e.g. `64x64 RGB: 120, 1x1000 L: 1`), each conversion done
+(grayscale->RGB, RGB->grayscale, alpha flattened, extreme aspect ratios
+cropped; also warned, once per kind, with counts) and the unreadable files left
+out with `skip_corrupt`. Trainers print it in one line (`summary_line`) and
+write it to their run folder. Decoded arrays and the summary are cached as .npz
+keyed by the file list (sizes and mtimes), resolution and channels, so a second
+load is fast and reports the same.
 
 Model-side helpers: `to_float` maps uint8 to float32 in [-1, 1] (the GAN
 convention), `to_uint8` inverts it. Training batches come from the harness
@@ -26,6 +32,7 @@ message that names the bad path or value and says how to fix it.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import json
@@ -33,31 +40,46 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
-
-from jaxgen.utils.images import to_uint8 as _to_uint8_range
 from PIL import Image, ImageOps
 
+from jaxgen.errors import UserError
+from jaxgen.utils.images import to_uint8 as _to_uint8_range
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2           # 2: the cache holds the load's summary
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+EXTREME_ASPECT = 2.0         # a longer side over 2x the shorter loses over half the image to the crop
+# The conversions a load reports (one warning per kind, with counts), as the warning says them.
+CONVERSIONS = {
+    "grayscale->RGB": "were grayscale and were copied to 3 channels (channels={channels}); set "
+                      "--config.data.channels=1 to train on grayscale",
+    "RGB->grayscale": "were in colour and were converted to grayscale (channels={channels}); set "
+                      "--config.data.channels=3 to keep the colour",
+    "alpha flattened": "had transparent pixels, which were flattened over white",
+    "extreme aspect cropped": f"had one side over {EXTREME_ASPECT:g}x the other and were centre-cropped "
+                              "to a square, losing over half of each image",
+}
 PathLike = Union[str, os.PathLike]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset could not be found or read; the message says how to fix it."""
 
 
 @dataclasses.dataclass
 class ImageDataset:
     """Images in memory: images uint8 [N, H, W, C], labels int32 [N] in
-    [0, len(class_names)), class_names, and the source path of each image."""
+    [0, len(class_names)), class_names, the source path of each image, and `summary`:
+    what the load found and did (JSON-able; see `folder_summary` and `basic_summary`)."""
 
     images: np.ndarray
     labels: np.ndarray
     class_names: List[str]
     paths: List[str]
+    summary: Optional[Dict[str, Any]] = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.dtype != np.uint8:
@@ -84,11 +106,14 @@ class ImageDataset:
         return int(self.images.shape[3])
 
 
-def check_resolution(resolution, minimum: int = 4, maximum: Optional[int] = None) -> int:
-    """Return `resolution` as int if it is a power of two in [minimum, maximum]."""
+def check_resolution(resolution, minimum: int = 4, maximum: Optional[int] = None,
+                     power_of_two: bool = True) -> int:
+    """Return `resolution` as int if it is in [minimum, maximum] (and a power of two, which
+    the GANs and the VAE build on; a classifier reads any size, e.g. ResNet's 224)."""
     ok = isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool)
-    if not ok or resolution < minimum or resolution & (resolution - 1):
-        raise DatasetError(f"resolution must be a power of two >= {minimum} (e.g. 64, 128, "
+    if not ok or resolution < minimum or (power_of_two and resolution & (resolution - 1)):
+        kind = "a power of two" if power_of_two else "an integer"
+        raise DatasetError(f"resolution must be {kind} >= {minimum} (e.g. 64, 128, "
                            f"256), got {resolution!r}")
     if maximum is not None and resolution > maximum:
         raise DatasetError(f"resolution must be <= {maximum}, got {resolution}")
@@ -166,7 +191,7 @@ def prepare_image(img: Image.Image, resolution: int, channels: int = 3) -> np.nd
         img = _to_8bit(img)
     if img.mode == "P":
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in ALPHA_MODES:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
@@ -179,17 +204,53 @@ def prepare_image(img: Image.Image, resolution: int, channels: int = 3) -> np.nd
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+def _is_gray(mode: str) -> bool:
+    """True for PIL modes without colour (1, L, LA, I, F, 16-bit): one band besides alpha."""
+    return mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith("I;")
+
+
+def _has_transparency(img: Image.Image) -> bool:
+    """True when flattening `img` over white changes a pixel: its alpha (own or from a
+    palette's transparency) is below 255 somewhere. Modes without alpha give False."""
+    if img.mode not in ALPHA_MODES and not (img.mode == "P" and "transparency" in img.info):
+        return False
+    return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
+
+
+def source_info(img: Image.Image, channels: int) -> Tuple[str, Tuple[str, ...]]:
+    """('WxH MODE' of the file as stored, the CONVERSIONS `prepare_image` applies to it).
+
+    Called on a loaded image before `prepare_image`, e.g. ('1x1000 L', ('grayscale->RGB',
+    'extreme aspect cropped')) for a 1-pixel-wide grayscale strip loaded with channels=3.
+    """
+    (w, h), mode = img.size, img.mode
+    done = []
+    if channels == 3 and _is_gray(mode):
+        done.append("grayscale->RGB")
+    if channels == 1 and not _is_gray(mode):
+        done.append("RGB->grayscale")
+    if _has_transparency(img):
+        done.append("alpha flattened")
+    if max(w, h) > EXTREME_ASPECT * min(w, h):
+        done.append("extreme aspect cropped")
+    return f"{w}x{h} {mode}", tuple(done)
+
+
 def _decode(path: str, resolution: int, channels: int):
-    """(array, None) or (None, error text) for one file."""
+    """(array [R, R, C], source_info, None) or (None, None, error text) for one file."""
     try:
         with Image.open(path) as img:
+            size, mode = img.size, img.mode
             if img.format == "JPEG":  # decode big JPEGs at a reduced DCT scale
                 s = resolution / min(img.size)
                 img.draft(img.mode, (int(img.size[0] * s) + 1, int(img.size[1] * s) + 1))
             img.load()
-            return prepare_image(img, resolution, channels), None
+            key, done = source_info(img, channels)
+            if img.size != size:       # a JPEG draft: report the size stored in the file
+                key = f"{size[0]}x{size[1]} {mode}"
+            return prepare_image(img, resolution, channels), (key, done), None
     except Exception as e:  # noqa: BLE001 - any decoder failure means "unreadable"
-        return None, f"{type(e).__name__}: {e}"
+        return None, None, f"{type(e).__name__}: {e}"
 
 
 def default_cache_dir() -> Path:
@@ -210,6 +271,75 @@ def _cache_key(root: Path, items, resolution: int, channels: int, skip_corrupt: 
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def _cache_file(root: Path, items, resolution: int, channels: int, skip_corrupt: bool,
+                cache_dir: Union[PathLike, None, str]) -> Optional[Path]:
+    """The .npz that holds (or will hold) this load, or None when caching is off."""
+    if cache_dir is None or str(cache_dir) == "":
+        return None
+    cache_dir = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
+    key = _cache_key(root, items, resolution, channels, skip_corrupt)
+    return cache_dir / f"{root.resolve().name}-{resolution}-{key}.npz"
+
+
+def _read_cache(cache_file: Optional[Path]) -> Optional[ImageDataset]:
+    """The cached dataset (with its summary) or None when absent or unreadable."""
+    if cache_file is None or not cache_file.is_file():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as z:
+            return ImageDataset(z["images"], z["labels"], [str(c) for c in z["class_names"]],
+                                [str(p) for p in z["paths"]], json.loads(str(z["summary"])))
+    except Exception:  # noqa: BLE001 - a broken (or older) cache is just rebuilt
+        return None
+
+
+def _write_cache(cache_file: Optional[Path], ds: ImageDataset) -> None:
+    """Store `ds` and its summary in `cache_file` (atomically; a failure only warns)."""
+    if cache_file is None:
+        return
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(cache_file.name + f".tmp{os.getpid()}.npz")
+        np.savez(tmp, images=ds.images, labels=ds.labels, class_names=np.array(ds.class_names),
+                 paths=np.array(ds.paths), summary=np.array(json.dumps(ds.summary)))
+        os.replace(tmp, cache_file)
+    except OSError as e:
+        warnings.warn(f"could not write the dataset cache {cache_file}: {e}", stacklevel=3)
+
+
+def _unreadable_error(root: Path, bad: List[Tuple[str, str]], total: int) -> DatasetError:
+    """One line naming the unreadable files (the first 10) and the two ways out."""
+    shown = "; ".join(f"{os.path.relpath(p, root)} ({' '.join(err.split())[:120]})" for p, err in bad[:10])
+    more = f"; ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+    return DatasetError(
+        f"{len(bad)} of {total} image(s) under {root} could not be read: {shown}{more}. Delete or "
+        "re-save them, or set --config.data.skip_corrupt=True (skip_corrupt=True in Python) to "
+        "leave them out; the skipped files are then listed in the data summary.")
+
+
+def _decode_all(root: Path, items, class_names: List[str], resolution: int, channels: int,
+                skip_corrupt: bool, num_threads: Optional[int]):
+    """(dataset without summary, [(path, source_info)] of the kept files, [(path, error)] skipped).
+
+    Every file is decoded (threads) before any error, so one message lists all bad files."""
+    threads = num_threads or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(lambda it: _decode(it[0], resolution, channels), items))
+    bad = [(p, err) for (p, _), (_, _, err) in zip(items, results) if err is not None]
+    if bad and not skip_corrupt:
+        raise _unreadable_error(root, bad, len(items))
+    keep = [(it, arr, info) for it, (arr, info, err) in zip(items, results) if err is None]
+    if not keep:
+        raise DatasetError(f"none of the {len(items)} image(s) under {root} could be read (e.g. "
+                           f"{os.path.relpath(bad[0][0], root)}: {' '.join(bad[0][1].split())[:120]}); "
+                           "check that they are images (PNG/JPEG/BMP/WebP) and not empty")
+    images = np.stack([arr for _, arr, _ in keep])
+    labels = np.array([label for (_, label), _, _ in keep], np.int32)
+    paths = [p for (p, _), _, _ in keep]
+    ds = ImageDataset(images, labels, list(class_names), paths)
+    return ds, [(p, info) for (p, _), _, info in keep], bad
+
+
 def load_image_folder(root: PathLike, resolution: int, channels: int = 3,
                       require_labels: bool = False, min_classes: int = 1,
                       skip_corrupt: bool = False,
@@ -218,13 +348,16 @@ def load_image_folder(root: PathLike, resolution: int, channels: int = 3,
     """Read every image under `root` (see `scan_image_folder`) at `resolution`.
 
     require_labels: the data must have >= 2 classes (same as min_classes=2).
-    skip_corrupt: warn about unreadable files and leave them out, instead of
-      raising one DatasetError that lists all of them.
+    skip_corrupt: leave unreadable files out (warned, and listed in the summary's
+      'skipped'), instead of raising one DatasetError that lists all of them.
     cache_dir: folder for decoded .npz caches; "auto" = $JAXGEN_CACHE_DIR or
       ~/.cache/jaxgen; None or "" disables caching.
-    Returns an ImageDataset with images uint8 [N, resolution, resolution, channels].
+    Returns an ImageDataset with images uint8 [N, resolution, resolution, channels] and
+    its `summary` (see `folder_summary`); each conversion done is warned once per kind,
+    also when the arrays come from the cache.
     """
-    resolution, channels = check_resolution(resolution), check_channels(channels)
+    resolution = check_resolution(resolution, power_of_two=False)   # the trainers check theirs
+    channels = check_channels(channels)
     root = Path(root).expanduser()
     items, class_names = scan_image_folder(root)
     need = max(int(min_classes), 2 if require_labels else 1)
@@ -233,53 +366,79 @@ def load_image_folder(root: PathLike, resolution: int, channels: int = 3,
             f"{root} has {len(class_names)} class(es) ({', '.join(class_names)}) but "
             f"{need} are required for labelled (conditional) training. Put each class in "
             f"its own sub-folder: {root}/<class_name>/<image>.png, or train unconditionally.")
-    cache_file = None
-    if cache_dir is not None and str(cache_dir) != "":
-        cache_dir = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
-        key = _cache_key(root, items, resolution, channels, skip_corrupt)
-        cache_file = cache_dir / f"{root.resolve().name}-{resolution}-{key}.npz"
-        if cache_file.is_file():
-            try:
-                with np.load(cache_file, allow_pickle=False) as z:
-                    skipped = [str(s) for s in z["skipped"]]
-                    if skipped:
-                        warnings.warn(f"skipped {len(skipped)} unreadable image(s): "
-                                      + ", ".join(skipped), stacklevel=2)
-                    return ImageDataset(z["images"], z["labels"],
-                                        [str(c) for c in z["class_names"]],
-                                        [str(p) for p in z["paths"]])
-            except Exception:  # noqa: BLE001 - a broken cache is just rebuilt
-                pass
-
-    threads = num_threads or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(lambda it: _decode(it[0], resolution, channels), items))
-    bad = [(p, err) for (p, _), (_, err) in zip(items, results) if err is not None]
-    if bad and not skip_corrupt:
-        lines = "\n".join(f"  {p}  ({err})" for p, err in bad)
-        raise DatasetError(f"{len(bad)} of {len(items)} image(s) under {root} could not be "
-                           f"read:\n{lines}\nDelete or re-save these files, or pass "
-                           "skip_corrupt=True to leave them out.")
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image(s): "
-                      + ", ".join(p for p, _ in bad), stacklevel=2)
-    keep = [(it, arr) for it, (arr, err) in zip(items, results) if err is None]
-    if not keep:
-        raise DatasetError(f"none of the {len(items)} image(s) under {root} could be read.")
-    images = np.stack([arr for _, arr in keep])
-    labels = np.array([label for (_, label), _ in keep], np.int32)
-    paths = [p for (p, _), _ in keep]
-    ds = ImageDataset(images, labels, list(class_names), paths)
-    if cache_file is not None:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(cache_file.name + f".tmp{os.getpid()}.npz")
-            np.savez(tmp, images=images, labels=labels, class_names=np.array(class_names),
-                     paths=np.array(paths), skipped=np.array([p for p, _ in bad], dtype=str))
-            os.replace(tmp, cache_file)
-        except OSError as e:
-            warnings.warn(f"could not write the dataset cache {cache_file}: {e}", stacklevel=2)
+    cache_file = _cache_file(root, items, resolution, channels, skip_corrupt, cache_dir)
+    ds = _read_cache(cache_file)
+    if ds is None:
+        ds, infos, bad = _decode_all(root, items, class_names, resolution, channels, skip_corrupt,
+                                     num_threads)
+        ds.summary = folder_summary(root, ds, infos, bad)
+        _write_cache(cache_file, ds)
+    warn_summary(ds.summary)
     return ds
+
+
+def folder_summary(root: Path, ds: ImageDataset, infos: List[Tuple[str, Tuple[str, Tuple[str, ...]]]],
+                   bad: List[Tuple[str, str]]) -> Dict[str, Any]:
+    """What a folder load found and did, JSON-able (written to a run's data_summary.json).
+
+    infos: (path, source_info) per loaded image; bad: (path, error) per skipped file. Keys:
+    source, root, num_images, resolution, channels, classes {name: count}, source_sizes
+    {'WxH MODE': count} (most common first), conversions {kind: {count, examples}},
+    skipped [{path, error}].
+    """
+    out = basic_summary(ds, "folder")
+    out["root"] = str(root)
+    sizes = collections.Counter(key for _, (key, _) in infos)
+    out["source_sizes"] = dict(sizes.most_common())
+    conversions: Dict[str, Dict[str, Any]] = {}
+    for path, (_, done) in infos:
+        for kind in done:
+            c = conversions.setdefault(kind, dict(count=0, examples=[]))
+            c["count"] += 1
+            if len(c["examples"]) < 3:
+                c["examples"].append(os.path.relpath(path, root))
+    out["conversions"] = {k: conversions[k] for k in CONVERSIONS if k in conversions}
+    out["skipped"] = [dict(path=p, error=err) for p, err in bad]
+    return out
+
+
+def basic_summary(ds: ImageDataset, source: str) -> Dict[str, Any]:
+    """The part of a summary every source has: counts per class, shape of the arrays."""
+    counts = np.bincount(ds.labels, minlength=ds.num_classes) if len(ds) else []
+    return dict(source=source, num_images=len(ds), resolution=ds.resolution, channels=ds.channels,
+                classes={str(n): int(c) for n, c in zip(ds.class_names, counts)})
+
+
+def warn_summary(summary: Dict[str, Any]) -> None:
+    """One warning per kind of conversion done, and one for the skipped files."""
+    n, root = summary.get("num_images", 0), summary.get("root", "the data folder")
+    for kind, c in summary.get("conversions", {}).items():
+        what = CONVERSIONS[kind].format(channels=summary.get("channels"))
+        warnings.warn(f"{c['count']} of {n} image(s) under {root} {what} (e.g. "
+                      f"{', '.join(c['examples'])})", stacklevel=3)
+    skipped = summary.get("skipped") or []
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s): "
+                      + ", ".join(s["path"] for s in skipped), stacklevel=3)
+
+
+def summary_line(summary: Dict[str, Any]) -> str:
+    """The summary in one line, e.g. '120 images 64px x3, 2 classes (a 60, b 60); sources
+    64x64 RGB: 119, 1x1000 L: 1; converted: grayscale->RGB 1; skipped 1 unreadable'."""
+    classes = summary.get("classes", {})
+    parts = [f"{summary.get('num_images', 0)} images {summary.get('resolution')}px "
+             f"x{summary.get('channels')}, {len(classes)} classes ("
+             + ", ".join(f"{k} {v}" for k, v in classes.items()) + ")"]
+    sizes = list(summary.get("source_sizes", {}).items())
+    if sizes:
+        more = f", {len(sizes) - 4} more sizes" if len(sizes) > 4 else ""
+        parts.append("sources " + ", ".join(f"{k}: {v}" for k, v in sizes[:4]) + more)
+    conv = summary.get("conversions", {})
+    if conv:
+        parts.append("converted: " + ", ".join(f"{k} {c['count']}" for k, c in conv.items()))
+    if summary.get("skipped"):
+        parts.append(f"skipped {len(summary['skipped'])} unreadable")
+    return "; ".join(parts)
 
 
 def to_float(images) -> np.ndarray:

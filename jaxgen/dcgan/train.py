@@ -160,6 +160,7 @@ class DCGANExperiment(loop.Experiment):
 
     kind = "dcgan"
     divergence_hint = "lower config.train.g_lr/d_lr"
+    resolution_range = (16, 256)      # models.stage_widths
 
     def __init__(self, config: Any, workdir: pathlib.Path):
         t, kd = config.train, config.kd
@@ -167,6 +168,7 @@ class DCGANExperiment(loop.Experiment):
         data_cfg = config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data)
         data_cfg["cache_dir"] = data_cfg.get("cache_dir") or None
         self.ds = ds = load_dataset(data_cfg)
+        self.data_summary = {"train": ds.summary}
         self.num_examples = len(ds.images)
         k = self.num_classes = ds.num_classes if bool(config.data.conditional) and ds.num_classes > 1 else 0
         G_kwargs, D_kwargs = model_kwargs(config.model, ds.resolution, ds.channels, k)

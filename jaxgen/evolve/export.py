@@ -21,7 +21,8 @@ Layout of ``out``::
                                    fitness and every term, nearest real identity
                                    (distance, file, embedder, threshold), class
                                    prediction, latent file, generator, seed
-  progress.json                    rounds finished per class (resume point)
+  progress.json                    per class: rounds finished (the resume point), images
+                                   exported, rejections by reason, GA history per round
   evolve.json                      settings, per-class counts, rejections, histories
   fitness.png, preview.png         GA curves per class; a grid of exported images
 
@@ -30,6 +31,12 @@ Resumable: a round's images, latents and metadata are written before its
 dropped and those rounds re-run (deterministic: the key of round r of class k
 is ``fold_in(fold_in(seed, k), r)``), so an interrupted export ends with the
 same files as an uninterrupted one. Every path is checked to stay in ``out``.
+
+``out`` must be new, empty, or an export of this command (its
+``.jaxgen-output.json`` marker, or the ``progress.json`` of an export made
+before the marker): a folder of other files is refused with an ``OutputError``
+before anything is written (``jaxgen.utils.outputs``). Each class prints a
+progress line (images exported / wanted, rate, ETA) every 30 s and when done.
 """
 from __future__ import annotations
 
@@ -53,6 +60,10 @@ from jaxgen.evolve.identity import pixel_features
 from jaxgen.evolve.terms import FEATURE_SIZE
 from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
+from jaxgen.utils.outputs import check_output, claim_output
+from jaxgen.utils.progress import Progress
+
+OUTPUT_KIND = "evolve"
 
 
 @dataclasses.dataclass
@@ -136,9 +147,26 @@ class _Export:
         return self.out / "progress.json"
 
 
+def _legacy_export(folder: pathlib.Path) -> bool:
+    """True for an export written before the output marker: its progress.json of class rounds."""
+    try:
+        prog = json.loads((folder / "progress.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(prog, dict) and all(isinstance(v, dict) and "rounds" in v for v in prog.values())
+
+
+def check_export_folder(out, flag: str = "--out") -> pathlib.Path:
+    """`out` as a Path if an export may write there (new, empty, or an export); else OutputError.
+
+    Creates nothing: evolve.py calls it before it builds any model.
+    """
+    return check_output(out, OUTPUT_KIND, flag, legacy=_legacy_export)
+
+
 def _open_export(out: pathlib.Path, ga_cfg: GAConfig, cfg: ExportConfig, log) -> _Export:
-    """Create `out` or resume it: keep the metadata rows of finished rounds only."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Claim `out` (new, empty or an export) or resume it: keep the metadata rows of finished rounds."""
+    claim_output(out, OUTPUT_KIND, legacy=_legacy_export)
     ex = _Export(out, ga_cfg, cfg, log, {}, [])
     if ex.prog_path.exists():
         ex.progress = json.loads(ex.prog_path.read_text())
@@ -203,8 +231,12 @@ def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, 
 def _export_class(ex: _Export, ci: int, task: ClassTask) -> dict:
     """Rounds of class number `ci` until it has num_per_class images or max_rounds; its summary."""
     st, t0, cfg = _class_state(ex, task), time.time(), ex.cfg
+    bar = Progress(cfg.num_per_class, f"evolve: {task.name}", every=30.0, done=st.n_done,
+                   unit="images", log=ex.log)
     while st.n_done < cfg.num_per_class and st.prog["rounds"] < cfg.rounds:
+        before = st.n_done
         _export_round(ex, ci, st)
+        bar.update(st.n_done - before)
     if st.n_done < cfg.num_per_class:
         ex.log(f"evolve: WARNING {task.name}: only {st.n_done}/{cfg.num_per_class} images after "
                f"{st.prog['rounds']} rounds (max_rounds={cfg.rounds}); rejections: "

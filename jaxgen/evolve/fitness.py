@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxgen.errors import ConfigError
 from jaxgen.evolve.latents import DCGANDecoder, StyleGANDecoder
 
 
@@ -180,7 +181,7 @@ def make_scorer(generator, terms: Sequence[Term], mesh=None) -> Scorer:
     if len(set(names)) != len(names):
         raise ValueError(f"fitness terms need distinct names, got {names}")
     if not terms:
-        raise ValueError("every fitness term is off (all weights 0 or the models missing)")
+        raise ConfigError("every fitness term is off (all weights 0 or the models missing)")
     return Scorer(decoder, terms, mesh)
 
 

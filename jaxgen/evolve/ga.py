@@ -46,6 +46,8 @@ import optax
 from evosax.algorithms import algorithms as _ALGORITHMS
 from evosax.algorithms.population_based.base import PopulationBasedAlgorithm
 
+from jaxgen.errors import ConfigError
+
 __all__ = ["GAConfig", "make_strategy", "style_mix", "run_ga"]
 
 
@@ -68,7 +70,7 @@ class GAConfig:
 def make_strategy(cfg: GAConfig, x0: jax.Array):
     """Build the evosax strategy and its params from ``cfg`` (sigma/elite ratio applied)."""
     if cfg.strategy not in _ALGORITHMS:
-        raise ValueError(f"unknown evosax strategy {cfg.strategy!r}; have {sorted(_ALGORITHMS)}")
+        raise ConfigError(f"unknown evosax strategy {cfg.strategy!r}; have {sorted(_ALGORITHMS)}")
     cls = _ALGORITHMS[cfg.strategy]
     kwargs = dict(cfg.strategy_kwargs)
     if "std_schedule" in inspect.signature(cls.__init__).parameters:
@@ -120,7 +122,7 @@ def _run_ga_jit(fitness_fn: Callable, x0: jax.Array, key: jax.Array, cfg: GAConf
     if cfg.crossover == "style_mix" and (cfg.num_ws < 2 or cfg.num_ws * cfg.w_dim != dim):
         raise ValueError("style_mix needs num_ws >= 2 and num_ws * w_dim == genome dim")
     if cfg.crossover not in ("none", "style_mix"):
-        raise ValueError(f"unknown crossover {cfg.crossover!r}")
+        raise ConfigError(f"unknown crossover {cfg.crossover!r}")
 
     key, k_init, k_pop = jax.random.split(key, 3)
     init_pop = x0[None] + cfg.sigma_init * jax.random.normal(k_pop, (pop, dim), x0.dtype)

@@ -6,7 +6,7 @@ from typing import Any
 
 import jax
 
-from jaxgen.evolve.export import evolve_dataset
+from jaxgen.evolve.export import check_export_folder, evolve_dataset
 from jaxgen.evolve.tasks import build_tasks
 
 
@@ -15,9 +15,12 @@ def run_evolve(config: Any, out: str, log=print) -> dict:
 
     config: an evolve config (``jaxgen.config.evolve`` and configs/evolve_*.py); with
     ``config.distributed`` every host of a multi-host job calls this (jax.distributed).
-    Returns the summary written to ``<out>/evolve.json``.
+    Returns the summary written to ``<out>/evolve.json``. `out` is checked first,
+    before any model is built: a folder of the user's own files (anything but a
+    new or empty folder or an earlier export) is refused with an OutputError.
     """
     t0 = time.time()
+    check_export_folder(out)
     if config.get("distributed", False):
         jax.distributed.initialize()
     tasks, ga_cfg, exp_cfg, settings = build_tasks(config, log)

@@ -16,7 +16,7 @@ The evolve config (configs/evolve_*.py, defaults in jaxgen.config.evolve) names 
 Runs are opened with ``jaxgen.runs.open_run``; the terms of the fitness are
 listed, one line each, in ``fitness_terms``. Classes that share a generator
 share one scorer (the class is an input), so the GA compiles once for them.
-Expected user errors raise ValueError in one line naming the ``--config.<field>``.
+Expected user errors raise ConfigError in one line naming the ``--config.<field>``.
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.data import load_dataset
+from jaxgen.errors import ConfigError
 from jaxgen.evolve import terms as T
 from jaxgen.evolve.export import ClassTask, ExportConfig
 from jaxgen.evolve.fitness import Inputs, Scorer, Term, make_scorer
@@ -68,7 +69,7 @@ def _config_field(field: str, value: Any):
     try:
         yield
     except (RunError, CheckpointError) as err:
-        raise ValueError(f"--config.{field}={value!r}: {err}") from None
+        raise ConfigError(f"--config.{field}={value!r}: {err}") from None
 
 
 def ga_config(e: Any, decoder, log=print) -> GAConfig:
@@ -113,15 +114,15 @@ def classifier_run(e: Any, log=print) -> Optional[Run]:
 def detector_run(e: Any) -> Optional[Run]:
     """The real-vs-synthetic classifier of realism='detector' (None for the other realisms)."""
     if e.realism not in ("discriminator", "detector", "none"):
-        raise ValueError(f"--config.realism={e.realism!r}: use 'discriminator', 'detector' or 'none'")
+        raise ConfigError(f"--config.realism={e.realism!r}: use 'discriminator', 'detector' or 'none'")
     if e.realism != "detector" or not float(e.w_realism):
         return None
     if not e.detector:
-        raise ValueError("--config.realism=detector needs --config.detector=<classifier workdir>")
+        raise ConfigError("--config.realism=detector needs --config.detector=<classifier workdir>")
     with _config_field("detector", e.detector):
         run = open_run(e.detector, kinds=("classifier",))
     if e.detector_real_class not in run.class_names:
-        raise ValueError(f"--config.detector_real_class={e.detector_real_class!r}: the detector "
+        raise ConfigError(f"--config.detector_real_class={e.detector_real_class!r}: the detector "
                          f"{e.detector} has classes {list(run.class_names)}")
     return run
 
@@ -136,7 +137,7 @@ def identity_embedder(e: Any):
     if e.identity == "dlib":
         return DlibEmbedder(detect=bool(e.dlib_detect), detect_fallback=e.dlib_fallback or None,
                             threshold=0.6 if thr < 0 else thr)
-    raise ValueError(f"--config.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
+    raise ConfigError(f"--config.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
 
 
 def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:
@@ -152,7 +153,7 @@ def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:
         f"{len(imgs) - bad} embedded by {emb.name} (threshold {emb.threshold})"
         + (f"; {bad} not embedded and left out: {sorted(set(np.asarray(r.status)[~r.ok]))}" if bad else ""))
     if bad == len(imgs):
-        raise ValueError(f"no real face could be embedded by {emb.name}; check --config.real "
+        raise ConfigError(f"no real face could be embedded by {emb.name}; check --config.real "
                          "or use --config.dlib_fallback=whole")
     return IdentityRefs(emb, jnp.asarray(r.embeddings), jnp.asarray(r.ok), list(ds.paths))
 
@@ -160,7 +161,7 @@ def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:
 def open_models(e: Any, log=print) -> Models:
     """Open what every class shares (see ``Models``); errors name the config field."""
     if not e.generator:
-        raise ValueError("--config.generator is needed: a GAN workdir, networks dir or NVIDIA "
+        raise ConfigError("--config.generator is needed: a GAN workdir, networks dir or NVIDIA "
                          ".pkl ('{class}' in it: one generator per class)")
     shared = None if "{class}" in e.generator else generator_run(e, e.generator)
     return Models(shared, classifier_run(e, log), detector_run(e), identity_refs(e, log))
@@ -174,7 +175,7 @@ def class_names(e: Any, models: Models) -> List[str]:
     elif not names and models.classifier is not None:
         names = list(models.classifier.class_names)
     if not names:
-        raise ValueError("--config.classes is needed: the generator has no class names (or is a "
+        raise ConfigError("--config.classes is needed: the generator has no class names (or is a "
                          "'{class}' template) and there is no classifier to take them from")
     return names
 
@@ -189,7 +190,7 @@ def realism_term(e: Any, gen: Run, detector: Optional[Run]) -> Optional[Tuple[Te
         return T.DetectorRealism(model=detector.model, resolution=detector.resolution,
                                  channels=detector.channels, real_index=real, weight=w), detector.variables
     if gen.discriminator is None or gen.d_variables is None:
-        raise ValueError(f"--config.realism: {gen.path} has no discriminator weights; use "
+        raise ConfigError(f"--config.realism: {gen.path} has no discriminator weights; use "
                          "--config.realism=none or --config.realism=detector")
     term = T.DCGANRealism if gen.kind == "dcgan" else T.StyleGANRealism
     return term(D=gen.discriminator, weight=w), gen.d_variables
@@ -224,12 +225,12 @@ def class_indices(name: str, path: str, gen: Run, clf: Optional[Run]):
     c = target = None
     if gen.num_classes:
         if name not in gen.class_names:
-            raise ValueError(f"--config.classes: {name!r} is not a class of the generator {path} "
+            raise ConfigError(f"--config.classes: {name!r} is not a class of the generator {path} "
                              f"(it has {list(gen.class_names)})")
         c = np.eye(gen.num_classes, dtype=np.float32)[gen.class_names.index(name)]
     if clf is not None:
         if name not in clf.class_names:
-            raise ValueError(f"--config.classes: {name!r} is not a class of the classifier "
+            raise ConfigError(f"--config.classes: {name!r} is not a class of the classifier "
                              f"{clf.path} (it has {list(clf.class_names)})")
         target = clf.class_names.index(name)
     return c, target

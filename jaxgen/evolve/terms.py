@@ -23,7 +23,7 @@ plus extras for the export's metadata:
                                population and to the exported bank          0..2
 
 Model terms read their network variables from ``inputs.term_vars[name]`` and
-raise ValueError when built with a weight but without a model, naming the
+raise ConfigError when built with a weight but without a model, naming the
 weight to set to 0.
 
 Identity embedders (``Identity.embed``, img -> (emb [pop, E], ok [pop])):
@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.classifiers.sorting import to_classifier_input
+from jaxgen.errors import ConfigError
 from jaxgen.evolve.fitness import Inputs, Term
 from jaxgen.evolve.identity import PixelEmbedder, pixel_features
 
@@ -53,7 +54,7 @@ FEATURE_SIZE = 16  # pixel features (size x size x 3) of the diversity term and 
 def _require(term: Term, model: Any, what: str) -> None:
     """A term with a weight needs its model: else one line naming the weight to zero."""
     if term.weight and model is None:
-        raise ValueError(f"fitness weight w_{term.name}={term.weight} but no {what} was given; "
+        raise ConfigError(f"fitness weight w_{term.name}={term.weight} but no {what} was given; "
                          f"give one or set --config.w_{term.name}=0")
 
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import orbax.checkpoint as ocp
+
+from jaxgen.errors import UserError
 
 PathLike = Any
 RUN_FORMAT = "jaxgen-run"
@@ -34,7 +36,7 @@ DESCRIPTOR = "run.json"
 KINDS = ("stylegan2", "dcgan", "classifier")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint path that is missing or not what it claims to be."""
 
 
@@ -68,6 +70,27 @@ class TrainCheckpointer:
             state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
         return out["state"], dict(out["meta"])
 
+    def misfits(self, abstract_state: Any, step: Optional[int] = None) -> List[str]:
+        """What keeps checkpoint `step` (default: the latest) from restoring into `abstract_state`,
+        from its metadata alone (no array is read, so orbax prints nothing): e.g.
+        ['w (16,) saved vs (19,) built'], or ['12 arrays saved vs 14 built', ...] when the trees
+        differ; [] when they fit or the metadata cannot tell (then the restore decides)."""
+        step = self.latest_step() if step is None else step
+        try:
+            saved = _leaf_shapes(self.manager.item_metadata(step)["state"].tree)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+        built = _leaf_shapes(abstract_state)
+        if saved is None or built is None:
+            return []
+        if set(saved) == set(built):
+            return [f"{k} {saved[k]} saved vs {built[k]} built" for k in sorted(saved) if saved[k] != built[k]]
+        if sorted(saved.values()) == sorted(built.values()):
+            return []          # the same arrays under other names: leave it to orbax
+        return ([f"{len(saved)} arrays saved vs {len(built)} built"]
+                + [f"{k} only saved" for k in sorted(set(saved) - set(built))[:2]]
+                + [f"{k} only built" for k in sorted(set(built) - set(saved))[:2]])
+
     def restore_raw(self, step: Optional[int] = None) -> Dict[str, Any]:
         """The saved state as nested dicts of arrays (no target structure needed), on this
         process's first device: a run saved on N devices opens on a machine with fewer."""
@@ -84,17 +107,24 @@ class TrainCheckpointer:
         self.manager.close()
 
 
-def write_descriptor(directory: PathLike, kind: str, *, class_names: Sequence[str], resolution: int,
-                     channels: int, **fields: Any) -> pathlib.Path:
-    """Write `directory/run.json` (atomically) for a run of `kind` (see the module docstring)."""
+def descriptor_fields(kind: str, *, class_names: Sequence[str], resolution: int, channels: int,
+                      **fields: Any) -> Dict[str, Any]:
+    """The run.json dict of a run of `kind` (see the module docstring): what `write_descriptor`
+    writes, and what a resumed run's descriptor is compared with."""
     if kind not in KINDS:
         raise ValueError(f"run kind {kind!r}: one of {', '.join(KINDS)}")
-    d = pathlib.Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
     info = dict(format=RUN_FORMAT, version=1, kind=kind, class_names=[str(c) for c in class_names],
                 resolution=int(resolution), channels=int(channels))
     for k, v in fields.items():
         info[k] = _jsonable(v) if k.endswith("_kwargs") else v
+    return info
+
+
+def write_descriptor(directory: PathLike, kind: str, **fields: Any) -> pathlib.Path:
+    """Write `directory/run.json` (atomically) for a run of `kind` (see `descriptor_fields`)."""
+    info = descriptor_fields(kind, **fields)
+    d = pathlib.Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
     tmp = d / (DESCRIPTOR + ".tmp")
     tmp.write_text(json.dumps(info, indent=2))
     tmp.replace(d / DESCRIPTOR)
@@ -107,16 +137,32 @@ def read_descriptor(directory: PathLike) -> Dict[str, Any]:
     d = pathlib.Path(directory)
     path = d / DESCRIPTOR
     if path.is_file():
-        info = json.loads(path.read_text())
+        info = _read_json(path)
         if info.get("format") != RUN_FORMAT or info.get("kind") not in KINDS:
             raise CheckpointError(f"{path}: not a jaxgen run descriptor (format {info.get('format')!r}, "
                                   f"kind {info.get('kind')!r})")
         return info
     for name, kind in (("model.json", "stylegan2"), ("dcgan.json", "dcgan"), ("classes.json", "classifier")):
         if (d / name).is_file():
-            return _legacy_descriptor(json.loads((d / name).read_text()), kind)
+            try:
+                return _legacy_descriptor(_read_json(d / name), kind)
+            except KeyError as e:
+                raise CheckpointError(f"{d / name}: an old jaxgen descriptor without {e}") from e
     raise CheckpointError(f"{d} has no {DESCRIPTOR}: it is not a jaxgen run (train one with train.py, "
                           "or convert an NVIDIA .pkl with python -m jaxgen.stylegan2.pkl_to_orbax)")
+
+
+def _read_json(path: pathlib.Path) -> Dict[str, Any]:
+    """The JSON object in `path`; CheckpointError (one line) when it is not one."""
+    try:
+        info = json.loads(path.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}); restore it from a copy, or train "
+                              "into a new --workdir") from e
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path} holds no JSON object; restore it from a copy, or train into a "
+                              "new --workdir")
+    return info
 
 
 def _legacy_descriptor(old: Dict[str, Any], kind: str) -> Dict[str, Any]:
@@ -160,6 +206,18 @@ def restore_latest_raw(workdir: PathLike, subdir: str = "checkpoints") -> Tuple[
         return ck.restore_raw(step), step
     finally:
         ck.close()
+
+
+def _leaf_shapes(tree: Any) -> Optional[Dict[str, Tuple[int, ...]]]:
+    """{'opt/0/mu/w': shape} of the leaves of a train state (arrays or ShapeDtypeStructs) or of a
+    checkpoint's metadata tree; None when a leaf has no shape (nothing to compare)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not hasattr(leaf, "shape"):
+            return None
+        name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+        out[name] = tuple(leaf.shape)
+    return out
 
 
 def _jsonable(kwargs: Dict[str, Any]) -> Dict[str, Any]:

@@ -9,9 +9,13 @@ step (`batch(step)`, from `jaxgen.harness.batches`), the sample grid, its part
 of the progress line, and optional `evaluate` / `after_tick` / `finish` hooks.
 The harness owns everything else:
 
-  * validation first (the experiment's constructor loads the data and checks the
-    config; the harness checks the batch against devices and images); only then
-    is the workdir created, with config.json and run.json;
+  * validation first (`jaxgen.harness.validate`): the shared settings and paths
+    of the config and the workdir (a folder of the user's own, or a run of
+    another config, is refused) before any data is loaded; then the experiment's
+    constructor loads the data and checks the rest, the harness checks the batch
+    against the images and compares the descriptor with the workdir's run.json;
+    only then is the workdir created, with config.json, run.json and
+    data_summary.json (the experiment's `data_summary`, also printed in a line);
   * resume: the latest checkpoint is restored into `jax.eval_shape(init_state)`
     (nothing is initialised for nothing); batches are a function of the step and
     the step's RNG is `fold_in(key, step)`, so the continuation is exactly the
@@ -29,6 +33,7 @@ The state must be a pytree with an int32 scalar field `step` (steps done).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 import time
@@ -37,18 +42,23 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import jax
 import numpy as np
 
+from jaxgen.data.folder import summary_line
+from jaxgen.errors import ConfigError, UserError
 from jaxgen.harness.batches import Grid
-from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
+from jaxgen.harness.checkpoint import CheckpointError, TrainCheckpointer, write_descriptor
 from jaxgen.harness.logs import MetricsLog, non_finite, progress_line, reduce_metrics
 from jaxgen.harness.parallel import DataParallel, initialize_distributed
+from jaxgen.harness.validate import (RESUME_FIELDS, check_config, check_same_config,
+                                     check_same_descriptor, check_workdir)
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import save_grid
 
 INIT_FOLD = 10 ** 6   # init_state gets fold_in(key(seed), INIT_FOLD); steps get key(seed) itself
 
 
-class TrainingDiverged(FloatingPointError):
-    """A training metric became NaN or infinite; nothing of that tick was saved."""
+class TrainingDiverged(UserError, FloatingPointError):
+    """A training metric became NaN or infinite; nothing of that tick was saved (the message
+    names the last good checkpoint and the setting to change: an expected, one-line error)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +78,9 @@ class Schedule:
     def __post_init__(self):
         for name in ("snapshot_ticks", "image_snapshot_ticks", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"config.train.{name}={getattr(self, name)} must be >= 1")
+                raise ConfigError(f"config.train.{name}={getattr(self, name)} must be >= 1")
         if self.tick_steps < 1 or self.total_steps < 0:
-            raise ValueError(f"a tick must be >= 1 step and a run >= 0 steps (got {self.tick_steps}, "
+            raise ConfigError(f"a tick must be >= 1 step and a run >= 0 steps (got {self.tick_steps}, "
                              f"{self.total_steps})")
 
     @classmethod
@@ -78,7 +88,7 @@ class Schedule:
         """GAN schedules: total_kimg and kimg_per_tick (thousands of real images) of config.train."""
         bs, t = int(train_cfg.batch_size), train_cfg
         if bs < 1 or not float(t.total_kimg) >= 0 or not float(t.kimg_per_tick) >= 0:
-            raise ValueError(f"config.train: batch_size={bs} must be >= 1 and total_kimg={t.total_kimg}, "
+            raise ConfigError(f"config.train: batch_size={bs} must be >= 1 and total_kimg={t.total_kimg}, "
                              f"kimg_per_tick={t.kimg_per_tick} >= 0")
         steps = lambda kimg: math.ceil(round(float(kimg) * 1000) / bs)  # noqa: E731
         snap = int(t.get("snapshot_ticks", 1))
@@ -89,7 +99,7 @@ class Schedule:
     def from_epochs(cls, batch_size: int, num_examples: int, epochs: int, keep_checkpoints: int = 2) -> "Schedule":
         """Classifier schedules: a tick is an epoch of num_examples // batch_size steps."""
         if batch_size < 1 or epochs < 0:
-            raise ValueError(f"config.train: batch_size={batch_size} must be >= 1 and epochs={epochs} >= 0")
+            raise ConfigError(f"config.train: batch_size={batch_size} must be >= 1 and epochs={epochs} >= 0")
         per_epoch = max(num_examples // batch_size, 1)
         return cls(batch_size, epochs * per_epoch, per_epoch, 1, 1, keep_checkpoints)
 
@@ -117,8 +127,13 @@ class Experiment:
     grid (a `jaxgen.harness.batches.Grid`: samples/reals.png once, then `sample`'s images
     every image snapshot), best_key / best_mode (the stats key of the score that picks
     best/, 'min' or 'max'), last_keys (running metrics reduced by their last value),
-    batch_setting and divergence_hint (what to change, for error messages).
-    `train_step` may be a plain attribute holding the step function.
+    batch_setting and divergence_hint (what to change, for error messages), and
+    data_summary ({role: the dataset's summary}, e.g. {'train': ds.summary}: written to
+    data_summary.json). Class attributes read before the constructor runs:
+    resolution_range (the config.data.resolution the models build; power_of_two: whether
+    it must be one) and resume_fields
+    (config fields beyond `validate.RESUME_FIELDS` that a resumed run must keep, because
+    they shape the train state). `train_step` may be a plain attribute holding the step function.
     """
     kind: str = ""
     descriptor: Dict[str, Any] = {}
@@ -131,6 +146,10 @@ class Experiment:
     last_keys: Tuple[str, ...] = ()
     batch_setting: str = "config.train.batch_size"
     divergence_hint: str = "lower the learning rate and resume"
+    data_summary: Dict[str, Dict[str, Any]] = {}
+    resolution_range: Tuple[int, int] = (4, 1024)
+    power_of_two: bool = True          # False: any config.data.resolution in the range
+    resume_fields: Tuple[str, ...] = ()
 
     def init_state(self, key: jax.Array) -> Any:
         """A fresh train state (pure: `train` also runs it under jax.eval_shape)."""
@@ -175,40 +194,82 @@ class Experiment:
 
 def train(make_experiment: Callable[[Any, pathlib.Path], Experiment], config: Any,
           workdir: Any) -> Dict[str, Any]:
-    """Build the experiment, validate, then train or resume it in `workdir`.
+    """Validate, build the experiment, then train or resume it in `workdir`.
 
     Returns dict(stats: the last tick's row, history: all rows, step, nimg, best: the best
-    score or None, workdir). Expected user errors raise ValueError before the workdir exists.
+    score or None, workdir). Expected user errors (jaxgen.errors.UserError: ConfigError,
+    InputMissing, OutputError, DatasetError, CheckpointError, ...) are raised before the
+    workdir or anything in it is created or changed.
     """
     initialize_distributed(config)
     workdir = pathlib.Path(workdir).absolute()
+    resuming = check_workdir(workdir)
+    check_config(config, getattr(make_experiment, "resolution_range", (4, 1024)), resuming,
+                 power_of_two=getattr(make_experiment, "power_of_two", True))
+    check_same_config(config, workdir, RESUME_FIELDS + tuple(getattr(make_experiment, "resume_fields", ())))
     exp = make_experiment(config, workdir)
     dp = DataParallel()
     dp.check_batch(exp.schedule.batch_size, exp.num_examples, exp.batch_setting)
+    check_same_descriptor(exp.kind, exp.descriptor, workdir)
     state, meta = _restore_or_init(exp, workdir, dp)
     if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else str(config)
-        write_text_atomic(workdir / "config.json", text)
-        write_descriptor(workdir, exp.kind, **exp.descriptor)
+        _write_run_files(exp, config, workdir)
     return _Loop(exp, workdir, dp, state, meta).run()
+
+
+def _write_run_files(exp: Experiment, config: Any, workdir: pathlib.Path) -> None:
+    """Create the workdir: config.json, run.json and data_summary.json (printed in one line
+    per dataset role), all written atomically."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else str(config)
+    write_text_atomic(workdir / "config.json", text)
+    write_descriptor(workdir, exp.kind, **exp.descriptor)
+    if exp.data_summary:
+        write_text_atomic(workdir / "data_summary.json", json.dumps(exp.data_summary, indent=1))
+        for role, summary in exp.data_summary.items():
+            print(f"data ({role}): {summary_line(summary)}", flush=True)
 
 
 def _restore_or_init(exp: Experiment, workdir: pathlib.Path, dp: DataParallel) -> Tuple[Any, Dict[str, Any]]:
     """(state replicated over the devices, checkpoint meta) of the latest checkpoint, else a new
-    state ({} meta). The restore target is the abstract init_state: no arrays are initialised."""
+    state ({} meta). The restore target is the abstract init_state: no arrays are initialised.
+    A checkpoint whose tree does not fit that target is a one-line CheckpointError."""
     key = jax.random.fold_in(jax.random.key(exp.seed), INIT_FOLD)
     if (workdir / "checkpoints").is_dir():
         ck = TrainCheckpointer(workdir, max_to_keep=None, create=False)
         try:
-            if ck.latest_step() is not None:
-                state, meta = ck.restore(dp.abstract(jax.eval_shape(exp.init_state, key)))
+            step = ck.latest_step()
+            if step is not None:
+                state, meta = _restore(ck, dp.abstract(jax.eval_shape(exp.init_state, key)), workdir)
                 print(f"Resuming from step {int(state.step)} (tick {meta.get('tick', 0)}, "
-                      f"kimg {float(meta.get('kimg', 0.0)):.3f}) in {workdir}", flush=True)
+                      f"kimg {_kimg(meta)}) in {workdir}", flush=True)
                 return state, meta
         finally:
             ck.close()
     return dp.replicate(exp.fresh_state(exp.init_state(key))), {}
+
+
+def _restore(ck: TrainCheckpointer, target: Any, workdir: pathlib.Path) -> Tuple[Any, Dict[str, Any]]:
+    """ck.restore(target); a checkpoint of another tree or shapes is one CheckpointError line
+    instead of orbax's dump of both trees (checked from its metadata first, so no read starts)."""
+    where = f"the checkpoint {ck.directory}/{ck.latest_step()}"
+    fix = (f"resume it with the config it was made with ({workdir}/config.json), or start fresh with "
+           "a new --workdir")
+    misfits = ck.misfits(target)
+    if misfits:
+        raise CheckpointError(f"{where} does not fit the train state this config builds "
+                              f"({'; '.join(misfits[:4])}): {fix}")
+    try:
+        return ck.restore(target)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{where} does not fit the train state this config builds "
+                              f"({type(e).__name__} from orbax): {fix}") from e
+
+
+def _kimg(meta: Dict[str, Any]) -> str:
+    """kimg of a checkpoint's meta with every digit an image count has (0.008, 12.345)."""
+    nimg = int(meta.get("nimg", round(float(meta.get("kimg", 0.0)) * 1000)))
+    return f"{nimg / 1000:.3f}"
 
 
 class _Loop:
@@ -227,7 +288,7 @@ class _Loop:
         self.log = MetricsLog(workdir, write=self.is_main)
         self.history = self.log.rows_upto(self.tick)
         self.ckpt = TrainCheckpointer(workdir, max_to_keep=self.sched.keep_checkpoints)
-        self.best_ckpt = TrainCheckpointer(workdir, max_to_keep=1, subdir="best") if exp.best_key else None
+        self.best_ckpt: Optional[TrainCheckpointer] = None   # best/ is made with its first save
         self.key = dp.replicate(jax.random.key(exp.seed))
         self.step_fn = dp.jit_step(exp.train_step)
 
@@ -260,8 +321,14 @@ class _Loop:
                     nimg=self.nimg, best=self.best, workdir=str(self.workdir))
 
     def _tick(self) -> None:
-        """Run one tick of steps, then check, evaluate, log and save it."""
-        t0, start = time.time(), self.step
+        """Run one tick of steps, then check, evaluate, log and save it.
+
+        `self.tick` counts logged ticks: it moves on only when the tick's metrics row is
+        written, so a Ctrl-C during the evaluation saves a checkpoint whose meta does not
+        claim a tick metrics.jsonl lacks (the resumed run logs the next tick under that
+        number: the ticks in metrics.jsonl stay unique and consecutive).
+        """
+        t0, start, tick = time.time(), self.step, self.tick + 1
         end = min(self.step + self.sched.tick_steps, self.sched.total_steps)
         per_step = []
         while self.step < end:
@@ -273,19 +340,19 @@ class _Loop:
             if self.dp.block_every_step:
                 jax.block_until_ready(self.state)
         stats = reduce_metrics(per_step, self.exp.last_keys)
-        self.tick += 1
-        self._check_finite(stats)
+        self._check_finite(stats, tick)
         dt = time.time() - t0
         n = (self.step - start) * self.sched.batch_size
-        stats.update(tick=self.tick, step=self.step, kimg=self.nimg / 1000, sec_per_tick=dt,
+        stats.update(tick=tick, step=self.step, kimg=self.nimg / 1000, sec_per_tick=dt,
                      sec_per_kimg=dt / max(n / 1000, 1e-9), images_per_sec=n / max(dt, 1e-9))
         eta = dt / (self.step - start) * (self.sched.total_steps - self.step)
         done = self.step >= self.sched.total_steps
-        info = self._info(done, done or self.tick % self.sched.image_snapshot_ticks == 0)
+        info = self._info(done, done or tick % self.sched.image_snapshot_ticks == 0, tick)
         stats.update(self.exp.evaluate(self.state, info, stats))
         improved = self._save_best(stats)
         self.history.append(stats)
         self.log.append(stats, self.nimg)
+        self.tick = tick
         if self.is_main:
             line = progress_line(stats, time.time() - self.wall0, eta, self.exp.tick_line(stats))
             print(line + ("  *best*" if improved else ""), flush=True)
@@ -295,21 +362,22 @@ class _Loop:
         if done or self.tick % self.sched.snapshot_ticks == 0:
             self.ckpt.save(self.step, self.state, self._meta())
 
-    def _info(self, done: bool, image_snapshot: bool) -> TickInfo:
-        return TickInfo(self.tick, self.step, self.nimg, done, image_snapshot, self.history)
+    def _info(self, done: bool, image_snapshot: bool, tick: Optional[int] = None) -> TickInfo:
+        return TickInfo(self.tick if tick is None else tick, self.step, self.nimg, done, image_snapshot,
+                        self.history)
 
     def _meta(self) -> Dict[str, Any]:
         return dict(step=self.step, tick=self.tick, nimg=self.nimg, kimg=self.nimg / 1000,
                     wall_time=time.time() - self.wall0, best=self.best)
 
-    def _check_finite(self, stats: Dict[str, float]) -> None:
+    def _check_finite(self, stats: Dict[str, float], tick: int) -> None:
         bad = non_finite(stats)
         if bad:
             last = self.ckpt.latest_step()
             where = (f"the last good checkpoint is step {last} in {self.ckpt.directory}" if last is not None
                      else f"no checkpoint was saved yet in {self.ckpt.directory}")
             raise TrainingDiverged(
-                f"non-finite {', '.join(bad)} at kimg {self.nimg / 1000:.3f} (tick {self.tick}, step "
+                f"non-finite {', '.join(bad)} at kimg {self.nimg / 1000:.3f} (tick {tick}, step "
                 f"{self.step}); nothing was saved for this tick, {where}. To go on: "
                 f"{self.exp.divergence_hint}.")
 
@@ -321,7 +389,10 @@ class _Loop:
         if self.best is not None and not (score < self.best if self.exp.best_mode == "min" else score > self.best):
             return False
         self.best = float(score)
-        self.best_ckpt.save(self.step, self.state, dict(self._meta(), **{self.exp.best_key: self.best}))
+        if self.best_ckpt is None:
+            self.best_ckpt = TrainCheckpointer(self.workdir, max_to_keep=1, subdir="best")
+        meta = dict(self._meta(), tick=int(stats["tick"]), **{self.exp.best_key: self.best})
+        self.best_ckpt.save(self.step, self.state, meta)
         return True
 
     def _save_fakes(self) -> None:

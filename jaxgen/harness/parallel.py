@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxgen.errors import ConfigError
+
 
 def initialize_distributed(config: Any) -> None:
     """jax.distributed.initialize() when config.distributed is set (multi-host runs)."""
@@ -34,13 +36,13 @@ class DataParallel:
         self.block_every_step = jax.devices()[0].platform == "cpu" and self.num_devices > 1
 
     def check_batch(self, batch_size: int, num_examples: int, setting: str) -> None:
-        """ValueError naming `setting` unless the global batch splits evenly over the devices
+        """ConfigError naming `setting` unless the global batch splits evenly over the devices
         and the data has at least one batch of examples."""
         if batch_size < 1 or batch_size % self.num_devices:
-            raise ValueError(f"{setting}={batch_size} must be a positive multiple of the "
+            raise ConfigError(f"{setting}={batch_size} must be a positive multiple of the "
                              f"{self.num_devices} devices")
         if batch_size > num_examples:
-            raise ValueError(f"{setting}={batch_size} exceeds the {num_examples} training images: "
+            raise ConfigError(f"{setting}={batch_size} exceeds the {num_examples} training images: "
                              "lower it or add images")
 
     def abstract(self, tree: Any) -> Any:

@@ -43,6 +43,7 @@ import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxgen.utils.safe_pickle import load_torch_file
+from jaxgen.errors import UserError
 
 __all__ = ["FIDInceptionV3", "InceptionFeatures", "InceptionWeightsError", "load_fid_inception_weights",
            "variables_from_state_dict", "resize_bilinear_torch", "STAGES", "FID_WEIGHTS_URL"]
@@ -287,7 +288,7 @@ class FIDInceptionV3(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Weights: torch state dict <-> Flax variables.
 
-class InceptionWeightsError(ValueError):
+class InceptionWeightsError(UserError, ValueError):
     """A weights file whose keys or shapes are not those of the FID Inception network."""
 
 

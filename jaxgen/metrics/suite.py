@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.classifiers.sorting import to_classifier_input
+from jaxgen.errors import ConfigError
 from jaxgen.metrics import formulas, image_quality
 from jaxgen.metrics.inception import FIDInceptionV3, InceptionFeatures, load_fid_inception_weights
 from jaxgen.runs import open_run
@@ -75,7 +76,7 @@ def make_feature_net(inception_weights: str = "", fallback: str = "", batch_size
     if fallback.startswith("classifier:"):
         return classifier_feature_net(fallback.split(":", 1)[1], batch_size)
     if fallback:
-        raise ValueError(f"unknown feature network {fallback!r}; use 'random_inception[:seed]' or "
+        raise ConfigError(f"unknown feature network {fallback!r}; use 'random_inception[:seed]' or "
                          "'classifier:<classifier workdir>'")
     # No weights and no fallback: let the loader raise its message (where to get the file).
     load_fid_inception_weights("pt_inception-2015-12-05-6726825d.pth")
@@ -184,9 +185,9 @@ def compute_metrics(fakes: np.ndarray, reals: np.ndarray, metrics: Sequence[str]
     """
     unknown = set(metrics) - set(ALL_METRICS)
     if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
+        raise ConfigError(f"unknown metrics {sorted(unknown)}; choose from {', '.join(ALL_METRICS)}")
     if fakes.shape[1:] != reals.shape[1:]:
-        raise ValueError(f"fake images {fakes.shape[1:]} and real images {reals.shape[1:]} differ in "
+        raise ConfigError(f"fake images {fakes.shape[1:]} and real images {reals.shape[1:]} differ in "
                          "size or channels; load the reals at the generator's resolution")
     res: Dict[str, object] = dict(num_fakes=int(len(fakes)), num_reals=int(len(reals)))
     feature_metrics = [m for m in metrics if m in ("fid", "kid", "is", "pr")]

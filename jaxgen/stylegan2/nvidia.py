@@ -18,7 +18,7 @@ with the list of mismatching keys and shapes instead of producing garbage.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import jax
 import numpy as np
@@ -26,22 +26,39 @@ import numpy as np
 from jaxgen.stylegan2.discriminator import Discriminator
 from jaxgen.stylegan2.generator import Generator
 from jaxgen.stylegan2.resample import setup_filter
+from jaxgen.errors import UserError
 
 StateDict = Mapping[str, np.ndarray]
 Variables = Dict[str, Any]
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """The weights do not fit the model built from the given config."""
 
 
+def _required(init_kwargs: Any, keys: Sequence[str], what: str) -> Dict[str, int]:
+    """{key: int} of `keys` in NVIDIA's init kwargs of network `what`; ConversionError when the
+    kwargs are missing or lack one (e.g. a pickle of another network, or one saved without
+    torch_utils.persistence), so a foreign pickle fails in one line instead of a KeyError."""
+    if not isinstance(init_kwargs, Mapping):
+        init_kwargs = {}
+    missing = [k for k in keys if not isinstance(init_kwargs.get(k), (int, np.integer))
+               or isinstance(init_kwargs.get(k), bool)]
+    if missing:
+        got = ", ".join(sorted(map(str, init_kwargs))[:8]) or "none"
+        raise ConversionError(
+            f"not a StyleGAN2-ADA snapshot: the {what} network's init kwargs lack {', '.join(missing)} "
+            f"(it has: {got}); give a network-snapshot-*.pkl written by NVIDIA's stylegan2-ada-pytorch "
+            "train.py, or a jaxgen run")
+    return {k: int(init_kwargs[k]) for k in keys}
+
+
 def generator_kwargs(init_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
-    """jaxgen `Generator` arguments from NVIDIA's Generator init kwargs (e.g. a snapshot's G)."""
+    """jaxgen `Generator` arguments from NVIDIA's Generator init kwargs (e.g. a snapshot's G);
+    ConversionError when they are not a StyleGAN2-ADA Generator's."""
+    out = _required(init_kwargs, ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"), "G")
     m = dict(init_kwargs.get("mapping_kwargs") or {})
     s = dict(init_kwargs.get("synthesis_kwargs") or {})
-    out = dict(z_dim=int(init_kwargs["z_dim"]), c_dim=int(init_kwargs["c_dim"]),
-               w_dim=int(init_kwargs["w_dim"]), img_resolution=int(init_kwargs["img_resolution"]),
-               img_channels=int(init_kwargs["img_channels"]))
     _take(out, m, "num_layers", "mapping_layers")
     _take(out, m, "lr_multiplier", "mapping_lr_multiplier")
     for k in ("w_avg_beta", "embed_features", "layer_features"):
@@ -55,9 +72,9 @@ def generator_kwargs(init_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def discriminator_kwargs(init_kwargs: Mapping[str, Any]) -> Dict[str, Any]:
-    """jaxgen `Discriminator` arguments from NVIDIA's Discriminator init kwargs."""
-    out = dict(c_dim=int(init_kwargs["c_dim"]), img_resolution=int(init_kwargs["img_resolution"]),
-               img_channels=int(init_kwargs["img_channels"]))
+    """jaxgen `Discriminator` arguments from NVIDIA's Discriminator init kwargs; ConversionError
+    when they are not a StyleGAN2-ADA Discriminator's."""
+    out = _required(init_kwargs, ("c_dim", "img_resolution", "img_channels"), "D")
     for k in ("architecture", "channel_base", "channel_max", "conv_clamp", "cmap_dim"):
         _take(out, init_kwargs, k, k)
     b = dict(init_kwargs.get("block_kwargs") or {})

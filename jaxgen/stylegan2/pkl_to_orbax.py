@@ -8,6 +8,10 @@ tensors and the constructor kwargs are taken. The output directory holds
 `run.json` (kind stylegan2, jaxgen G/D kwargs) and `networks/` (orbax: G, D, G_ema), plus a
 `preview.png` of G_ema samples so you can check the conversion by eye.
 Use the result with `--config.transfer.init_from=<dir>` (or pass the .pkl directly).
+
+The output directory must be new or empty (a folder of other files is refused,
+and so is a second conversion into the same directory); both are checked before
+the pickle is read (`jaxgen.utils.outputs`). `--no_preview` skips preview.png.
 """
 from __future__ import annotations
 
@@ -21,12 +25,18 @@ from typing import Any, Dict, Tuple
 import jax
 import numpy as np
 
-from jaxgen.harness.checkpoint import save_networks
+from jaxgen.cli import run_main
+from jaxgen.errors import InputMissing
+from jaxgen.harness.checkpoint import CheckpointError, save_networks
 from jaxgen.stylegan2.networks import build_generator
-from jaxgen.stylegan2.nvidia import (discriminator_from_state_dict, discriminator_kwargs,
-                                     generator_from_state_dict, generator_kwargs)
+from jaxgen.stylegan2.nvidia import (ConversionError, discriminator_from_state_dict,
+                                     discriminator_kwargs, generator_from_state_dict, generator_kwargs)
 from jaxgen.utils.images import save_grid
+from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.utils.safe_pickle import PersistentModule, load_network_pkl
+
+OUTPUT_KIND = "networks"
+OUT_FLAG = "OUT (the 2nd argument)"
 
 
 def convert_snapshot(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -36,8 +46,8 @@ def convert_snapshot(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     for name in ("G", "D", "G_ema"):
         rec = data.get(name)
         if not isinstance(rec, PersistentModule):
-            raise ValueError(f"{path}: {name!r} is missing or not an NVIDIA network "
-                             f"(got {type(rec).__name__}); is this a StyleGAN2-ADA training snapshot?")
+            raise ConversionError(f"{path}: {name!r} is missing or not an NVIDIA network "
+                                  f"(got {type(rec).__name__}); give a StyleGAN2-ADA training snapshot")
         recs[name] = rec
     g_init, d_init = recs["G"].init_kwargs, recs["D"].init_kwargs
     _, g_vars = generator_from_state_dict(recs["G"].state_dict(), g_init)
@@ -67,20 +77,31 @@ def write_preview(out_dir: pathlib.Path, G_kwargs: Dict[str, Any], ema_vars: Any
     return save_grid(np.asarray(img), out_dir / "preview.png", cols=n)
 
 
+def check_conversion_output(out: pathlib.Path) -> None:
+    """Refuse (before any work) an output folder of other files or one that holds networks already."""
+    check_output(out, OUTPUT_KIND, OUT_FLAG)
+    if (out / "networks").exists():
+        raise CheckpointError(f"{out / 'networks'} already exists; choose a new output directory")
+
+
 def main(argv=None) -> int:
+    """Command line: convert PKL into the networks directory OUT (and write its preview)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pkl", type=pathlib.Path, help="official snapshot (dict with G, D, G_ema)")
-    p.add_argument("out", type=pathlib.Path, help="output directory (must not hold a checkpoint)")
-    p.add_argument("--no-preview", action="store_true", help="skip preview.png")
+    p.add_argument("out", type=pathlib.Path, help="output directory: new or empty")
+    p.add_argument("--no_preview", action="store_true", help="skip preview.png")
+    p.add_argument("--no-preview", dest="no_preview", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)   # the older spelling
     args = p.parse_args(argv)
     if not args.pkl.is_file():
-        print(f"error: {args.pkl} is not a file", file=sys.stderr)
-        return 2
+        raise InputMissing(f"{args.pkl} is not a file; give the path of an NVIDIA snapshot .pkl")
+    check_conversion_output(args.out)
     t0 = time.time()
     info, nets = convert_snapshot(args.pkl)
     n_params = {k: sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(v["params"]))
                 for k, v in nets.items()}
+    claim_output(args.out, OUTPUT_KIND, OUT_FLAG)
     save_networks(args.out, info["G_kwargs"], info["D_kwargs"], nets, source=str(args.pkl.absolute()),
                   source_sha256=_sha256(args.pkl))
     print(f"converted {args.pkl} -> {args.out} in {time.time() - t0:.1f}s: "
@@ -92,4 +113,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

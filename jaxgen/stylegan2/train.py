@@ -87,10 +87,14 @@ class StyleGAN2Experiment(loop.Experiment):
     kind = "stylegan2"
     last_keys = ("ada_p", "pl_mean")
     divergence_hint = "lower config.train.g_lr/d_lr or raise config.train.r1_gamma"
+    resolution_range = (4, 1024)
+    # Frozen layers change the optimizer state's tree (masked Adam moments).
+    resume_fields = ("transfer.freeze_d", "transfer.freeze_g_res", "transfer.freeze_mapping")
 
     def __init__(self, config: Any, workdir: pathlib.Path):
         self.config, self.seed = config, int(config.seed)
         self.ds = ds = _load_data(config)
+        self.data_summary = {"train": ds.summary}
         self.num_examples = len(ds.images)
         self.num_classes = ds.num_classes if bool(config.data.conditional) and ds.num_classes > 1 else 0
         k = self.num_classes

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Dict, Tuple
 
+from jaxgen.errors import ConfigError
 from jaxgen.runs import open_run
 from jaxgen.utils.trees import copy_matching
 
@@ -22,10 +23,11 @@ def transfer(g_vars: Dict, d_vars: Dict, init_from: str) -> Tuple[Dict, Dict, Di
     out = []
     for name, dst in (("G", g_vars), ("D", d_vars), ("G_ema", g_vars)):
         if src.get(name) is None:
-            raise ValueError(f"{init_from} has no {name} network")
+            raise ConfigError(f"config.transfer.init_from={init_from} has no {name} network; give a "
+                              "StyleGAN2 run, networks directory or NVIDIA snapshot with G, D and G_ema")
         new, copied, kept = copy_matching(dst, src[name])
         if not copied:
-            raise ValueError(f"init_from={init_from}: no {name} array matches the configured model; "
+            raise ConfigError(f"config.transfer.init_from={init_from}: no {name} array matches the configured model; "
                              "check config.model (resolution, z_dim, w_dim, channel_base/max)")
         if kept:
             logging.warning("transfer %s: %d arrays copied, %d kept at init: %s", name, len(copied),

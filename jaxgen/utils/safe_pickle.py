@@ -50,6 +50,8 @@ from typing import Any, BinaryIO, Callable, Iterator, Optional, Union
 import ml_dtypes
 import numpy as np
 
+from jaxgen.errors import UserError
+
 __all__ = ["UnsafePickleError", "InvalidCheckpointError", "ModuleRecord", "TorchModule",
            "PersistentModule", "load_torch_file", "load_network_pkl"]
 
@@ -58,11 +60,11 @@ _MAGIC_NUMBER, _PROTOCOL_VERSION = 0x1950A86A20F9469CFC6C, 1001
 _MAX_OVERLAP_BYTES = 1 << 27  # cap for stride-0 (expanded) tensors bigger than their storage
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(UserError, pickle.UnpicklingError):
     """The file references a global outside the allow-list (loading it could run code)."""
 
 
-class InvalidCheckpointError(ValueError):
+class InvalidCheckpointError(UserError, ValueError):
     """The file is truncated, corrupt or not in a supported format."""
 
 

@@ -27,6 +27,10 @@ close to or a copy of a training face; identical pairs are counted in
 handcrafted features trained on the samples, tested on the real test images.
 Outputs: comparison.md/.json, samples_<method>.png (a row per class), samples.png
 (a labelled block per method, real test images first), xgb/<method>/report.md.
+``out_dir`` must be new, empty or an earlier comparison (its
+``.jaxgen-output.json`` marker, or the comparison.json / samples/ of one made
+before the marker); it is checked before any data is loaded or rendered
+(``jaxgen.utils.outputs``).
 """
 from __future__ import annotations
 
@@ -49,16 +53,30 @@ from jaxgen.baselines import density
 from jaxgen.baselines.vae import sample_vae, train_vae
 from jaxgen.data import load_image_folder, scan_image_folder
 from jaxgen.data.depth_faces import write_depth_dataset
+from jaxgen.errors import ConfigError
 from jaxgen.features.xgb import synthetic_to_real_xgb
 from jaxgen.metrics import image_quality, suite
 from jaxgen.runs import GENERATOR_KINDS, fingerprint_files, is_run, open_run
+from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import to_uint8
+from jaxgen.utils.outputs import check_output, claim_output
 
+OUTPUT_KIND = "compare"
 BASELINES = ("vae", "gmm", "kde")
 KINDS = ("folder", "gan") + BASELINES
 COLUMNS = (("fid", "FID ↓"), ("kid", "KID ↓"), ("is", "IS ↑"), ("ssim_nn", "SSIM-NN"),
            ("psnr_nn", "PSNR-NN dB"), ("exact_copies", "copies"), ("accuracy", "XGB acc ↑"),
            ("macro_f1", "XGB macro F1 ↑"))
+
+
+def _legacy_comparison(folder: pathlib.Path) -> bool:
+    """True for a comparison written before the output marker (comparison.json or samples/)."""
+    return (folder / "comparison.json").is_file() or (folder / "samples").is_dir()
+
+
+def check_compare_output(out_dir) -> pathlib.Path:
+    """`out_dir` as a Path if a comparison may write there; else OutputError (creates nothing)."""
+    return check_output(out_dir, OUTPUT_KIND, "--out", legacy=_legacy_comparison)
 
 
 class SourceMissing(FileNotFoundError):
@@ -91,12 +109,12 @@ def parse_source(spec: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
         {"path": spec} if isinstance(spec, (str, os.PathLike)) else dict(spec))
     if d.get("kind") in (None, "auto"):
         if not d.get("path"):
-            raise ValueError(f"sample source {spec!r} needs 'kind' ({', '.join(KINDS)}) or 'path'")
+            raise ConfigError(f"sample source {spec!r} needs 'kind' ({', '.join(KINDS)}) or 'path'")
         d["kind"] = "gan" if is_run(d["path"]) else "folder"
     if d["kind"] not in KINDS:
-        raise ValueError(f"unknown sample source kind {d['kind']!r}; use one of {', '.join(KINDS)}")
+        raise ConfigError(f"unknown sample source kind {d['kind']!r}; use one of {', '.join(KINDS)}")
     if d["kind"] in ("folder", "gan") and not d.get("path"):
-        raise ValueError(f"a {d['kind']!r} source needs 'path'")
+        raise ConfigError(f"a {d['kind']!r} source needs 'path'")
     return dict(d, path=str(d["path"])) if d.get("path") else d
 
 
@@ -158,11 +176,13 @@ def _generate_from_run(path: str, labels: np.ndarray, class_names: Sequence[str]
     """uint8 [len(labels), R, R, C] from a generator run; z of block i from fold_in(key(seed), i)."""
     run = open_run(path, kinds=GENERATOR_KINDS)
     if (run.resolution, run.channels) != (resolution, channels):
-        raise ValueError(f"{path} makes {run.resolution} px x{run.channels} images, "
-                         f"the comparison is at {resolution} px x{channels}")
+        raise ConfigError(f"{path} makes {run.resolution} px x{run.channels} images, "
+                          f"the comparison is at {resolution} px x{channels}; set the config's "
+                          "resolution/channels to the generator's")
     names = list(run.class_names)
     if sorted(names) != sorted(class_names):
-        raise ValueError(f"{path} classes {names} differ from the real ones {list(class_names)}")
+        raise ConfigError(f"{path} classes {names} differ from the real ones {list(class_names)}; "
+                          "compare generators trained on these classes")
     g_labels = np.array([names.index(class_names[c]) for c in labels], np.int32)
     out = [run.generate(jax.random.normal(jax.random.fold_in(jax.random.key(seed), i),
                                           [len(g_labels[i:i + 256]), run.z_dim]), g_labels[i:i + 256])
@@ -358,15 +378,16 @@ def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_fol
     `suite.make_feature_net` ('random_inception[:seed]', 'classifier:<workdir>'), used when
     `inception_weights` (FID Inception .pth) is empty. Returns {'rows', 'skipped',
     'feature_net', 'comparable_to_published', 'settings', 'files', 'seconds'}."""
-    t0, out = time.time(), pathlib.Path(out_dir)
+    t0, out = time.time(), check_compare_output(out_dir)
     train = _load(real_train_folder, resolution, channels)
     test = _load(real_test_folder, resolution, channels)
     names = list(train.class_names)
     if set(test.class_names) - set(names):
-        raise ValueError(f"test classes {test.class_names} are not all among the train classes {names}")
+        raise ConfigError(f"test classes {test.class_names} are not all among the train classes "
+                          f"{names}; the real test folder needs the train folder's class names")
     net = feature_net if isinstance(feature_net, suite.FeatureNet) else \
         suite.make_feature_net(inception_weights, feature_net)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_output(out, OUTPUT_KIND, "--out", legacy=_legacy_comparison)
     _log(f"{len(methods)} methods, {num_per_class}/class x {len(names)} classes at {resolution} px; "
          f"real train {len(train.images)}, real test {len(test.images)}; features: {net.name}", verbose)
     test_labels = np.array([names.index(test.class_names[i]) for i in test.labels])
@@ -401,8 +422,8 @@ def compare_methods(methods: Mapping[str, Any], real_train_folder, real_test_fol
 def _write_result(out: pathlib.Path, result: Dict[str, Any], verbose: bool) -> Dict[str, Any]:
     """comparison.md and comparison.json (non-finite numbers as null), and the table on stdout."""
     md = markdown(result)
-    (out / "comparison.md").write_text(md)
-    (out / "comparison.json").write_text(json.dumps(_finite(result), indent=2))
+    write_text_atomic(out / "comparison.md", md)
+    write_text_atomic(out / "comparison.json", json.dumps(_finite(result), indent=2))
     _log(f"\n{md}", verbose)
     _log(f"written: {out / 'comparison.md'}, comparison.json, samples.png ({result['seconds']}s)", verbose)
     return result
@@ -411,8 +432,10 @@ def _write_result(out: pathlib.Path, result: Dict[str, Any], verbose: bool) -> D
 def compare_from_config(config, out_dir: Optional[str] = None, inception_weights: str = "",
                         feature_net: str = "") -> Dict[str, Any]:
     """`compare_methods` as configs/depth_compare.py describes (renders missing depth-demo
-    real sets first; config.methods in config.method_order). Arguments override the config."""
+    real sets first; config.methods in config.method_order). Arguments override the config.
+    The output folder is checked before anything is rendered."""
     c = config
+    check_compare_output(out_dir or c.out_dir)
     for part in (c.real_train, c.real_test):
         if part.get("source", "folder") == "depth_demo":
             write_depth_dataset(part.path, int(part.num_per_class), int(c.resolution),

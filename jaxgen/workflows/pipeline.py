@@ -27,6 +27,12 @@ pipeline"). Real data: the GAN config's `data` (the demo faces for :tiny);
 the real test folder is --test, or, for demo data, a fresh render with another seed.
 Configs are loaded with `jaxgen.config.load_config`; `--set key=value` overrides
 the GAN config (base and fine-tune runs alike).
+
+--workdir must be new, empty or a pipeline workdir (its `.jaxgen-output.json`
+marker, or the `.<step>.done` markers of a workdir made before it); a folder of
+other files is refused before anything is loaded or trained
+(`jaxgen.utils.outputs`). There is no progress.json here: the `.<step>.done`
+files (JSON: the step's summary and seconds) are the resume points.
 """
 from __future__ import annotations
 
@@ -45,18 +51,27 @@ import numpy as np
 from jaxgen.classifiers.evaluate import evaluate_classifiers
 from jaxgen.classifiers.sorting import make_latent_classifier
 from jaxgen.classifiers.train import train_classifier
+from jaxgen.cli import run_main
 from jaxgen.config import load_config
 from jaxgen.data import load_dataset
 from jaxgen.data.demo_faces import write_demo_dataset
+from jaxgen.errors import ConfigError, InputMissing
 from jaxgen.evolve.run import run_evolve
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.train import train_and_evaluate
-from jaxgen.utils.files import save_png_atomic
+from jaxgen.utils.files import save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
+from jaxgen.utils.outputs import check_output, claim_output
 
 STEPS = ("base", "sorter", "sort", "finetune", "evolve", "classifier", "evaluate")
 DEFAULTS = dict(gan="configs/acne.py:tiny", classifier="configs/acne_classifier.py:tiny",
                 evolve="configs/evolve_acne.py:tiny")
+OUTPUT_KIND = "pipeline"
+
+
+def _legacy_workdir(folder: pathlib.Path) -> bool:
+    """True for a pipeline workdir made before the output marker: it has a `.<step>.done` file."""
+    return any((folder / f".{step}.done").is_file() for step in STEPS)
 
 
 @dataclasses.dataclass
@@ -121,10 +136,15 @@ class Pipeline:
                  min_conf: float = 0.5, log: Callable[[str], None] = print):
         d = configs.gan.data
         if d.source not in ("demo", "folder"):
-            raise ValueError(f"the pipeline needs an image-folder or demo dataset, got data.source={d.source!r}")
+            raise ConfigError(f"the pipeline needs an image-folder or demo dataset, got "
+                              f"data.source={d.source!r}; set --set data.source=folder")
         if not test and d.source != "demo":
-            raise ValueError("give --test <held-out real folder> (class sub-folders)")
-        self.c, self.w, self.log = configs, pathlib.Path(workdir), log
+            raise ConfigError("give --test <held-out real folder> (class sub-folders)")
+        if test and not pathlib.Path(test).is_dir():
+            raise InputMissing(f"--test {test} is not a folder; give the held-out real images "
+                               "(class sub-folders)")
+        self.w = check_output(workdir, OUTPUT_KIND, "--workdir", legacy=_legacy_workdir)
+        self.c, self.log = configs, log
         self.num_sort, self.min_conf = int(num_sort), float(min_conf)
         self.real_root = pathlib.Path(d.path)
         self.test = test or str(self.real_root) + "_test"
@@ -138,7 +158,7 @@ class Pipeline:
         if d.source == "demo":   # idempotent: finishes a half-written render
             write_demo_dataset(self.test, int(d.num_per_class) // 2, int(d.resolution), int(d.seed) + 1000,
                                classes=self.names)
-        self.w.mkdir(parents=True, exist_ok=True)
+        claim_output(self.w, OUTPUT_KIND, "--workdir", legacy=_legacy_workdir)
 
     def run_step(self, name: str) -> None:
         """Run step `name` unless its `.name.done` marker says it finished before."""
@@ -150,7 +170,7 @@ class Pipeline:
         self.log(f"pipeline: === {name} ===")
         info = getattr(self, "step_" + name)() or {}
         self.timing[name] = round(time.time() - t0, 1)
-        marker.write_text(json.dumps(dict(info, seconds=self.timing[name])))
+        write_text_atomic(marker, json.dumps(dict(info, seconds=self.timing[name])))
 
     def step_base(self) -> None:
         """1: StyleGAN2-ADA on all classes, conditional."""
@@ -213,7 +233,7 @@ def run_pipeline(configs: Configs, workdir: str, test: str = "", num_sort: int =
     """Run (or resume) the pipeline's `steps` into `workdir`; returns timings and paths."""
     bad = set(steps) - set(STEPS)
     if bad:
-        raise ValueError(f"unknown step(s) {sorted(bad)}; steps are {','.join(STEPS)}")
+        raise ConfigError(f"--steps: unknown step(s) {sorted(bad)}; steps are {','.join(STEPS)}")
     p = Pipeline(configs, workdir, test, num_sort, min_conf, log)
     p.prepare()
     t0 = time.time()
@@ -244,4 +264,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -132,6 +132,9 @@ def test_stylegan2_trainer_in_process_writes_a_run_that_opens(base_run):
     assert info["kind"] == "stylegan2" and info["class_names"] == ["healthy", "mild", "moderate", "severe"]
     assert (info["resolution"], info["channels"], info["G_kwargs"]["c_dim"]) == (16, 3, 4)
     assert json.loads((w / "config.json").read_text())["data"]["path"] == str(base_run["data"])
+    summary = json.loads((w / "data_summary.json").read_text())["train"]   # the data as loaded
+    assert summary["classes"] == {"healthy": 8, "mild": 8, "moderate": 8, "severe": 8}
+    assert summary["source_sizes"] == {"16x16 RGB": 32} and summary["skipped"] == []
     run = open_run(w)
     assert run.kind == "stylegan2" and run.step == 8 and run.num_classes == 4
     x = run.generate(np.random.default_rng(0).standard_normal([2, run.z_dim]), [0, 3])

@@ -1,0 +1,224 @@
+"""What `jaxgen.harness.loop.train` checks before it loads data or creates a file.
+
+Why: a bad setting should cost a second and one line, not a model build, a
+compilation and a half-made workdir that the next run takes for a run. Three
+checks, in the order `train` runs them:
+
+  * `check_config`: the values every trainer shares (config.train.batch_size > 0
+    and a multiple of the devices, config.data.resolution in the experiment's
+    range and a power of two where its models need one, channels 1 or 3, kimg/epochs >= 0, tick settings >= 1)
+    and the paths it names (data.path of a folder source, data.val_path, and for
+    a new run transfer.init_from / model.keras_weights) -- `ConfigError` /
+    `InputMissing` naming the --config flag;
+  * `check_workdir`: a --workdir that holds files jaxgen did not write is
+    refused (`OutputError`); a run's own workdir is resumed;
+  * `check_same_config` (before the data) and `check_same_descriptor` (after the
+    experiment is built, before any checkpoint is restored): a workdir made by
+    another config is refused in one line that lists the fields that differ,
+    e.g. `model.channel_base 256 vs 1024, data.resolution 16 vs 32`. Only what
+    changes the train state's shapes or meaning counts (`RESUME_FIELDS`: task,
+    model, resolution, channels, labels, batch size, plus an experiment's own);
+    total_kimg, tick/snapshot intervals, metrics settings, learning rates and
+    the data path may change on resume.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import jax
+
+from jaxgen.errors import ConfigError, InputMissing, OutputError
+from jaxgen.harness.checkpoint import DESCRIPTOR, CheckpointError, descriptor_fields, read_descriptor
+
+# Config fields whose change makes a workdir another run ("model" = every model.* field).
+RESUME_FIELDS = ("task", "data.resolution", "data.channels", "data.conditional", "model",
+                 "train.batch_size")
+# ... except these: compute precision and a fresh run's initial weights do not change the state.
+MAY_CHANGE = ("model.dtype", "model.num_lowp_res", "model.keras_weights")
+_KWARGS_MAY_CHANGE = ("dtype", "num_lowp_res")
+# What a jaxgen training workdir holds (run.json of older versions: model.json, dcgan.json, classes.json).
+RUN_FILES = (DESCRIPTOR, "config.json", "checkpoints", "metrics.jsonl", "model.json", "dcgan.json",
+             "classes.json")
+_MISSING = object()
+
+
+def field(config: Any, dotted: str, default: Any = _MISSING) -> Any:
+    """config['a']['b'] for 'a.b' (ConfigDict or dict), or `default` when a part is missing."""
+    node = config
+    for part in dotted.split("."):
+        if not hasattr(node, "keys") or part not in node.keys():
+            return default
+        node = node[part]
+    return node
+
+
+def check_batch_size(batch_size: Any, num_devices: int, setting: str = "config.train.batch_size") -> int:
+    """`batch_size` as int when it is > 0 and splits evenly over `num_devices`, else ConfigError."""
+    ok = isinstance(batch_size, int) and not isinstance(batch_size, bool)
+    if not ok or batch_size < 1 or batch_size % num_devices:
+        example = num_devices * max(1, round(batch_size / num_devices)) if ok and batch_size > 0 else \
+            num_devices * 8
+        raise ConfigError(f"{setting}={batch_size!r} must be a positive multiple of the {num_devices} "
+                          f"device(s), e.g. --{setting}={example}")
+    return batch_size
+
+
+def check_resolution(resolution: Any, lo: int, hi: int, power_of_two: bool = True) -> int:
+    """config.data.resolution as int when it is in [lo, hi] (and a power of two where the
+    model needs one), else ConfigError."""
+    ok = isinstance(resolution, int) and not isinstance(resolution, bool)
+    if not ok or not lo <= resolution <= hi or (power_of_two and resolution & (resolution - 1)):
+        kind = "a power of two" if power_of_two else "a size"
+        raise ConfigError(f"config.data.resolution={resolution!r} must be {kind} from {lo} to "
+                          f"{hi}, e.g. --config.data.resolution={max(lo, 64) if hi >= 64 else lo}")
+    return resolution
+
+
+def check_config(config: Any, resolution_range: Tuple[int, int] = (4, 1024), resuming: bool = False,
+                 num_devices: Optional[int] = None, power_of_two: bool = True) -> None:
+    """The shared settings and the paths of `config` (see the module docstring); fields a
+    config does not have are not checked. `resuming`: the workdir holds a checkpoint, so
+    the settings that only shape a new run (init_from, keras_weights) are not needed."""
+    bs = field(config, "train.batch_size")
+    if bs is not _MISSING:
+        check_batch_size(bs, jax.device_count() if num_devices is None else num_devices)
+    res = field(config, "data.resolution")
+    if res is not _MISSING:
+        check_resolution(res, *resolution_range, power_of_two=power_of_two)
+    ch = field(config, "data.channels")
+    if ch is not _MISSING and (ch not in (1, 3) or isinstance(ch, bool)):
+        raise ConfigError(f"config.data.channels={ch!r} must be 1 (grayscale) or 3 (RGB)")
+    for name, lo in (("total_kimg", 0), ("kimg_per_tick", 0), ("epochs", 0), ("snapshot_ticks", 1),
+                     ("image_snapshot_ticks", 1), ("keep_checkpoints", 1)):
+        v = field(config, f"train.{name}")
+        if v is not _MISSING and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= lo):
+            raise ConfigError(f"config.train.{name}={v!r} must be a number >= {lo}")
+    check_paths(config, resuming)
+
+
+def check_paths(config: Any, resuming: bool = False) -> None:
+    """The files and folders `config` names exist (InputMissing naming the flag)."""
+    if field(config, "data.source", None) == "folder":
+        _must_exist(field(config, "data.path", ""), "config.data.path", "a folder of images or of class "
+                    "sub-folders", folder=True)
+    needed = [("data.val_path", "a folder of validation images", True)]
+    if field(config, "metrics.every_ticks", 0):
+        needed.append(("metrics.inception_weights", "pt_inception-2015-12-05-6726825d.pth", False))
+    if not resuming:
+        needed += [("transfer.init_from", "a training workdir, networks directory or NVIDIA .pkl", False),
+                   ("model.keras_weights", "a Keras ImageNet .h5 file", False)]
+    for name, what, folder in needed:
+        value = field(config, name, "")
+        if value:
+            _must_exist(value, f"config.{name}", what, folder)
+
+
+def _must_exist(value: Any, setting: str, what: str, folder: bool) -> None:
+    p = pathlib.Path(str(value)).expanduser()
+    if not str(value) or not p.exists():
+        raise InputMissing(f"{setting}={str(value)!r} does not exist; pass --{setting}=<{what}>")
+    if folder and not p.is_dir():
+        raise InputMissing(f"{setting}={str(value)!r} is a file; pass --{setting}=<{what}>")
+
+
+def check_workdir(workdir: pathlib.Path) -> bool:
+    """True when `workdir` holds a checkpoint to resume; OutputError when it is a file or a
+    non-empty folder with none of a run's files (the user's own: nothing is written there)."""
+    if not workdir.exists():
+        return False
+    if not workdir.is_dir():
+        raise OutputError(f"--workdir {workdir} is a file; choose a new --workdir (a folder)")
+    visible = sorted(p.name for p in workdir.iterdir() if not p.name.startswith("."))
+    if visible and not any((workdir / name).exists() for name in RUN_FILES):
+        shown = ", ".join(visible[:5]) + (" ..." if len(visible) > 5 else "")
+        raise OutputError(f"--workdir {workdir} holds files jaxgen did not write ({shown}); choose a "
+                          "new --workdir (a new or empty folder, or a run of this config to resume)")
+    ckpt = workdir / "checkpoints"
+    return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def config_differences(old: Dict[str, Any], new: Dict[str, Any], fields: Iterable[str],
+                       may_change: Sequence[str] = MAY_CHANGE) -> List[str]:
+    """'name old vs new' for each of `fields` (dotted; a prefix covers its sub-fields) whose
+    values differ between the flat dicts `old` and `new`; fields missing on either side are
+    not compared (an older or newer config)."""
+    out = []
+    for key in sorted(set(old) & set(new)):
+        if key in may_change or not any(key == f or key.startswith(f + ".") for f in fields):
+            continue
+        if old[key] != new[key]:
+            out.append(f"{key} {_show(old[key])} vs {_show(new[key])}")
+    return out
+
+
+def check_same_config(config: Any, workdir: pathlib.Path, fields: Sequence[str] = RESUME_FIELDS) -> None:
+    """OutputError when workdir/config.json (a run's config) differs from `config` in `fields`."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        return
+    try:
+        old = _flat(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return                      # unreadable: check_same_descriptor and the restore decide
+    _refuse(workdir, config_differences(old, _flat(_plain(config)), fields))
+
+
+def check_same_descriptor(kind: str, descriptor: Dict[str, Any], workdir: pathlib.Path) -> None:
+    """OutputError when the workdir's run.json describes another model or data than `descriptor`
+    (what this experiment would write: kind, class names, resolution, channels, kwargs)."""
+    if not workdir.is_dir():
+        return
+    try:
+        old = read_descriptor(workdir)
+    except (CheckpointError, OSError, ValueError):
+        return
+    new = json.loads(json.dumps(descriptor_fields(kind, **descriptor)))
+    keep = ("kind", "resolution", "channels", "model") + (("class_names",) if _labelled(new) else ())
+    flat_old = {f"run.json {k}": v for k, v in _flat(old).items()}
+    flat_new = {f"run.json {k}": v for k, v in _flat(new).items()}
+    fields = [f"run.json {k}" for k in keep + tuple(k for k in new if k.endswith("_kwargs"))]
+    skip = [k for k in flat_new if k.rsplit(".", 1)[-1] in _KWARGS_MAY_CHANGE and "_kwargs." in k]
+    _refuse(workdir, config_differences(flat_old, flat_new, fields, skip))
+
+
+def _labelled(info: Dict[str, Any]) -> bool:
+    """Whether the class names shape the run's model: a classifier's outputs, a conditional
+    generator's labels (c_dim / num_classes > 0). An unconditional GAN only records them."""
+    kwargs = [v for k, v in info.items() if k.endswith("_kwargs") and isinstance(v, dict)]
+    labels = [kw.get("c_dim", kw.get("num_classes")) for kw in kwargs]
+    labels = [n for n in labels if n is not None]
+    return not labels or any(int(n) > 0 for n in labels)
+
+
+def _refuse(workdir: pathlib.Path, diffs: List[str]) -> None:
+    if diffs:
+        shown = ", ".join(diffs[:6]) + (f", and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        raise OutputError(f"--workdir {workdir} holds a run of another config ({shown}; the workdir's "
+                          f"vs this config's): resume it with the config it was made with (its "
+                          f"config.json), or start fresh with a new --workdir")
+
+
+def _plain(config: Any) -> Dict[str, Any]:
+    """`config` as plain JSON values (tuples -> lists), as config.json stores it."""
+    if hasattr(config, "to_json_best_effort"):
+        return json.loads(config.to_json_best_effort())
+    return json.loads(json.dumps(dict(config), default=str))
+
+
+def _flat(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: Dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _show(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, (list, dict, bool)) or v is None else str(v)
+    return text if len(text) <= 60 else text[:57] + "..."
