@@ -123,6 +123,8 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict()
     c.train.total_kimg = 25000.0
     c.train.batch_size = 32         # global, split over all devices
+    c.train.batch_gpu = 0           # run each phase in rounds of this many examples (of the global
+                                    # batch), accumulating gradients: less memory, same update; 0 = off
     c.train.g_lr = 0.002
     c.train.d_lr = 0.002
     c.train.betas = (0.0, 0.99)

@@ -13,10 +13,47 @@ same numbers as an uninterrupted one. The batch is global: under jit with a
 sharded batch, XLA splits the work across devices and the means (hence the
 gradients) are over the whole batch, i.e. gradients are averaged across
 devices; results equal the single-device run up to float rounding.
+
+Gradient accumulation (StepConfig.batch_gpu > 0, NVIDIA's --batch-gpu): every
+phase runs its batch in rounds of batch_gpu examples (lax.scan, so memory is
+that of one round), averages the rounds' gradients and makes ONE optimizer
+step, which equals the step on the whole batch up to float round-off. Round r
+holds rows r, r + R, r + 2R, ... of the batch (R = batch_size / batch_gpu
+rounds; see `loss.Part`); latents and labels are drawn for the whole batch
+and sliced. batch_gpu counts examples of the global batch: with the batch
+sharded over D devices each holds batch_gpu / D of a round (so NVIDIA's
+per-GPU --batch-gpu=b on D GPUs is batch_gpu = b * D here). What could differ
+from the whole batch at once, and how:
+  * minibatch-std groups form within a round (as within a GPU's batch in
+    NVIDIA's code): batch_gpu must be a multiple of mbstd_group_size, and with
+    strided rounds a round's groups are exactly the whole batch's groups;
+  * ADA's per-sample transforms, the style-mixing latents and the path-length
+    noise are drawn for the whole batch and sliced: identical;
+  * G's w_avg update is linear in the mean w of a forward pass: each round
+    updates from the phase's starting buffers and the phase keeps the mean of
+    the rounds' changes, which is the whole batch's update (NVIDIA updates it
+    once per round, R times per phase);
+  * synthesis noise (noise_mode 'random') is drawn by the generator with the
+    round's shape, from the phase's noise key folded with the round index:
+    same distribution, not the same numbers; 'const' noise is identical;
+  * path length: pl_batch_shrink applies to the global batch (its first
+    batch_size // pl_batch_shrink samples, run in up to R rounds), and the
+    penalty's mean term (pl_mean' = lerp(pl_mean, mean a, pl_decay), which
+    carries gradient) is over that whole batch, as without accumulation. This
+    costs a first pass that computes all path lengths without the parameter
+    gradient (see `loss.g_pl_round_loss`). NVIDIA shrinks each round's batch
+    and updates pl_mean once per round; jaxgen keeps the update independent of
+    batch_gpu, which only trades memory for time;
+  * NVIDIA SUMS the rounds' mean gradients (R times the batch's gradient; Adam
+    is nearly invariant to that scale, all but its epsilon); jaxgen AVERAGES
+    them, so the update does not depend on batch_gpu at all.
+Cost: one scan per phase (R sequential rounds; pass 1 of Greg is extra); with
+batch_gpu = 0, or = batch_size, the step is the whole-batch program as before.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
@@ -25,7 +62,8 @@ import numpy as np
 import optax
 
 from jaxgen.stylegan2 import loss as L
-from jaxgen.stylegan2.augment import AugmentSpec, ada_adjust, augment
+from jaxgen.stylegan2.augment import (_BLIT, _COLOR, _GEOM, AugmentSpec, ada_adjust, apply_color,
+                                      apply_geometric, augment, sample_matrices)
 from jaxgen.stylegan2.state import TrainState
 
 
@@ -42,6 +80,32 @@ class StepConfig:
     ada_target: float = 0.6
     ada_interval: int = 4
     ada_kimg: float = 500.0
+    batch_gpu: int = 0              # examples per accumulation round; 0 = the whole batch at once
+
+    @property
+    def rounds(self) -> int:
+        """Accumulation rounds per phase: batch_size / batch_gpu (1 without batch_gpu)."""
+        return self.batch_size // self.batch_gpu if self.batch_gpu else 1
+
+
+def batch_gpu_problem(batch_size: int, batch_gpu: int, mbstd_group_size: Optional[int],
+                      num_devices: int = 1) -> Optional[str]:
+    """Why `batch_gpu` cannot split a step of `batch_size` (None: it can; 0 is always fine).
+
+    It must divide the batch, be a multiple of D's minibatch-std group size
+    (groups form within a round; None = the whole batch is one group) and of the
+    number of devices the batch is sharded over.
+    """
+    if batch_gpu == 0:
+        return None
+    if batch_gpu < 0 or batch_size % batch_gpu:
+        return f"must be 0 (off) or divide the batch size {batch_size}"
+    if batch_gpu < batch_size and (mbstd_group_size is None or batch_gpu % mbstd_group_size):
+        return (f"must be a multiple of the minibatch-std group size {mbstd_group_size} "
+                "(groups form within a round)")
+    if batch_gpu % num_devices:
+        return f"must be a multiple of the {num_devices} devices the batch is split over"
+    return None
 
 
 # Names of the 11 keys split from each step's key, in split order.
@@ -84,7 +148,59 @@ def _nets(G, D, spec, ada_p) -> L.Nets:
     (a traced scalar), or not at all when `spec` is None ('noaug')."""
     if spec is None:
         return L.Nets(G, D, L.no_augment)
-    return L.Nets(G, D, lambda img, rng: augment(img, rng, ada_p, spec))
+    return L.Nets(G, D, functools.partial(_augment, p=ada_p, spec=spec))
+
+
+def _augment(img: jnp.ndarray, rng: jax.Array, part: Optional[L.Part], p, spec: AugmentSpec):
+    """ADA's augmentation of img [n,R,R,C]; for a round (`part`), each sample gets the
+    transforms drawn for its row of the whole batch [n * count] (the same as without rounds)."""
+    if part is None:
+        return augment(img, rng, p, spec)
+    full_shape = (img.shape[0] * part.count,) + img.shape[1:]
+    g_blit, g_general, cm = (part.take(m) for m in sample_matrices(rng, p, spec, full_shape))
+    if spec.any_of(_BLIT + _GEOM):
+        img = apply_geometric(img, g_blit, g_general, general=spec.any_of(_GEOM))
+    if spec.any_of(_COLOR):
+        img = apply_color(img, cm)
+    return img
+
+
+def _take(x: jnp.ndarray, part: Optional[L.Part]) -> jnp.ndarray:
+    """The round's rows of x [N, ...] (all of x without a part)."""
+    return x if part is None else part.take(x)
+
+
+def _rounds(fn: Callable[[Optional[L.Part]], Tuple[Any, Any]], count: int) -> Tuple[Any, Any]:
+    """Run a phase in `count` accumulation rounds, with the memory of one round (lax.scan).
+
+    fn(part) -> (mean_tree, rows_tree): mean_tree (gradients, round means; float
+    leaves) is averaged over the rounds; rows_tree leaves [n, ...] (per-sample
+    values) are concatenated to [count * n, ...] in round order, not batch order.
+    count == 1: fn(None), the whole batch in one go.
+    """
+    if count == 1:
+        return fn(None)
+    shapes = jax.eval_shape(lambda: fn(L.Part(jnp.int32(0), count))[0])
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def body(total, r):
+        mean_tree, rows = fn(L.Part(r, count))
+        return jax.tree_util.tree_map(jnp.add, total, mean_tree), rows
+
+    total, rows = jax.lax.scan(body, zeros, jnp.arange(count, dtype=jnp.int32))
+    return (jax.tree_util.tree_map(lambda t: t / count, total),
+            jax.tree_util.tree_map(lambda y: y.reshape((-1,) + y.shape[2:]), rows))
+
+
+def _buffer_change(new, old, part: Optional[L.Part]):
+    """What a round contributes of G's buffers: the new ones (whole batch) or their change."""
+    return new if part is None else jax.tree_util.tree_map(jnp.subtract, new, old)
+
+
+def _buffers_after(mean_change, old, count: int):
+    """G's buffers after a phase: the whole batch's, or old + the rounds' mean change, which
+    is the whole batch's w_avg update (it is linear in the batch mean of w)."""
+    return mean_change if count == 1 else jax.tree_util.tree_map(jnp.add, old, mean_change)
 
 
 def _latents(ctx: _Ctx, name: str) -> jnp.ndarray:
@@ -102,12 +218,20 @@ def _g_main(ctx: _Ctx, state: TrainState):
 
     Returns ((g_params, g_opt, g_buffers), metrics 'loss/G', 'scores/fake').
     """
-    loss, grads, aux = L.phase_grads(L.g_main_loss, state.g_params, state.g_buffers, state.d_params,
-                                     _latents(ctx, "gz"), _labels(ctx, "gc"), ctx.k["gmain"],
-                                     ctx.nets, ctx.cfg.loss)
+    z, c, count = _latents(ctx, "gz"), _labels(ctx, "gc"), ctx.cfg.rounds
+
+    def one_round(part):
+        loss, grads, aux = L.phase_grads(L.g_main_loss, state.g_params, state.g_buffers, state.d_params,
+                                         _take(z, part), _take(c, part), ctx.k["gmain"], ctx.nets,
+                                         ctx.cfg.loss, part=part)
+        buffers = _buffer_change(aux["buffers"], state.g_buffers, part)
+        return (grads, buffers, loss, jnp.mean(aux["logits"])), ()
+
+    (grads, buffers, loss, score), _ = _rounds(one_round, count)
     upd, g_opt = ctx.g_tx.update(grads, state.g_opt, state.g_params)
     g_params = optax.apply_updates(state.g_params, upd)
-    return (g_params, g_opt, aux["buffers"]), {"loss/G": loss, "scores/fake": jnp.mean(aux["logits"])}
+    return (g_params, g_opt, _buffers_after(buffers, state.g_buffers, count)), \
+        {"loss/G": loss, "scores/fake": score}
 
 
 def _g_reg_update(ctx: _Ctx, operand):
@@ -119,12 +243,52 @@ def _g_reg_update(ctx: _Ctx, operand):
     """
     g_params, g_opt, g_buffers, pl_mean = operand
     cfg = ctx.cfg
-    loss, grads, aux = L.phase_grads(L.g_pl_loss, g_params, g_buffers, _latents(ctx, "rz"),
-                                     _labels(ctx, "rc"), ctx.k["greg"], pl_mean,
-                                     ctx.nets, cfg.loss, gain=float(cfg.g_reg_interval))
+    z, c = _latents(ctx, "rz"), _labels(ctx, "rc")
+    n = max(cfg.batch_size // cfg.loss.pl_batch_shrink, 1)
+    count = _pl_rounds(n, cfg.rounds)
+    if count == 1:
+        _, grads, aux = L.phase_grads(L.g_pl_loss, g_params, g_buffers, z, c, ctx.k["greg"], pl_mean,
+                                      ctx.nets, cfg.loss, gain=float(cfg.g_reg_interval))
+        g_buffers, pl_mean, penalty = aux["buffers"], aux["pl_mean"], jnp.mean(aux["pl_penalty"])
+    else:
+        grads, g_buffers, pl_mean, penalty = _pl_in_rounds(ctx, operand, z[:n], c[:n], count)
     upd, g_opt = ctx.g_tx.update(grads, g_opt, g_params)
-    out = (optax.apply_updates(g_params, upd), g_opt, aux["buffers"], aux["pl_mean"])
-    return out, jnp.mean(aux["pl_penalty"])
+    return (optax.apply_updates(g_params, upd), g_opt, g_buffers, pl_mean), penalty
+
+
+def _pl_rounds(n: int, rounds: int) -> int:
+    """Rounds for the n-sample path-length batch: the largest divisor of n up to `rounds`."""
+    return max(d for d in range(1, min(n, rounds) + 1) if n % d == 0)
+
+
+def _pl_in_rounds(ctx: _Ctx, operand, z: jnp.ndarray, c: jnp.ndarray, count: int):
+    """Greg's gradient on the path-length batch z [n, z_dim], c [n, K] in `count` rounds.
+
+    Pass 1 computes every path length (no parameter gradient), hence the new
+    pl_mean and the penalty; pass 2 averages the gradients of
+    `loss.g_pl_round_loss`, which sum to g_pl_loss's.
+    operand: (g_params, g_opt, g_buffers, pl_mean). Returns (grads, g_buffers,
+    new pl_mean, mean penalty).
+    """
+    g_params, _, g_buffers, pl_mean = operand
+    cfg, key = ctx.cfg, ctx.k["greg"]
+
+    def lengths(part):  # pass 1: the round's path lengths [n / count], nothing to average
+        return (), L.pl_lengths(g_params, g_buffers, part.take(z), part.take(c), key, ctx.nets, cfg.loss,
+                                part=part)[0]
+
+    _, a = _rounds(lengths, count)   # [n], in round order
+    new_pl_mean = pl_mean + cfg.loss.pl_decay * (jnp.mean(a) - pl_mean)
+
+    def one_round(part):
+        _, grads, aux = L.phase_grads(L.g_pl_round_loss, g_params, g_buffers, part.take(z), part.take(c),
+                                      key, new_pl_mean, jnp.mean(a - new_pl_mean), ctx.nets, cfg.loss,
+                                      part, gain=float(cfg.g_reg_interval))
+        return (grads, _buffer_change(aux["buffers"], g_buffers, part)), ()
+
+    (grads, change), _ = _rounds(one_round, count)
+    penalty = jnp.mean(jnp.square(a - new_pl_mean))
+    return grads, _buffers_after(change, g_buffers, count), new_pl_mean, penalty
 
 
 def _g_reg(ctx: _Ctx, state: TrainState, g: tuple):
@@ -152,17 +316,23 @@ def _d_main(ctx: _Ctx, state: TrainState, g_params, g_buffers, real_img, real_c)
     Returns ((d_params, d_opt), g_buffers after this G run, real_signs [B, 1]
     = sign D(reals) for ADA, metrics 'loss/D', 'scores/real', 'signs/real').
     """
-    gen_c = _labels(ctx, "dc")
-    gen_img, _, g_buffers = L.run_G(ctx.nets, g_params, g_buffers, _latents(ctx, "dz"), gen_c,
-                                    ctx.k["dgen"], ctx.cfg.loss)
-    loss, grads, aux = L.phase_grads(L.d_main_loss, state.d_params, gen_img, gen_c, real_img, real_c,
-                                     ctx.k["dmain"], ctx.nets)
+    z, gen_c, count = _latents(ctx, "dz"), _labels(ctx, "dc"), ctx.cfg.rounds
+
+    def one_round(part):
+        c = _take(gen_c, part)
+        gen_img, _, buffers = L.run_G(ctx.nets, g_params, g_buffers, _take(z, part), c, ctx.k["dgen"],
+                                      ctx.cfg.loss, part)
+        loss, grads, aux = L.phase_grads(L.d_main_loss, state.d_params, gen_img, c, _take(real_img, part),
+                                         _take(real_c, part), ctx.k["dmain"], ctx.nets, part=part)
+        real_logits = aux["real_logits"]
+        means = (grads, _buffer_change(buffers, g_buffers, part), loss, jnp.mean(real_logits))
+        return means, jnp.sign(real_logits)
+
+    (grads, buffers, loss, score), real_signs = _rounds(one_round, count)
     upd, d_opt = ctx.d_tx.update(grads, state.d_opt, state.d_params)
     d_params = optax.apply_updates(state.d_params, upd)
-    real_signs = jnp.sign(aux["real_logits"])
-    metrics = {"loss/D": loss, "scores/real": jnp.mean(aux["real_logits"]),
-               "signs/real": jnp.mean(real_signs)}
-    return (d_params, d_opt), g_buffers, real_signs, metrics
+    metrics = {"loss/D": loss, "scores/real": score, "signs/real": jnp.mean(real_signs)}
+    return (d_params, d_opt), _buffers_after(buffers, g_buffers, count), real_signs, metrics
 
 
 def _d_reg_update(ctx: _Ctx, operand, real_img, real_c):
@@ -173,10 +343,16 @@ def _d_reg_update(ctx: _Ctx, operand, real_img, real_c):
     """
     d_params, d_opt = operand
     cfg = ctx.cfg
-    loss, grads, aux = L.phase_grads(L.d_r1_loss, d_params, real_img, real_c, ctx.k["dreg"], ctx.nets,
-                                     cfg.loss, gain=float(cfg.d_reg_interval))
+
+    def one_round(part):
+        _, grads, aux = L.phase_grads(L.d_r1_loss, d_params, _take(real_img, part), _take(real_c, part),
+                                      ctx.k["dreg"], ctx.nets, cfg.loss, gain=float(cfg.d_reg_interval),
+                                      part=part)
+        return (grads, jnp.mean(aux["r1_penalty"])), ()
+
+    (grads, r1), _ = _rounds(one_round, cfg.rounds)
     upd, d_opt = ctx.d_tx.update(grads, d_opt, d_params)
-    return (optax.apply_updates(d_params, upd), d_opt), jnp.mean(aux["r1_penalty"])
+    return (optax.apply_updates(d_params, upd), d_opt), r1
 
 
 def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c):
@@ -234,6 +410,10 @@ def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
     """
     if cfg.augment not in ("ada", "fixed", "noaug"):
         raise ValueError(f"augment mode {cfg.augment!r}: choose 'ada', 'fixed' or 'noaug'")
+    group = D.mbstd_group_size if D.mbstd_num_channels > 0 else 1
+    problem = batch_gpu_problem(cfg.batch_size, cfg.batch_gpu, group)
+    if problem:
+        raise ValueError(f"batch_gpu={cfg.batch_gpu} {problem}")
     spec = None if cfg.augment == "noaug" else AugmentSpec.from_name(cfg.augpipe)
 
     def step(state: TrainState, real_img: jnp.ndarray, real_c: jnp.ndarray, base_key: jax.Array):

@@ -26,16 +26,18 @@ import jax
 import numpy as np
 
 from jaxgen.data import load_dataset, to_float
+from jaxgen.errors import ConfigError
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step, grid_inputs
 from jaxgen.harness.loop import TrainingDiverged
 from jaxgen.metrics.fid_tracker import FIDTracker
 from jaxgen.stylegan2 import networks, state as state_lib
 from jaxgen.stylegan2.loss import LossConfig
-from jaxgen.stylegan2.step import StepConfig, make_train_step
+from jaxgen.stylegan2.step import StepConfig, batch_gpu_problem, make_train_step
 from jaxgen.stylegan2.transfer import transfer
 
-__all__ = ["StyleGAN2Experiment", "TrainingDiverged", "r1_gamma", "step_config", "train_and_evaluate"]
+__all__ = ["StyleGAN2Experiment", "TrainingDiverged", "check_batch_gpu", "r1_gamma", "step_config",
+           "train_and_evaluate"]
 
 
 def r1_gamma(config: Any) -> float:
@@ -56,7 +58,18 @@ def step_config(config: Any) -> StepConfig:
                         style_mixing_prob=float(t.style_mixing_prob)),
         g_reg_interval=int(t.g_reg_interval), d_reg_interval=int(t.d_reg_interval),
         ema_kimg=float(t.ema_kimg), ema_rampup=t.ema_rampup, augment=a.mode, augpipe=a.augpipe,
-        ada_target=float(a.target), ada_interval=int(a.interval), ada_kimg=float(a.kimg))
+        ada_target=float(a.target), ada_interval=int(a.interval), ada_kimg=float(a.kimg),
+        batch_gpu=int(t.get("batch_gpu", 0)))
+
+
+def check_batch_gpu(config: Any) -> None:
+    """ConfigError (one line, naming the flag) unless config.train.batch_gpu can split the batch:
+    0, or a divisor of batch_size that is a multiple of mbstd_group_size and of the devices."""
+    batch_gpu = int(config.train.get("batch_gpu", 0))
+    problem = batch_gpu_problem(int(config.train.batch_size), batch_gpu,
+                                int(config.model.mbstd_group_size), jax.device_count())
+    if problem:
+        raise ConfigError(f"--config.train.batch_gpu={batch_gpu} {problem}")
 
 
 def _load_data(config: Any):
@@ -92,6 +105,7 @@ class StyleGAN2Experiment(loop.Experiment):
     resume_fields = ("transfer.freeze_d", "transfer.freeze_g_res", "transfer.freeze_mapping")
 
     def __init__(self, config: Any, workdir: pathlib.Path):
+        check_batch_gpu(config)
         self.config, self.seed = config, int(config.seed)
         self.ds = ds = _load_data(config)
         self.data_summary = {"train": ds.summary}
