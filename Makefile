@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/python train.py --config configs/acne.py:tiny --workdir runs/acne_tiny
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf runs .pytest_cache

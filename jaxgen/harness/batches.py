@@ -7,6 +7,11 @@ s*B .. s*B+B-1 of an endless stream of epoch-wise permutations (epoch e's order
 is `np.random.default_rng([seed, e]).permutation(N)`; a batch may straddle two
 epochs), and its mirror flips come from `np.random.default_rng([seed, s, 1])`.
 
+`Prefetcher` computes the batches of the coming steps in a background thread
+(the loop uses it to gather a batch and put it on the devices while the
+previous step runs); since a batch is a function of its step, prefetching
+changes no result.
+
 `Grid` is a run's sample grid; `grid_inputs` draws a generator's: fixed
 latents, labels and real images (one row per class, or 4 rows when
 unconditional) from seed + 12345.
@@ -15,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import List, Optional, Sequence, Tuple
+import queue
+import threading
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,6 +63,93 @@ def batch_at_step(images: np.ndarray, labels: np.ndarray, step: int, batch_size:
         flip = mirror_flags(batch_size, seed, step)
         img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
     return img, np.asarray(labels[idx], np.int32)
+
+
+class Prefetcher:
+    """`fn(step)` for the steps start..stop-1 in order, computed up to `depth` steps ahead.
+
+    A background thread calls `fn` for each step in turn and queues the results (at most
+    `depth` of them wait; `depth` 0: no thread, `get` calls `fn` itself). `get(step)` returns
+    the result of the next step; an exception `fn` raised for a step (KeyboardInterrupt
+    included) is raised by `get` of that step, not earlier, and ends the thread. `close()`
+    (or leaving the `with` block) stops the thread and drops what it queued; it returns once
+    the thread is gone, after at most the one `fn` call under way.
+    """
+
+    def __init__(self, fn: Callable[[int], Any], start: int, stop: int, depth: int = 2):
+        self.fn, self.next, self.stop = fn, int(start), int(stop)
+        self._queue: "queue.Queue[Tuple[int, Any, Optional[BaseException]]]" = queue.Queue(max(depth, 1))
+        self._halt = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        if depth > 0 and self.next < self.stop:
+            self._thread = threading.Thread(target=self._produce, args=(self.next,), name="jaxgen-prefetch",
+                                            daemon=True)
+            self._thread.start()
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _produce(self, start: int) -> None:
+        """The thread: queue (step, fn(step), None) for each step, or (step, None, error) and end."""
+        for step in range(start, self.stop):
+            if self._halt.is_set():
+                return
+            try:
+                item = (step, self.fn(step), None)
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised by get(step)
+                item = (step, None, e)
+            self._queue.put(item)       # close() makes room before it waits for this thread
+            if item[2] is not None:
+                return
+
+    def get(self, step: int) -> Any:
+        """fn(step) for the next step (steps are taken in order, each once)."""
+        if self._halt.is_set():
+            raise RuntimeError("Prefetcher.get after close()")
+        if step != self.next or step >= self.stop:
+            raise ValueError(f"Prefetcher.get({step}): the next step is {self.next} (steps up to "
+                             f"{self.stop - 1})")
+        self.next += 1
+        if self._thread is None:
+            return self.fn(step)
+        got, value, error = self._take()
+        if got != step:
+            raise RuntimeError(f"the prefetch thread produced step {got} for step {step}")
+        if error is not None:
+            raise error
+        return value
+
+    def _take(self) -> Tuple[int, Any, Optional[BaseException]]:
+        """The next queued item; RuntimeError if the thread ended without queuing one."""
+        while True:
+            try:
+                return self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if self._thread is None or not self._thread.is_alive():
+                    try:
+                        return self._queue.get_nowait()   # queued just before it ended
+                    except queue.Empty:
+                        raise RuntimeError("the prefetch thread ended without a result") from None
+
+    def close(self) -> None:
+        """Stop the thread (waiting for an `fn` call under way) and drop the queued results."""
+        self._halt.set()
+        if self._thread is not None:
+            self._drain()               # a put blocked on a full queue goes through
+            self._thread.join()
+            self._thread = None
+        self._drain()
+
+    def _drain(self) -> None:
+        """Drop whatever is queued (without waiting)."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,11 @@ The harness owns everything else:
     uninterrupted run;
   * ticks (`Schedule`: steps per tick, total steps), host-side counters, one
     `TrainingDiverged` raised before anything of the bad tick is saved;
+  * a host pipeline that does not hold the device up: within a tick a background
+    thread gathers the batches of the next `Experiment.prefetch` steps and puts them
+    on the devices while the current step runs (`jaxgen.harness.batches.Prefetcher`),
+    and nothing reads a device value per step (the step counter lives on the host,
+    the metrics of a tick are fetched once at its end);
   * metrics.jsonl + TensorBoard + one progress line per tick (`jaxgen.harness.logs`);
   * samples/reals.png once, samples/fakes_<nimg:08d>.png every image snapshot,
     checkpoints every `snapshot_ticks` and at the end (the last `keep_checkpoints`
@@ -44,7 +49,7 @@ import numpy as np
 
 from jaxgen.data.folder import summary_line
 from jaxgen.errors import ConfigError, UserError
-from jaxgen.harness.batches import Grid
+from jaxgen.harness.batches import Grid, Prefetcher
 from jaxgen.harness.checkpoint import CheckpointError, TrainCheckpointer, write_descriptor
 from jaxgen.harness.logs import MetricsLog, non_finite, progress_line, reduce_metrics
 from jaxgen.harness.parallel import DataParallel, initialize_distributed
@@ -127,9 +132,11 @@ class Experiment:
     grid (a `jaxgen.harness.batches.Grid`: samples/reals.png once, then `sample`'s images
     every image snapshot), best_key / best_mode (the stats key of the score that picks
     best/, 'min' or 'max'), last_keys (running metrics reduced by their last value),
-    batch_setting and divergence_hint (what to change, for error messages), and
+    batch_setting and divergence_hint (what to change, for error messages),
     data_summary ({role: the dataset's summary}, e.g. {'train': ds.summary}: written to
-    data_summary.json). Class attributes read before the constructor runs:
+    data_summary.json) and prefetch (default 2, read at each tick: how many steps ahead a background
+    thread gathers the batches and puts them on the devices; 0: the loop's thread does it
+    just before each step). Class attributes read before the constructor runs:
     resolution_range (the config.data.resolution the models build; power_of_two: whether
     it must be one) and resume_fields
     (config fields beyond `validate.RESUME_FIELDS` that a resumed run must keep, because
@@ -149,6 +156,7 @@ class Experiment:
     data_summary: Dict[str, Dict[str, Any]] = {}
     resolution_range: Tuple[int, int] = (4, 1024)
     power_of_two: bool = True          # False: any config.data.resolution in the range
+    prefetch: int = 2                  # batches made ahead of the step (0: none)
     resume_fields: Tuple[str, ...] = ()
 
     def init_state(self, key: jax.Array) -> Any:
@@ -330,16 +338,7 @@ class _Loop:
         """
         t0, start, tick = time.time(), self.step, self.tick + 1
         end = min(self.step + self.sched.tick_steps, self.sched.total_steps)
-        per_step = []
-        while self.step < end:
-            batch = self.dp.put_batch(self.exp.batch(self.step))
-            self.state, metrics = self.step_fn(self.state, *batch, self.key)
-            self.step += 1
-            self.nimg += self.sched.batch_size
-            per_step.append(metrics)
-            if self.dp.block_every_step:
-                jax.block_until_ready(self.state)
-        stats = reduce_metrics(per_step, self.exp.last_keys)
+        stats = reduce_metrics(self._steps(end), self.exp.last_keys)
         self._check_finite(stats, tick)
         dt = time.time() - t0
         n = (self.step - start) * self.sched.batch_size
@@ -361,6 +360,30 @@ class _Loop:
         self.exp.after_tick(self.state, info)
         if done or self.tick % self.sched.snapshot_ticks == 0:
             self.ckpt.save(self.step, self.state, self._meta())
+
+    def _steps(self, end: int) -> List[Dict[str, Any]]:
+        """Run the steps self.step..end-1; their metrics (device scalars, not read here).
+
+        The batches come from a `Prefetcher` (the experiment's `prefetch` steps ahead), so the
+        next batch is gathered and put on the devices while a step runs; the prefetch thread
+        ends with the tick, also when a step, a batch or Ctrl-C raises. Nothing here waits for
+        the devices except `block_every_step` (several CPU devices), which awaits each step.
+        """
+        per_step = []
+        with Prefetcher(self._device_batch, self.step, end, int(self.exp.prefetch)) as feed:
+            while self.step < end:
+                batch = feed.get(self.step)
+                self.state, metrics = self.step_fn(self.state, *batch, self.key)
+                self.step += 1
+                self.nimg += self.sched.batch_size
+                per_step.append(metrics)
+                if self.dp.block_every_step:
+                    jax.block_until_ready(self.state)
+        return per_step
+
+    def _device_batch(self, step: int) -> Tuple[jax.Array, ...]:
+        """The batch of `step` sharded over the devices (runs on the prefetch thread)."""
+        return self.dp.put_batch(self.exp.batch(step))
 
     def _info(self, done: bool, image_snapshot: bool, tick: Optional[int] = None) -> TickInfo:
         return TickInfo(self.tick if tick is None else tick, self.step, self.nimg, done, image_snapshot,

@@ -6,7 +6,9 @@ so the result equals a one-device step up to float rounding. The state is
 donated (updated in place). With several processes each host feeds its slice
 of the (identical, seed-determined) global batch. On CPU with several (fake)
 devices every step is awaited before the next one is queued: queuing many
-multi-device CPU steps can deadlock.
+multi-device CPU steps can deadlock. `put_batch` may run on another thread (the
+loop's prefetch thread puts the next batch while a step runs): it is a transfer,
+not a multi-device program, so it does not count against that rule.
 """
 from __future__ import annotations
 
