@@ -3,47 +3,30 @@ exact resume, metrics.jsonl after a resume, divergence, best/, validation, Ctrl-
 import json
 from typing import Any, Dict
 
-import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 import pytest
 
-from jaxgen.harness import logs, loop
+from jaxgen.harness import loop
 from jaxgen.harness.batches import Grid, batch_at_step, batch_indices
 from jaxgen.harness.checkpoint import TrainCheckpointer, read_descriptor, restore_latest_raw
+from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
-N, RES = 24, 4
-
-
-@pytest.fixture(autouse=True)
-def no_tensorboard(monkeypatch):
-    """metrics.jsonl only: TensorBoard (clu) imports TensorFlow, which alone takes longer than
-    these tests; the StyleGAN2 trainer test covers the event files."""
-    monkeypatch.setattr(logs, "open_tensorboard", lambda workdir: None)
+N = 24
 
 
-@flax.struct.dataclass
-class ToyState:
-    step: jnp.ndarray
-    w: jnp.ndarray
-    opt: Any
-
-
-class Toy(loop.Experiment):
+class Toy(ToyExperiment):
     """Linear regression of the label on the pixels of [N, 4, 4, 1] uint8 images, 2 steps a tick."""
 
-    kind = "classifier"
+    noise = True
 
     def __init__(self, config, workdir):
         c = config
         if c.lr <= 0:
             raise ValueError(f"config.lr={c.lr} must be > 0")
-        rng = np.random.default_rng(0)
-        self.images = rng.integers(0, 256, [N, RES, RES, 1]).astype(np.uint8)
-        self.labels = rng.integers(0, 3, N).astype(np.int32)
+        self.toy_data(N, 3)
         self.seed, self.num_examples, self.cfg = int(c.seed), N, c
         self.schedule = loop.Schedule(c.batch_size, c.total_steps, 2, c.snapshot_ticks, 1, 5)
         self.descriptor = dict(class_names=["a", "b", "c"], resolution=RES, channels=1, model="toy",
@@ -51,21 +34,6 @@ class Toy(loop.Experiment):
         self.best_key = "score" if c.scores else None
         self.tx = optax.adam(c.lr)
         self.grid = Grid(self.images[:4], cols=2)
-
-    def init_state(self, key):
-        w = jax.random.normal(key, [RES * RES]) * 0.01
-        return ToyState(step=jnp.zeros((), jnp.int32), w=w, opt=self.tx.init(w))
-
-    def train_step(self, state, images, labels, key):
-        noise = jax.random.normal(jax.random.fold_in(key, state.step), [])
-        x = images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
-
-        def loss_fn(w):
-            return jnp.mean((x @ w - labels) ** 2) + 1e-3 * noise
-
-        loss, g = jax.value_and_grad(loss_fn)(state.w)
-        upd, opt = self.tx.update(g, state.opt, state.w)
-        return state.replace(step=state.step + 1, w=optax.apply_updates(state.w, upd), opt=opt), {"loss": loss}
 
     def batch(self, step):
         if step == self.cfg.interrupt_at:

@@ -13,11 +13,8 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any
 
-import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -28,56 +25,27 @@ from jaxgen.harness import logs, loop
 from jaxgen.harness.batches import Prefetcher, batch_at_step
 from jaxgen.harness.checkpoint import TrainCheckpointer, restore_latest_raw
 from jaxgen.harness.parallel import DataParallel
+from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
-N, RES, BATCH = 16, 4, 4
-
-
-@pytest.fixture(autouse=True)
-def no_tensorboard(monkeypatch):
-    """metrics.jsonl only (TensorBoard's clu imports TensorFlow, slower than these tests)."""
-    monkeypatch.setattr(logs, "open_tensorboard", lambda workdir: None)
+N, BATCH = 16, 4
 
 
-@flax.struct.dataclass
-class ToyState:
-    step: jnp.ndarray
-    w: jnp.ndarray
-    opt: Any
-
-
-class Toy(loop.Experiment):
+class Toy(ToyExperiment):
     """Least squares on [N, 4, 4, 1] images with per-step noise; 2 steps of 4 images a tick.
 
     config: total_steps, prefetch (the experiment's `prefetch`), fail_at (the batch of that step
     raises ValueError), slow (seconds each batch takes: the loop has to wait for the thread).
     """
 
-    kind = "classifier"
+    noise = True
 
     def __init__(self, config, workdir):
         self.cfg, self.seed, self.num_examples = config, 1, N
-        rng = np.random.default_rng(0)
-        self.images = rng.integers(0, 256, [N, RES, RES, 1]).astype(np.uint8)
-        self.labels = rng.integers(0, 2, N).astype(np.int32)
+        self.toy_data(N, 2)
         self.schedule = loop.Schedule(BATCH, config.total_steps, 2, 1, 1, 10)
         self.descriptor = dict(class_names=["a", "b"], resolution=RES, channels=1, model="toy", model_kwargs={})
         self.prefetch = int(config.prefetch)
         self.tx = optax.adam(0.05)
-
-    def init_state(self, key):
-        w = jax.random.normal(key, [RES * RES]) * 0.01
-        return ToyState(step=jnp.zeros((), jnp.int32), w=w, opt=self.tx.init(w))
-
-    def train_step(self, state, images, labels, key):
-        noise = jax.random.normal(jax.random.fold_in(key, state.step), [])
-        x = images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
-
-        def loss_fn(w):
-            return jnp.mean((x @ w - labels) ** 2) + 1e-3 * noise
-
-        loss, g = jax.value_and_grad(loss_fn)(state.w)
-        upd, opt = self.tx.update(g, state.opt, state.w)
-        return state.replace(step=state.step + 1, w=optax.apply_updates(state.w, upd), opt=opt), {"loss": loss}
 
     def batch(self, step):
         if step == self.cfg.fail_at:
@@ -185,7 +153,9 @@ def test_no_device_value_is_read_per_step(tmp_path, monkeypatch):
 
 
 def test_two_fake_cpu_devices_prefetch_without_deadlock(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    tests_dir = str(pathlib.Path(__file__).resolve().parents[1])   # toy_experiment, as pytest has it
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+               PYTHONPATH=os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH", "")])))
     out = subprocess.run([sys.executable, __file__, str(tmp_path)], env=env, capture_output=True, text=True,
                          timeout=300, cwd=pathlib.Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-3000:]

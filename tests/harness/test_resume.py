@@ -3,38 +3,23 @@ tick once and in order after a crash or a Ctrl-C, the resume line's kimg has all
 of another model is refused before orbax (and a mismatch orbax finds is one line), best/ and
 data_summary.json appear only when there is something to put in them."""
 import json
-from typing import Any
 
-import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from jaxgen.errors import OutputError, UserError
-from jaxgen.harness import logs, loop
+from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step
 from jaxgen.harness.checkpoint import CheckpointError, restore_latest_raw
+from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
-N, RES = 16, 4
-
-
-@pytest.fixture(autouse=True)
-def no_tensorboard(monkeypatch):
-    """metrics.jsonl only (TensorBoard's clu imports TensorFlow, slower than these tests)."""
-    monkeypatch.setattr(logs, "open_tensorboard", lambda workdir: None)
+N = 16
 
 
-@flax.struct.dataclass
-class ToyState:
-    step: jnp.ndarray
-    w: jnp.ndarray
-    opt: Any
-
-
-class Toy(loop.Experiment):
+class Toy(ToyExperiment):
     """Least squares on [N, 4, 4, 1] images; a tick is 2 steps of 4 images (0.008 kimg).
 
     config: total_steps, snapshot_ticks, crash_tick (RuntimeError after the tick's row is
@@ -42,13 +27,9 @@ class Toy(loop.Experiment):
     names (class names), extra (more weights than run.json says: a state orbax cannot restore).
     """
 
-    kind = "classifier"
-
     def __init__(self, config, workdir):
-        self.cfg, self.seed, self.num_examples = config, 0, N
-        rng = np.random.default_rng(0)
-        self.images = rng.integers(0, 256, [N, RES, RES, 1]).astype(np.uint8)
-        self.labels = rng.integers(0, 2, N).astype(np.int32)
+        self.cfg, self.seed, self.num_examples, self.extra = config, 0, N, int(config.extra)
+        self.toy_data(N, 2)
         self.schedule = loop.Schedule(4, config.total_steps, 2, config.snapshot_ticks, 1, 10)
         self.descriptor = dict(class_names=list(config.names), resolution=RES, channels=1, model="toy",
                                model_kwargs={})
@@ -56,20 +37,6 @@ class Toy(loop.Experiment):
                                            classes={"a": 8, "b": 8})}
         self.best_key = "score" if config.scores else None
         self.tx = optax.sgd(0.1)
-
-    def init_state(self, key):
-        w = jax.random.normal(key, [RES * RES + self.cfg.extra]) * 0.01
-        return ToyState(step=jnp.zeros((), jnp.int32), w=w, opt=self.tx.init(w))
-
-    def train_step(self, state, images, labels, key):
-        x = images.reshape(images.shape[0], -1).astype(jnp.float32) / 255.0
-
-        def loss_fn(w):
-            return jnp.mean((x @ w[:RES * RES] - labels) ** 2)
-
-        loss, g = jax.value_and_grad(loss_fn)(state.w)
-        upd, opt = self.tx.update(g, state.opt, state.w)
-        return state.replace(step=state.step + 1, w=optax.apply_updates(state.w, upd), opt=opt), {"loss": loss}
 
     def batch(self, step):
         img, lab = batch_at_step(self.images, self.labels, step, 4, self.seed)
