@@ -19,6 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxgen.errors import ConfigError
+from jaxgen.harness.validate import check_batch_size
 
 
 def initialize_distributed(config: Any) -> None:
@@ -40,9 +41,7 @@ class DataParallel:
     def check_batch(self, batch_size: int, num_examples: int, setting: str) -> None:
         """ConfigError naming `setting` unless the global batch splits evenly over the devices
         and the data has at least one batch of examples."""
-        if batch_size < 1 or batch_size % self.num_devices:
-            raise ConfigError(f"{setting}={batch_size} must be a positive multiple of the "
-                             f"{self.num_devices} devices")
+        check_batch_size(batch_size, self.num_devices, setting)
         if batch_size > num_examples:
             raise ConfigError(f"{setting}={batch_size} exceeds the {num_examples} training images: "
                              "lower it or add images")
