@@ -64,7 +64,8 @@ def _load(cfg) -> ImageDataset:
     if source == "demo":
         path = get("path")
         write_demo_dataset(path, get("num_per_class", 64), resolution, get("seed", 0),
-                           get("classes", DEFAULT_CLASSES), progress=get("progress", True))
+                           get("classes", DEFAULT_CLASSES), progress=get("progress", True),
+                           flag="--config.data.path")
         with warnings.catch_warnings():  # the preview.png next to the class folders
             warnings.filterwarnings("ignore", message="ignoring 1 image")
             return load_image_folder(path, resolution, channels, skip_corrupt=get("skip_corrupt", False),
@@ -72,7 +73,7 @@ def _load(cfg) -> ImageDataset:
     if source == "depth_demo":
         path = get("path")
         write_depth_dataset(path, get("num_per_class", 64), resolution, get("seed", 0),
-                            progress=get("progress", True))
+                            progress=get("progress", True), flag="--config.data.path")
         with warnings.catch_warnings():  # the preview.png next to the class folders
             warnings.filterwarnings("ignore", message="ignoring 1 image")
             return load_image_folder(path, resolution, get("channels", 1),

@@ -482,12 +482,12 @@ def _made_here(out: Path) -> bool:
         return False
 
 
-def _old_manifest(out: Path, params: Dict, overwrite: bool) -> Optional[Dict]:
+def _old_manifest(out: Path, params: Dict, overwrite: bool, flag: str = "--out") -> Optional[Dict]:
     """The manifest of the dataset already in `out`: None if there is none, {} if
     it is unreadable. A dataset made with other `params` is a DatasetError unless
     `overwrite` (so that a typo never mixes two sets in one folder). A folder
     of other files (no marker, no set of this generator) is an OutputError."""
-    check_output(out, OUTPUT_KIND, "--out", legacy=_made_here)
+    check_output(out, OUTPUT_KIND, flag, legacy=_made_here)
     meta_path = out / "dataset.json"
     try:
         old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -528,7 +528,7 @@ def _render_jobs(jobs: list, seed: int, resolution: int, progress: bool) -> None
 
 def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, seed: int = 0,
                        classes: Sequence[str] = DEFAULT_CLASSES, progress: bool = True,
-                       overwrite: bool = False) -> Dict:
+                       overwrite: bool = False, flag: str = "--out") -> Dict:
     """Render the demo set as an image folder: out_dir/<class>/<class>_00000.png.
 
     Image i of severity s is drawn from `default_rng([seed, s, i])`, so each
@@ -537,8 +537,9 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
     (nothing is rendered) and completes a partial one (missing or unreadable
     files only). A folder made with other parameters is an error unless
     `overwrite=True`, which re-renders and deletes the old set's extra
-    `<class>_NNNNN.png` files. Returns the manifest plus 'rendered' (images
-    drawn now) and 'path'.
+    `<class>_NNNNN.png` files. A folder of other files is refused (OutputError
+    naming `flag`, the setting that chose `out_dir`). Returns the manifest plus
+    'rendered' (images drawn now) and 'path'.
     """
     check_resolution(resolution, minimum=16, maximum=1024)
     if int(num_per_class) < 1:
@@ -548,7 +549,7 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
               "classes": list(classes), "severities": sev, "num_per_class": n_per,
               "resolution": int(resolution), "seed": int(seed)}
     meta_path = out / "dataset.json"
-    old = _old_manifest(out, params, overwrite)
+    old = _old_manifest(out, params, overwrite, flag)
     files = {out / c / f"{c}_{i:05d}.png": (s, i) for c, s in zip(classes, sev)
              for i in range(n_per)}
     if overwrite and old:  # remove what the previous parameters made and these do not
@@ -557,7 +558,7 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
             if overwrite or not _image_ok(p, resolution)]
     manifest = dict(params, counts={c: n_per for c in classes}, total=len(files), complete=False)
     if jobs:
-        claim_output(out, OUTPUT_KIND, "--out", legacy=_made_here)
+        claim_output(out, OUTPUT_KIND, flag, legacy=_made_here)
         meta_path.write_text(json.dumps(manifest, indent=2) + "\n")
     _render_jobs(jobs, seed, resolution, progress)
     manifest["complete"] = True

@@ -302,12 +302,12 @@ def _made_here(out: Path) -> bool:
         return False
 
 
-def _old_manifest(out: Path, params: dict, overwrite: bool) -> Optional[dict]:
+def _old_manifest(out: Path, params: dict, overwrite: bool, flag: str = "--out") -> Optional[dict]:
     """The manifest of the dataset already in `out`: None if there is none, {} if
     it is unreadable. A dataset made with other `params` is a DatasetError unless
     `overwrite` (so that a typo never mixes two sets in one folder). A folder
     of other files (no marker, no set of this generator) is an OutputError."""
-    check_output(out, OUTPUT_KIND, "--out", legacy=_made_here)
+    check_output(out, OUTPUT_KIND, flag, legacy=_made_here)
     meta_path = out / "dataset.json"
     try:
         old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
@@ -339,7 +339,7 @@ def _render_jobs(jobs: list, seed: int, resolution: int, progress: bool) -> None
 
 def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, seed: int = 0,
                         progress: bool = True, preview: bool = True,
-                        overwrite: bool = False) -> Path:
+                        overwrite: bool = False, flag: str = "--out") -> Path:
     """Render the depth-face set as an image folder: out_dir/<class>/<class>_00000.png
     (grayscale PNGs) for class in EXPRESSIONS, plus out_dir/dataset.json and
     out_dir/preview.png. Returns out_dir as a Path.
@@ -349,7 +349,8 @@ def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, 
     renders nothing, and an interrupted one is completed (missing or unreadable
     files only; files are written atomically). A folder made with other
     parameters is a DatasetError unless `overwrite=True`, which re-renders
-    everything and deletes the old set's extra `<class>_NNNNN.png` files.
+    everything and deletes the old set's extra `<class>_NNNNN.png` files. A folder
+    of other files is refused (OutputError naming `flag`, the setting that chose it).
     """
     check_resolution(resolution, minimum=16, maximum=1024)
     n_per, out = int(num_per_class), Path(out_dir)
@@ -359,7 +360,7 @@ def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, 
               "classes": list(EXPRESSIONS), "num_per_class": n_per,
               "resolution": int(resolution), "seed": int(seed), "channels": 1}
     meta_path = out / "dataset.json"
-    old = _old_manifest(out, params, overwrite)
+    old = _old_manifest(out, params, overwrite, flag)
     files = {out / c / f"{c}_{i:05d}.png": (e, i) for e, c in enumerate(EXPRESSIONS)
              for i in range(n_per)}
     if overwrite and old:
@@ -370,7 +371,7 @@ def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, 
     jobs = [(p, e, i) for p, (e, i) in files.items() if overwrite or not _image_ok(p, resolution)]
     manifest = dict(params, counts={c: n_per for c in EXPRESSIONS}, total=len(files), complete=False)
     if jobs:
-        claim_output(out, OUTPUT_KIND, "--out", legacy=_made_here)
+        claim_output(out, OUTPUT_KIND, flag, legacy=_made_here)
         meta_path.write_text(json.dumps(manifest, indent=2) + "\n")
     _render_jobs(jobs, seed, resolution, progress)
     manifest["complete"] = True

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from jaxgen.data import demo_faces, depth_faces
+from jaxgen.data import demo_faces, depth_faces, load_dataset
 from jaxgen.errors import OutputError
 
 
@@ -42,4 +42,16 @@ def test_renderers_refuse_a_folder_of_the_users_files(tmp_path):
                   lambda: demo_faces.write_demo_dataset(user, 1, 16, progress=False, overwrite=True)):
         with pytest.raises(OutputError, match=f"--out {user} is not empty"):
             write()
+    assert [p.name for p in user.iterdir()] == ["me.jpg"]
+
+
+def test_a_demo_source_in_a_user_folder_names_the_config_flag(tmp_path):
+    """data.source='demo' renders into data.path: the refusal names --config.data.path."""
+    user = tmp_path / "photos"
+    user.mkdir()
+    (user / "me.jpg").write_bytes(b"my photo")
+    for source in ("demo", "depth_demo"):
+        with pytest.raises(OutputError, match=f"^--config.data.path {user} is not empty"):
+            load_dataset(dict(source=source, path=str(user), resolution=16, num_per_class=1,
+                              progress=False))
     assert [p.name for p in user.iterdir()] == ["me.jpg"]
