@@ -175,6 +175,11 @@ class Experiment:
         """The host arrays of the global batch of `step`, leading axis = batch."""
         raise NotImplementedError
 
+    def step_options(self, step: int) -> Dict[str, Any]:
+        """Static keyword arguments of `train_step` at `step`, chosen on the host (hashable
+        values; each distinct set compiles its own program), e.g. which lazy phases run."""
+        return {}
+
     def banner(self) -> str:
         """What the run trains, for the first line it prints."""
         return f"{self.kind}: {self.num_examples} examples, batch {self.schedule.batch_size}"
@@ -298,7 +303,7 @@ class _Loop:
         self.ckpt = TrainCheckpointer(workdir, max_to_keep=self.sched.keep_checkpoints)
         self.best_ckpt: Optional[TrainCheckpointer] = None   # best/ is made with its first save
         self.key = dp.replicate(jax.random.key(exp.seed))
-        self.step_fn = dp.jit_step(exp.train_step)
+        self.step_fn = dp.jit_step(exp.train_step, tuple(exp.step_options(self.step)))
 
     def run(self) -> Dict[str, Any]:
         exp, sched = self.exp, self.sched
@@ -373,7 +378,8 @@ class _Loop:
         with Prefetcher(self._device_batch, self.step, end, int(self.exp.prefetch)) as feed:
             while self.step < end:
                 batch = feed.get(self.step)
-                self.state, metrics = self.step_fn(self.state, *batch, self.key)
+                self.state, metrics = self.step_fn(self.state, *batch, self.key,
+                                                   **self.exp.step_options(self.step))
                 self.step += 1
                 self.nimg += self.sched.batch_size
                 per_step.append(metrics)

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxgen.errors import ConfigError
 from jaxgen.harness.validate import check_batch_size
+from jaxgen.utils.xla_options import jit_train_step
 
 
 def initialize_distributed(config: Any) -> None:
@@ -51,13 +52,27 @@ class DataParallel:
         return jax.tree_util.tree_map(
             lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.replicated), tree)
 
-    def jit_step(self, fn: Callable[..., Tuple[Any, Any]]) -> Callable[..., Tuple[Any, Any]]:
-        """jit `fn(state, *batch, key) -> (state, metrics)`: state donated, outputs replicated;
-        the input shardings come from the arguments (see `put_batch`, `replicate`)."""
-        return jax.jit(fn, out_shardings=(self.replicated, self.replicated), donate_argnums=(0,))
+    def jit_step(self, fn: Callable[..., Tuple[Any, Any]],
+                 static_argnames: Tuple[str, ...] = ()) -> Callable[..., Tuple[Any, Any]]:
+        """jit `fn(state, *batch, key, **static) -> (state, metrics)`: state donated, outputs
+        replicated, the keyword arguments `static_argnames` static (one program per value);
+        the input shardings come from the arguments (see `put_batch`, `replicate`); compiled
+        with `xla_options.train_compiler_options()` (faster gradients on CPU)."""
+        return jit_train_step(fn, out_shardings=(self.replicated, self.replicated), donate_argnums=(0,),
+                              static_argnames=static_argnames)
 
     def replicate(self, tree: Any) -> Any:
-        return jax.device_put(tree, self.replicated)
+        """`tree` placed replicated on every device (of every process: each passes the same value).
+
+        Typed PRNG keys go over as their key data: with several processes jax (0.10) refuses
+        to device_put a key array onto a sharding with devices of other processes."""
+        return jax.tree_util.tree_map(self._replicate_leaf, tree)
+
+    def _replicate_leaf(self, x: Any) -> Any:
+        if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+            data = jax.device_put(jax.random.key_data(x), self.replicated)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.device_put(x, self.replicated)
 
     def put_batch(self, arrays: Sequence[np.ndarray]) -> Tuple[jax.Array, ...]:
         """Host arrays of the global batch [B, ...] -> arrays sharded over the devices; with

@@ -325,13 +325,43 @@ def _taps(x: jnp.ndarray, axis: int, taps, start: int, count: int, stride: int =
 
     FIR filtering as a sum of shifted slices: XLA fuses it into one elementwise
     loop, which is much faster on CPU than a depthwise (dilated) convolution
-    and fine on accelerators; its transposes are pads and slices again.
+    and fine on accelerators. Its gradient is written out (`_taps_bwd`), again as
+    shifted slices: autodiff's transpose is one padded array per tap, which XLA:CPU
+    materialises one by one (ADA's resampling backward: 200 ms -> see bench/RESULTS.md).
     """
+    return _fir(x, axis, tuple(float(t) for t in taps), start, count, stride)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _fir(x, axis: int, taps: Tuple[float, ...], start: int, count: int, stride: int):
     out = 0.0
     for j, t in enumerate(taps):
         lo = start + j
-        out = out + float(t) * lax.slice_in_dim(x, lo, lo + (count - 1) * stride + 1, stride, axis)
+        out = out + t * lax.slice_in_dim(x, lo, lo + (count - 1) * stride + 1, stride, axis)
     return out
+
+
+def _fir_fwd(x, axis, taps, start, count, stride):
+    return _fir(x, axis, taps, start, count, stride), x.shape[axis]
+
+
+def _fir_bwd(axis, taps, start, count, stride, length, g):
+    """x_bar[start + j + stride q] += taps[j] g[q]: g with stride - 1 zeros after each
+    sample, placed at start + k - 1 of a zero line of length + k - 1, correlated with
+    the reversed taps (k = len(taps))."""
+    k = len(taps)
+    u = g
+    if stride > 1:
+        u = jnp.stack([g] + [jnp.zeros_like(g)] * (stride - 1), axis=axis + 1)
+        u = u.reshape(g.shape[:axis] + (stride * count,) + g.shape[axis + 1:])
+    lo = start + k - 1
+    pad = [(0, 0, 0)] * g.ndim
+    pad[axis] = (lo, length + k - 1 - lo - u.shape[axis], 0)
+    u = lax.pad(u, jnp.zeros((), u.dtype), pad)
+    return (_fir(u, axis, taps[::-1], 0, length, 1),)
+
+
+_fir.defvjp(_fir_fwd, _fir_bwd)
 
 
 def _upsample2(x: jnp.ndarray, axis: int) -> jnp.ndarray:

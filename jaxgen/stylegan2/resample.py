@@ -16,8 +16,10 @@ Conventions:
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence, Tuple, Union
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -148,9 +150,67 @@ def downsample2d(x: jnp.ndarray, f: np.ndarray, down: int = 2) -> jnp.ndarray:
     return upfirdn2d(x, f, down=down, padding=p)
 
 
-def _conv(x, w, stride=1, padding=((0, 0), (0, 0)), lhs_dilation=(1, 1)):
-    return lax.conv_general_dilated(x, w, window_strides=(stride, stride), padding=padding,
-                                    lhs_dilation=lhs_dilation, dimension_numbers=_DN)
+# How `_conv` computes a convolution: 'auto' (per backend, see `_conv`), 'xla' or 'taps'.
+_CONV_IMPL = ["auto"]
+
+
+@contextlib.contextmanager
+def conv_impl(name: str):
+    """Within the block, trace every resampling convolution with `name` ('auto', 'xla' or
+    'taps'); for tests that compare the two ways and for benchmarks."""
+    if name not in ("auto", "xla", "taps"):
+        raise ValueError(f"conv impl {name!r}: choose 'auto', 'xla' or 'taps'")
+    old, _CONV_IMPL[0] = _CONV_IMPL[0], name
+    try:
+        yield
+    finally:
+        _CONV_IMPL[0] = old
+
+
+def _xla_conv_is_fast(kh: int, kw: int, stride: int, padding) -> bool:
+    """Whether XLA:CPU's convolution (and its gradients) is the fast way: odd square kernels
+    larger than 1x1 at stride 1 with 'same' padding (a 1x1 kernel is a plain dot). Its gradients of strided convolutions (a dilated-input
+    convolution) and of small even kernels (the up-sampling phases) run 10-30x slower than
+    their forward pass on CPU (bench/RESULTS.md, 'Training step on CPU: where the time went')."""
+    (py0, py1), (px0, px1) = padding
+    return stride == 1 and kh == kw > 1 and kh % 2 == 1 and py0 == py1 == px0 == px1 == kh // 2
+
+
+def _conv(x, w, stride=1, padding=((0, 0), (0, 0))):
+    """Correlation of x [N, H, W, I] with w [kh, kw, I, O] at `stride`, zero padding
+    ((top, bottom), (left, right)): [N, H', W', O].
+
+    Same sums either way, by one of two programs: XLA's convolution, or (impl 'taps')
+    a sum over the kh * kw taps of dots between shifted, strided slices of x and
+    w[dy, dx], whose gradients are dots and pads only. 'auto' uses XLA's convolution
+    except on CPU where `_xla_conv_is_fast` says it is slow.
+    """
+    kh, kw = int(w.shape[0]), int(w.shape[1])
+    impl = _CONV_IMPL[0]
+    if impl == "auto":
+        slow = jax.default_backend() == "cpu" and not _xla_conv_is_fast(kh, kw, stride, padding)
+        impl = "taps" if slow else "xla"
+    if impl == "xla":
+        return lax.conv_general_dilated(x, w, window_strides=(stride, stride), padding=padding,
+                                        dimension_numbers=_DN)
+    return _conv_taps(x, w, stride, padding)
+
+
+def _conv_taps(x, w, stride, padding):
+    """`_conv` as a sum of per-tap dots: x [N, H, W, I], w [kh, kw, I, O] -> [N, H', W', O]."""
+    kh, kw, i, _ = (int(d) for d in w.shape)
+    (py0, py1), (px0, px1) = padding
+    x = _pad_or_crop(x, px0, px1, py0, py1)
+    n, hp, wp, _ = x.shape
+    ho, wo = (hp - kh) // stride + 1, (wp - kw) // stride + 1
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            tap = lax.slice(x, (0, dy, dx, 0), (n, dy + (ho - 1) * stride + 1, dx + (wo - 1) * stride + 1, i),
+                            (1, stride, stride, 1))
+            term = lax.dot_general(tap, w[dy, dx], (((3,), (0,)), ((), ())))
+            out = term if out is None else out + term
+    return out
 
 
 def _phase_taps(k: int, up: int, pad: int, n_in: int, r: int):

@@ -2,11 +2,20 @@
 
 Phases, in NVIDIA's order, each with its own latents and optimizer step:
   Gmain                         every iteration
-  Greg  (path length)           when step % g_reg_interval == 0  (lax.cond)
+  Greg  (path length)           when step % g_reg_interval == 0
   Dmain                         every iteration (fakes from the updated G)
-  Dreg  (R1)                    when step % d_reg_interval == 0  (lax.cond)
+  Dreg  (R1)                    when step % d_reg_interval == 0
 then G_ema <- lerp(G, G_ema, beta) with beta = 0.5 ** (B / ema_nimg), and every
 `ada_interval` iterations ADA's p moves towards E[sign D(real)] = target.
+
+Which lazy phases run: the caller that counts steps on the host (the harness)
+passes `regs=lazy_phases(cfg, step)`, a static argument, so each compiled program
+holds only the phases it runs (at most three programs: both, Greg only, none).
+Without it (regs=None) the step decides on the device with lax.cond on
+state.step. The host choice is the fast one on CPU: there XLA runs the weight
+gradient of a convolution inside a conditional (or a loop) body 40x slower than
+in the main program (79 s against 0.5 s for a 3x3, 512-channel layer at 32 px,
+bench/RESULTS.md), and the regularisers are all weight gradients of convolutions.
 
 RNG: the step's key is fold_in(base_key, step), so a resumed run draws the
 same numbers as an uninterrupted one. The batch is global: under jit with a
@@ -291,9 +300,10 @@ def _pl_in_rounds(ctx: _Ctx, operand, z: jnp.ndarray, c: jnp.ndarray, count: int
     return grads, _buffers_after(change, g_buffers, count), new_pl_mean, penalty
 
 
-def _g_reg(ctx: _Ctx, state: TrainState, g: tuple):
-    """Greg: the lazy path-length step when step % g_reg_interval == 0 (lax.cond);
-    skipped entirely (not traced) when pl_weight or the interval is 0.
+def _g_reg(ctx: _Ctx, state: TrainState, g: tuple, run: Optional[bool]):
+    """Greg: the lazy path-length step when step % g_reg_interval == 0; skipped entirely
+    (not traced) when pl_weight or the interval is 0. `run`: whether it runs at this step,
+    known on the host (None: decide on the device with lax.cond on state.step).
 
     g: (g_params, g_opt, g_buffers) after Gmain. Returns (g, pl_mean, metrics
     'loss/pl_penalty' and its 0/1 weight 'loss/pl_penalty_w').
@@ -301,10 +311,17 @@ def _g_reg(ctx: _Ctx, state: TrainState, g: tuple):
     cfg = ctx.cfg
     if not (cfg.loss.pl_weight > 0 and cfg.g_reg_interval):
         return g, state.pl_mean, {}
-    do_greg = state.step % cfg.g_reg_interval == 0
-    (g_params, g_opt, g_buffers, pl_mean), pl_pen = jax.lax.cond(
-        do_greg, lambda op: _g_reg_update(ctx, op), lambda op: (op, jnp.zeros(())),
-        (*g, state.pl_mean))
+    operand = (*g, state.pl_mean)
+    if run is None:
+        do_greg = state.step % cfg.g_reg_interval == 0
+        (g_params, g_opt, g_buffers, pl_mean), pl_pen = jax.lax.cond(
+            do_greg, lambda op: _g_reg_update(ctx, op), lambda op: (op, jnp.zeros(())), operand)
+    elif run:
+        do_greg = jnp.bool_(True)
+        (g_params, g_opt, g_buffers, pl_mean), pl_pen = _g_reg_update(ctx, operand)
+    else:
+        do_greg = jnp.bool_(False)
+        (g_params, g_opt, g_buffers, pl_mean), pl_pen = operand, jnp.zeros(())
     metrics = {"loss/pl_penalty": pl_pen, "loss/pl_penalty_w": do_greg.astype(jnp.float32)}
     return (g_params, g_opt, g_buffers), pl_mean, metrics
 
@@ -355,9 +372,9 @@ def _d_reg_update(ctx: _Ctx, operand, real_img, real_c):
     return (optax.apply_updates(d_params, upd), d_opt), r1
 
 
-def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c):
-    """Dreg: the lazy R1 step when step % d_reg_interval == 0 (lax.cond); skipped
-    entirely (not traced) when r1_gamma or the interval is 0.
+def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c, run: Optional[bool]):
+    """Dreg: the lazy R1 step when step % d_reg_interval == 0; skipped entirely (not
+    traced) when r1_gamma or the interval is 0. `run` as in `_g_reg`.
 
     d: (d_params, d_opt) after Dmain. Returns (d, metrics 'loss/r1_penalty' and
     its 0/1 weight 'loss/r1_penalty_w').
@@ -365,10 +382,23 @@ def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c):
     cfg = ctx.cfg
     if not (cfg.loss.r1_gamma > 0 and cfg.d_reg_interval):
         return d, {}
-    do_dreg = state.step % cfg.d_reg_interval == 0
-    d, r1 = jax.lax.cond(do_dreg, lambda op: _d_reg_update(ctx, op, real_img, real_c),
-                         lambda op: (op, jnp.zeros(())), d)
+    if run is None:
+        do_dreg = state.step % cfg.d_reg_interval == 0
+        d, r1 = jax.lax.cond(do_dreg, lambda op: _d_reg_update(ctx, op, real_img, real_c),
+                             lambda op: (op, jnp.zeros(())), d)
+    elif run:
+        do_dreg = jnp.bool_(True)
+        d, r1 = _d_reg_update(ctx, d, real_img, real_c)
+    else:
+        do_dreg, r1 = jnp.bool_(False), jnp.zeros(())
     return d, {"loss/r1_penalty": r1, "loss/r1_penalty_w": do_dreg.astype(jnp.float32)}
+
+
+def lazy_phases(cfg: StepConfig, step: int) -> Tuple[str, ...]:
+    """The lazy regularisation phases ('Greg', 'Dreg') that run at `step`, for `regs`."""
+    greg = cfg.loss.pl_weight > 0 and cfg.g_reg_interval and step % cfg.g_reg_interval == 0
+    dreg = cfg.loss.r1_gamma > 0 and cfg.d_reg_interval and step % cfg.d_reg_interval == 0
+    return tuple(name for name, on in (("Greg", greg), ("Dreg", dreg)) if on)
 
 
 def _ema(cfg: StepConfig, state: TrainState, g_params):
@@ -403,9 +433,11 @@ def _ada(cfg: StepConfig, state: TrainState, real_signs):
 def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
                     d_tx: optax.GradientTransformation,
                     label_probs: Optional[np.ndarray]) -> Callable[..., Tuple[TrainState, Dict[str, Any]]]:
-    """Build `step(state, real_img, real_c, base_key) -> (state, metrics)` (not yet jitted).
+    """Build `step(state, real_img, real_c, base_key, regs=None) -> (state, metrics)` (not jitted).
 
     real_img: [B, R, R, C] float32 in [-1, 1]; real_c: [B, K] one-hot (K may be 0).
+    regs: `lazy_phases(cfg, step)` for the step being run (jit it as a static argument),
+    or None to choose on the device from state.step (one program with lax.cond).
     metrics: scalars; '*_w' entries are 0/1 weights saying whether a lazy phase ran.
     """
     if cfg.augment not in ("ada", "fixed", "noaug"):
@@ -416,15 +448,17 @@ def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
         raise ValueError(f"batch_gpu={cfg.batch_gpu} {problem}")
     spec = None if cfg.augment == "noaug" else AugmentSpec.from_name(cfg.augpipe)
 
-    def step(state: TrainState, real_img: jnp.ndarray, real_c: jnp.ndarray, base_key: jax.Array):
+    def step(state: TrainState, real_img: jnp.ndarray, real_c: jnp.ndarray, base_key: jax.Array,
+             regs: Optional[Tuple[str, ...]] = None):
         """One iteration: Gmain, Greg, Dmain, Dreg, G_ema, ADA (see the module doc)."""
+        runs = (None, None) if regs is None else ("Greg" in regs, "Dreg" in regs)
         k = _step_keys(base_key, state.step)
         ctx = _Ctx(cfg, _nets(G, D, spec, state.ada_p), g_tx, d_tx, label_probs, k)
         g, m = _g_main(ctx, state)
-        g, pl_mean, m_greg = _g_reg(ctx, state, g)
+        g, pl_mean, m_greg = _g_reg(ctx, state, g, runs[0])
         g_params, g_opt, g_buffers = g
         d, g_buffers, real_signs, m_dmain = _d_main(ctx, state, g_params, g_buffers, real_img, real_c)
-        (d_params, d_opt), m_dreg = _d_reg(ctx, state, d, real_img, real_c)
+        (d_params, d_opt), m_dreg = _d_reg(ctx, state, d, real_img, real_c, runs[1])
         ema_params = _ema(cfg, state, g_params)
         ada_p, sign_sum, count = _ada(cfg, state, real_signs)
         m = {**m, **m_greg, **m_dmain, **m_dreg, "ada_p": ada_p, "pl_mean": pl_mean}

@@ -33,7 +33,7 @@ from jaxgen.harness.loop import TrainingDiverged
 from jaxgen.metrics.fid_tracker import FIDTracker
 from jaxgen.stylegan2 import networks, state as state_lib
 from jaxgen.stylegan2.loss import LossConfig
-from jaxgen.stylegan2.step import StepConfig, batch_gpu_problem, make_train_step
+from jaxgen.stylegan2.step import StepConfig, batch_gpu_problem, lazy_phases, make_train_step
 from jaxgen.stylegan2.transfer import transfer
 
 __all__ = ["StyleGAN2Experiment", "TrainingDiverged", "check_batch_gpu", "r1_gamma", "step_config",
@@ -122,8 +122,8 @@ class StyleGAN2Experiment(loop.Experiment):
         self.fid = FIDTracker(config.metrics, self.G, ds.images, workdir, label_probs,
                               write=jax.process_index() == 0)
         self.best_key = f"metrics/{self.fid.key}" if self.fid.every else None
-        self.train_step = make_train_step(step_config(config), self.G, self.D, self.g_tx, self.d_tx,
-                                          label_probs)
+        self.step_cfg = step_config(config)
+        self.train_step = make_train_step(self.step_cfg, self.G, self.D, self.g_tx, self.d_tx, label_probs)
         self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, self.G.z_dim,
                                 int(config.train.grid_cols), self.seed)
         self._grid_c = self._one_hot(self.grid.labels)
@@ -158,6 +158,10 @@ class StyleGAN2Experiment(loop.Experiment):
         img, labels = batch_at_step(self.ds.images, self.ds.labels, step, self.schedule.batch_size,
                                     self.seed, bool(self.config.data.mirror))
         return to_float(img), self._one_hot(labels)
+
+    def step_options(self, step: int) -> Dict[str, Any]:
+        """The lazy regularisers of `step`, chosen on the host (see `jaxgen.stylegan2.step`)."""
+        return {"regs": lazy_phases(self.step_cfg, step)}
 
     def sample(self, state: state_lib.TrainState) -> np.ndarray:
         return np.asarray(self._gen(state.ema_params, state.ema_buffers, self.grid.z, self._grid_c))

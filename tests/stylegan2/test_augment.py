@@ -322,3 +322,32 @@ def test_resampler_matches_torch_grid_sample_reference():
     np.testing.assert_allclose(ours[4], ref[4], atol=1e-3)
     full = apply_geometric(jnp.asarray(x), jnp.broadcast_to(jnp.eye(3), (n, 3, 3)), g)
     np.testing.assert_array_equal(np.asarray(full), ours)
+
+
+@pytest.mark.parametrize("axis,length,start,stride", [(1, 40, 1, 2), (2, 41, 1, 2), (1, 30, 0, 1),
+                                                    (2, 29, 1, 1), (1, 31, 2, 3)])
+def test_fir_gradient_is_the_transpose_of_the_filter(axis, length, start, stride):
+    """`_taps`'s written-out gradient equals autodiff of the same strided FIR, to first and
+    second order (R1 differentiates D's input gradient through the augmentation)."""
+    y = jax.random.normal(jax.random.key(axis), (2, length, 43 - axis, 3))
+    taps = A._F[: 12 - stride]
+    count = (y.shape[axis] - start - len(taps)) // stride + 1
+
+    def plain(y):  # the same sums, differentiated by JAX
+        return sum(float(t) * jax.lax.slice_in_dim(y, start + j, start + j + (count - 1) * stride + 1, stride,
+                                                   axis) for j, t in enumerate(taps))
+
+    fir = lambda y: A._taps(y, axis, taps, start, count, stride)  # noqa: E731
+    np.testing.assert_allclose(np.asarray(fir(y)), np.asarray(plain(y)), rtol=1e-6, atol=1e-6)
+    w = jax.random.normal(jax.random.key(9), plain(y).shape)
+
+    def second(f):  # d/dw |d <w, f(y)^2> / dy|^2
+        inner = lambda w: jax.grad(lambda y: jnp.sum(w * f(y) ** 2))(y)  # noqa: E731
+        return jax.grad(lambda w: jnp.sum(inner(w) ** 2))(w)
+
+    g_ref = jax.grad(lambda y: jnp.sum(w * plain(y) ** 2))(y)
+    g_got = jax.grad(lambda y: jnp.sum(w * fir(y) ** 2))(y)
+    np.testing.assert_allclose(np.asarray(g_got), np.asarray(g_ref), rtol=1e-5, atol=1e-5)
+    s_ref, s_got = second(plain), second(fir)
+    assert float(jnp.max(jnp.abs(s_ref))) > 0
+    np.testing.assert_allclose(np.asarray(s_got), np.asarray(s_ref), rtol=1e-5, atol=1e-5)

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.stylegan2.resample import conv_upsampled, setup_filter, upfirdn2d
+from jaxgen.stylegan2.resample import conv2d_resample, conv_impl, conv_upsampled, setup_filter, upfirdn2d
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -49,3 +49,30 @@ def test_separable_fir_equals_depthwise_2d_filter(up, down, padding):
     out = out[:, ::down, ::down]
     assert got.shape == out.shape
     np.testing.assert_allclose(np.asarray(got), out, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,up,down", [(3, 1, 1), (3, 1, 2), (1, 1, 2), (3, 2, 1), (1, 2, 1), (4, 1, 1)])
+def test_per_tap_dots_compute_the_convolution_and_its_second_order_gradients(k, up, down):
+    """The CPU program ('taps') and XLA's convolution agree on values, gradients and the
+    gradient of a gradient norm (what R1 and path length differentiate)."""
+    f = setup_filter((1, 3, 3, 1))
+    x = jax.random.normal(jax.random.key(1), [2, 8, 8, 6])
+    w = jax.random.normal(jax.random.key(2), [k, k, 6, 5])
+
+    def r1(x, w):  # d/dw |d sum(y^2) / dx|^2, as the R1 penalty differentiates D
+        gx = jax.grad(lambda x: jnp.sum(conv2d_resample(x, w, f=f, up=up, down=down, padding=k // 2) ** 2))(x)
+        return jnp.sum(gx ** 2)
+
+    results = {}
+    for impl in ("xla", "taps"):
+        with conv_impl(impl):
+            y = conv2d_resample(x, w, f=f, up=up, down=down, padding=k // 2)
+            results[impl] = (y, jax.grad(r1, argnums=(0, 1))(x, w))
+    (y_x, (gx_x, gw_x)), (y_t, (gx_t, gw_t)) = results["xla"], results["taps"]
+    side = 8 * up // down + (k + 1) % 2  # an even kernel with padding k // 2 grows by one pixel
+    assert y_t.shape == y_x.shape == (2, side, side, 5)
+    np.testing.assert_allclose(np.asarray(y_t), np.asarray(y_x), rtol=1e-5, atol=1e-5)
+    for got, ref in ((gx_t, gx_x), (gw_t, gw_x)):
+        scale = float(jnp.max(jnp.abs(ref)))
+        assert scale > 0
+        np.testing.assert_allclose(np.asarray(got) / scale, np.asarray(ref) / scale, atol=1e-5)
