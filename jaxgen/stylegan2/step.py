@@ -300,6 +300,22 @@ def _pl_in_rounds(ctx: _Ctx, operand, z: jnp.ndarray, c: jnp.ndarray, count: int
     return grads, _buffers_after(change, g_buffers, count), new_pl_mean, penalty
 
 
+def _lazy(run: Optional[bool], due: Callable[[], Any], update: Callable, operand):
+    """A lazy phase: (operand after it, its penalty, 0/1 weight saying whether it ran).
+
+    run True/False: known on the host, so only what runs is traced; None: decided on the
+    device by `due()` (a traced bool) with lax.cond. update(operand) -> (operand, penalty).
+    """
+    if run is None:
+        on = due()
+        out, penalty = jax.lax.cond(on, update, lambda op: (op, jnp.zeros(())), operand)
+    elif run:
+        on, (out, penalty) = jnp.bool_(True), update(operand)
+    else:
+        on, out, penalty = jnp.bool_(False), operand, jnp.zeros(())
+    return out, penalty, on.astype(jnp.float32)
+
+
 def _g_reg(ctx: _Ctx, state: TrainState, g: tuple, run: Optional[bool]):
     """Greg: the lazy path-length step when step % g_reg_interval == 0; skipped entirely
     (not traced) when pl_weight or the interval is 0. `run`: whether it runs at this step,
@@ -311,18 +327,10 @@ def _g_reg(ctx: _Ctx, state: TrainState, g: tuple, run: Optional[bool]):
     cfg = ctx.cfg
     if not (cfg.loss.pl_weight > 0 and cfg.g_reg_interval):
         return g, state.pl_mean, {}
-    operand = (*g, state.pl_mean)
-    if run is None:
-        do_greg = state.step % cfg.g_reg_interval == 0
-        (g_params, g_opt, g_buffers, pl_mean), pl_pen = jax.lax.cond(
-            do_greg, lambda op: _g_reg_update(ctx, op), lambda op: (op, jnp.zeros(())), operand)
-    elif run:
-        do_greg = jnp.bool_(True)
-        (g_params, g_opt, g_buffers, pl_mean), pl_pen = _g_reg_update(ctx, operand)
-    else:
-        do_greg = jnp.bool_(False)
-        (g_params, g_opt, g_buffers, pl_mean), pl_pen = operand, jnp.zeros(())
-    metrics = {"loss/pl_penalty": pl_pen, "loss/pl_penalty_w": do_greg.astype(jnp.float32)}
+    (g_params, g_opt, g_buffers, pl_mean), pl_pen, w = _lazy(
+        run, lambda: state.step % cfg.g_reg_interval == 0, lambda op: _g_reg_update(ctx, op),
+        (*g, state.pl_mean))
+    metrics = {"loss/pl_penalty": pl_pen, "loss/pl_penalty_w": w}
     return (g_params, g_opt, g_buffers), pl_mean, metrics
 
 
@@ -382,16 +390,9 @@ def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c, run: Option
     cfg = ctx.cfg
     if not (cfg.loss.r1_gamma > 0 and cfg.d_reg_interval):
         return d, {}
-    if run is None:
-        do_dreg = state.step % cfg.d_reg_interval == 0
-        d, r1 = jax.lax.cond(do_dreg, lambda op: _d_reg_update(ctx, op, real_img, real_c),
-                             lambda op: (op, jnp.zeros(())), d)
-    elif run:
-        do_dreg = jnp.bool_(True)
-        d, r1 = _d_reg_update(ctx, d, real_img, real_c)
-    else:
-        do_dreg, r1 = jnp.bool_(False), jnp.zeros(())
-    return d, {"loss/r1_penalty": r1, "loss/r1_penalty_w": do_dreg.astype(jnp.float32)}
+    d, r1, w = _lazy(run, lambda: state.step % cfg.d_reg_interval == 0,
+                     lambda op: _d_reg_update(ctx, op, real_img, real_c), d)
+    return d, {"loss/r1_penalty": r1, "loss/r1_penalty_w": w}
 
 
 def lazy_phases(cfg: StepConfig, step: int) -> Tuple[str, ...]:
