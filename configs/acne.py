@@ -72,6 +72,7 @@ def get_config(arg: str = ""):
         c.model.mapping_layers = 2
         c.train.batch_size = 4
         c.train.r1_gamma = 0.1
+        c.train.lazy_regs = "device"      # one step program: these runs are mostly compilation
         c.train.ema_kimg = 0.01
         c.train.total_kimg = 0.032
         c.train.kimg_per_tick = 0.008

@@ -117,7 +117,8 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.model.channel_max = 512
     c.model.conv_clamp = ml_collections.FieldReference(None, field_type=float)
     c.model.mbstd_group_size = 4
-    c.model.dtype = "float32"       # compute dtype ('bfloat16' on TPU/GPU for speed)
+    c.model.dtype = "float32"       # compute dtype: 'bfloat16' (TPU/GPU) or 'float16' (GPU, needs
+                                    # conv_clamp, e.g. 256 as NVIDIA); params stay float32
     c.model.num_lowp_res = 4        # highest resolutions computed in `dtype`
 
     c.train = ml_collections.ConfigDict()
@@ -125,6 +126,11 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.train.batch_size = 32         # global, split over all devices
     c.train.batch_gpu = 0           # run each phase in rounds of this many examples (of the global
                                     # batch), accumulating gradients: less memory, same update; 0 = off
+    c.train.lazy_regs = "host"      # who picks the steps that run R1/path length: 'host' (up to 3
+                                    # compiled step programs, each only its phases: fastest on CPU)
+                                    # or 'device' (one program with lax.cond: compiles once)
+    c.train.loss_scale = 0.0        # gradient scale against float16 underflow; 0 = auto (1024 with
+                                    # model.dtype='float16', else 1 = none); overflowed updates are skipped
     c.train.g_lr = 0.002
     c.train.d_lr = 0.002
     c.train.betas = (0.0, 0.99)

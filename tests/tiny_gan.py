@@ -39,8 +39,10 @@ def fast_compile_env(env):
     return dict(env, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
 
 
-def setup(batch=8, augment="ada", freeze_d=0, lr=0.002, seed=0, c_dim=3, **step_kw):
-    G, D = networks.build(dict(G_KW, c_dim=c_dim), dict(D_KW, c_dim=c_dim))
+def setup(batch=8, augment="ada", freeze_d=0, lr=0.002, seed=0, c_dim=3, net_kw=None, **step_kw):
+    """net_kw: extra G and D kwargs (e.g. dtype, conv_clamp); step_kw: StepConfig fields."""
+    net_kw = dict(net_kw or {}, c_dim=c_dim)
+    G, D = networks.build(dict(G_KW, **net_kw), dict(D_KW, **net_kw))
     g_vars, d_vars = networks.init_variables(G, D, jax.random.key(seed))
     g_tx = state_lib.make_optimizer(state_lib.OptConfig(lr=lr, reg_interval=4))
     d_tx = state_lib.make_optimizer(state_lib.OptConfig(lr=lr, reg_interval=16),

@@ -122,22 +122,24 @@ def modulated_conv2d(x: jnp.ndarray, weight: jnp.ndarray, styles: jnp.ndarray,
       [N, H * up, W * up, O].
     """
     in_channels = weight.shape[2]
-    weight = weight.astype(x.dtype)
-    styles = styles.astype(x.dtype)
+    # Modulation and demodulation coefficients are computed in float32 (as NVIDIA's code
+    # does) and cast to the compute dtype only where they meet x.
+    weight = weight.astype(jnp.float32)
+    styles = styles.astype(jnp.float32)
     if x.dtype == jnp.float16 and demodulate:
         # Pre-normalise to keep fp16 in range; demodulation undoes the scale.
-        weight = weight * (1 / np.sqrt(in_channels * weight.shape[0] * weight.shape[1])
+        weight = weight * (np.float32(1 / np.sqrt(in_channels * weight.shape[0] * weight.shape[1]))
                            / jnp.max(jnp.abs(weight), axis=(0, 1, 2), keepdims=True))
         styles = styles / jnp.max(jnp.abs(styles), axis=1, keepdims=True)
 
     dcoefs = None
     if demodulate:
         wsq = jnp.einsum("hwio,ni->no", jnp.square(weight), jnp.square(styles))
-        dcoefs = jax.lax.rsqrt(wsq + 1e-8)  # [N, O]
+        dcoefs = jax.lax.rsqrt(wsq + 1e-8)  # [N, O] float32
 
     if not fused_modconv:
-        x = x * styles[:, None, None, :]
-        x = conv2d_resample(x, weight, f=resample_filter, up=up, padding=padding,
+        x = x * styles[:, None, None, :].astype(x.dtype)
+        x = conv2d_resample(x, weight.astype(x.dtype), f=resample_filter, up=up, padding=padding,
                             flip_weight=flip_weight)
         if demodulate:
             x = x * dcoefs[:, None, None, :].astype(x.dtype)
@@ -147,7 +149,8 @@ def modulated_conv2d(x: jnp.ndarray, weight: jnp.ndarray, styles: jnp.ndarray,
 
     w = weight[None] * styles[:, None, None, :, None]  # [N, kh, kw, I, O]
     if demodulate:
-        w = w * dcoefs[:, None, None, None, :].astype(w.dtype)
+        w = w * dcoefs[:, None, None, None, :]
+    w = w.astype(x.dtype)
 
     def one(xi, wi):
         return conv2d_resample(xi[None], wi, f=resample_filter, up=up, padding=padding,

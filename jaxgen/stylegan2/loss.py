@@ -238,7 +238,22 @@ def d_r1_loss(d_params, real_img, real_c, rng, nets: Nets, cfg: LossConfig, gain
     return jnp.mean(loss) * gain, dict(r1_penalty=r1_penalty, real_logits=logits)
 
 
-def phase_grads(loss_fn: Callable, *args, **kwargs) -> Tuple[jnp.ndarray, Any, Dict[str, Any]]:
-    """(loss, grads w.r.t. the first argument, aux) of one phase's loss."""
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args, **kwargs)
-    return loss, grads, aux
+def phase_grads(loss_fn: Callable, *args, loss_scale: float = 1.0,
+                **kwargs) -> Tuple[jnp.ndarray, Any, Dict[str, Any]]:
+    """(loss, grads w.r.t. the first argument, aux) of one phase's loss.
+
+    loss_scale: differentiate loss * loss_scale and divide the (float32) gradients
+    by it again, so that float16 activation gradients stay above fp16's underflow
+    (R1's gradients vanish without it; see tests/stylegan2/test_precision.py).
+    Overflow shows as non-finite gradients, which the step then skips.
+    """
+    if loss_scale == 1.0:
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(*args, **kwargs)
+        return loss, grads, aux
+
+    def scaled(*a, **kw):
+        value, aux = loss_fn(*a, **kw)
+        return value * loss_scale, (value, aux)
+
+    (_, (loss, aux)), grads = jax.value_and_grad(scaled, has_aux=True)(*args, **kwargs)
+    return loss, jax.tree_util.tree_map(lambda g: g / loss_scale, grads), aux

@@ -90,6 +90,8 @@ class StepConfig:
     ada_interval: int = 4
     ada_kimg: float = 500.0
     batch_gpu: int = 0              # examples per accumulation round; 0 = the whole batch at once
+    loss_scale: float = 1.0         # static gradient scale for float16 (1 = none, as NVIDIA);
+                                    # != 1 also skips any update whose gradients overflowed
 
     @property
     def rounds(self) -> int:
@@ -179,6 +181,27 @@ def _take(x: jnp.ndarray, part: Optional[L.Part]) -> jnp.ndarray:
     return x if part is None else part.take(x)
 
 
+def _grads(ctx: "_Ctx", loss_fn: Callable, *args, **kwargs):
+    """loss.phase_grads with the step's loss scale: (loss, grads, aux)."""
+    return L.phase_grads(loss_fn, *args, loss_scale=ctx.cfg.loss_scale, **kwargs)
+
+
+def _apply(tx: optax.GradientTransformation, grads, opt, params, loss_scale: float):
+    """One optimizer update -> (params, opt, overflowed 0/1 float32 []).
+
+    Without loss scaling this is NVIDIA's update (non-finite gradients were already
+    clipped by the optimizer's nan_to_num). With a loss scale, gradients that are not
+    all finite mean float16 overflowed: the update is skipped, as a dynamic scaler would.
+    """
+    upd, new_opt = tx.update(grads, opt, params)
+    new_params = optax.apply_updates(params, upd)
+    if loss_scale == 1.0:
+        return new_params, new_opt, jnp.zeros((), jnp.float32)
+    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)  # noqa: E731
+    return keep(new_params, params), keep(new_opt, opt), 1.0 - ok.astype(jnp.float32)
+
+
 def _rounds(fn: Callable[[Optional[L.Part]], Tuple[Any, Any]], count: int) -> Tuple[Any, Any]:
     """Run a phase in `count` accumulation rounds, with the memory of one round (lax.scan).
 
@@ -230,17 +253,16 @@ def _g_main(ctx: _Ctx, state: TrainState):
     z, c, count = _latents(ctx, "gz"), _labels(ctx, "gc"), ctx.cfg.rounds
 
     def one_round(part):
-        loss, grads, aux = L.phase_grads(L.g_main_loss, state.g_params, state.g_buffers, state.d_params,
-                                         _take(z, part), _take(c, part), ctx.k["gmain"], ctx.nets,
-                                         ctx.cfg.loss, part=part)
+        loss, grads, aux = _grads(ctx, L.g_main_loss, state.g_params, state.g_buffers, state.d_params,
+                                  _take(z, part), _take(c, part), ctx.k["gmain"], ctx.nets,
+                                  ctx.cfg.loss, part=part)
         buffers = _buffer_change(aux["buffers"], state.g_buffers, part)
         return (grads, buffers, loss, jnp.mean(aux["logits"])), ()
 
     (grads, buffers, loss, score), _ = _rounds(one_round, count)
-    upd, g_opt = ctx.g_tx.update(grads, state.g_opt, state.g_params)
-    g_params = optax.apply_updates(state.g_params, upd)
+    g_params, g_opt, overflow = _apply(ctx.g_tx, grads, state.g_opt, state.g_params, ctx.cfg.loss_scale)
     return (g_params, g_opt, _buffers_after(buffers, state.g_buffers, count)), \
-        {"loss/G": loss, "scores/fake": score}
+        {"loss/G": loss, "scores/fake": score, "overflow": overflow}
 
 
 def _g_reg_update(ctx: _Ctx, operand):
@@ -248,7 +270,7 @@ def _g_reg_update(ctx: _Ctx, operand):
     gradient scaled by g_reg_interval (lazy regularisation).
 
     operand and the first result: (g_params, g_opt, g_buffers, pl_mean); second
-    result: the mean penalty (scalar).
+    result: (the mean penalty, overflowed 0/1), scalars.
     """
     g_params, g_opt, g_buffers, pl_mean = operand
     cfg = ctx.cfg
@@ -256,13 +278,13 @@ def _g_reg_update(ctx: _Ctx, operand):
     n = max(cfg.batch_size // cfg.loss.pl_batch_shrink, 1)
     count = _pl_rounds(n, cfg.rounds)
     if count == 1:
-        _, grads, aux = L.phase_grads(L.g_pl_loss, g_params, g_buffers, z, c, ctx.k["greg"], pl_mean,
-                                      ctx.nets, cfg.loss, gain=float(cfg.g_reg_interval))
+        _, grads, aux = _grads(ctx, L.g_pl_loss, g_params, g_buffers, z, c, ctx.k["greg"], pl_mean,
+                               ctx.nets, cfg.loss, gain=float(cfg.g_reg_interval))
         g_buffers, pl_mean, penalty = aux["buffers"], aux["pl_mean"], jnp.mean(aux["pl_penalty"])
     else:
         grads, g_buffers, pl_mean, penalty = _pl_in_rounds(ctx, operand, z[:n], c[:n], count)
-    upd, g_opt = ctx.g_tx.update(grads, g_opt, g_params)
-    return (optax.apply_updates(g_params, upd), g_opt, g_buffers, pl_mean), penalty
+    g_params, g_opt, overflow = _apply(ctx.g_tx, grads, g_opt, g_params, ctx.cfg.loss_scale)
+    return (g_params, g_opt, g_buffers, pl_mean), (penalty, overflow)
 
 
 def _pl_rounds(n: int, rounds: int) -> int:
@@ -290,9 +312,9 @@ def _pl_in_rounds(ctx: _Ctx, operand, z: jnp.ndarray, c: jnp.ndarray, count: int
     new_pl_mean = pl_mean + cfg.loss.pl_decay * (jnp.mean(a) - pl_mean)
 
     def one_round(part):
-        _, grads, aux = L.phase_grads(L.g_pl_round_loss, g_params, g_buffers, part.take(z), part.take(c),
-                                      key, new_pl_mean, jnp.mean(a - new_pl_mean), ctx.nets, cfg.loss,
-                                      part, gain=float(cfg.g_reg_interval))
+        _, grads, aux = _grads(ctx, L.g_pl_round_loss, g_params, g_buffers, part.take(z), part.take(c),
+                               key, new_pl_mean, jnp.mean(a - new_pl_mean), ctx.nets, cfg.loss,
+                               part, gain=float(cfg.g_reg_interval))
         return (grads, _buffer_change(aux["buffers"], g_buffers, part)), ()
 
     (grads, change), _ = _rounds(one_round, count)
@@ -301,19 +323,21 @@ def _pl_in_rounds(ctx: _Ctx, operand, z: jnp.ndarray, c: jnp.ndarray, count: int
 
 
 def _lazy(run: Optional[bool], due: Callable[[], Any], update: Callable, operand):
-    """A lazy phase: (operand after it, its penalty, 0/1 weight saying whether it ran).
+    """A lazy phase: (operand after it, (penalty, overflowed), 0/1 weight saying whether it ran).
 
     run True/False: known on the host, so only what runs is traced; None: decided on the
-    device by `due()` (a traced bool) with lax.cond. update(operand) -> (operand, penalty).
+    device by `due()` (a traced bool) with lax.cond.
+    update(operand) -> (operand, (penalty, overflowed)), scalars.
     """
+    skipped = lambda op: (op, (jnp.zeros(()), jnp.zeros(())))  # noqa: E731
     if run is None:
         on = due()
-        out, penalty = jax.lax.cond(on, update, lambda op: (op, jnp.zeros(())), operand)
+        out, scalars = jax.lax.cond(on, update, skipped, operand)
     elif run:
-        on, (out, penalty) = jnp.bool_(True), update(operand)
+        on, (out, scalars) = jnp.bool_(True), update(operand)
     else:
-        on, out, penalty = jnp.bool_(False), operand, jnp.zeros(())
-    return out, penalty, on.astype(jnp.float32)
+        on, (out, scalars) = jnp.bool_(False), skipped(operand)
+    return out, scalars, on.astype(jnp.float32)
 
 
 def _g_reg(ctx: _Ctx, state: TrainState, g: tuple, run: Optional[bool]):
@@ -322,15 +346,15 @@ def _g_reg(ctx: _Ctx, state: TrainState, g: tuple, run: Optional[bool]):
     known on the host (None: decide on the device with lax.cond on state.step).
 
     g: (g_params, g_opt, g_buffers) after Gmain. Returns (g, pl_mean, metrics
-    'loss/pl_penalty' and its 0/1 weight 'loss/pl_penalty_w').
+    'loss/pl_penalty' and its 0/1 weight 'loss/pl_penalty_w', 'overflow').
     """
     cfg = ctx.cfg
     if not (cfg.loss.pl_weight > 0 and cfg.g_reg_interval):
         return g, state.pl_mean, {}
-    (g_params, g_opt, g_buffers, pl_mean), pl_pen, w = _lazy(
+    (g_params, g_opt, g_buffers, pl_mean), (pl_pen, overflow), w = _lazy(
         run, lambda: state.step % cfg.g_reg_interval == 0, lambda op: _g_reg_update(ctx, op),
         (*g, state.pl_mean))
-    metrics = {"loss/pl_penalty": pl_pen, "loss/pl_penalty_w": w}
+    metrics = {"loss/pl_penalty": pl_pen, "loss/pl_penalty_w": w, "overflow": overflow}
     return (g_params, g_opt, g_buffers), pl_mean, metrics
 
 
@@ -347,16 +371,16 @@ def _d_main(ctx: _Ctx, state: TrainState, g_params, g_buffers, real_img, real_c)
         c = _take(gen_c, part)
         gen_img, _, buffers = L.run_G(ctx.nets, g_params, g_buffers, _take(z, part), c, ctx.k["dgen"],
                                       ctx.cfg.loss, part)
-        loss, grads, aux = L.phase_grads(L.d_main_loss, state.d_params, gen_img, c, _take(real_img, part),
-                                         _take(real_c, part), ctx.k["dmain"], ctx.nets, part=part)
+        loss, grads, aux = _grads(ctx, L.d_main_loss, state.d_params, gen_img, c, _take(real_img, part),
+                                  _take(real_c, part), ctx.k["dmain"], ctx.nets, part=part)
         real_logits = aux["real_logits"]
         means = (grads, _buffer_change(buffers, g_buffers, part), loss, jnp.mean(real_logits))
         return means, jnp.sign(real_logits)
 
     (grads, buffers, loss, score), real_signs = _rounds(one_round, count)
-    upd, d_opt = ctx.d_tx.update(grads, state.d_opt, state.d_params)
-    d_params = optax.apply_updates(state.d_params, upd)
-    metrics = {"loss/D": loss, "scores/real": score, "signs/real": jnp.mean(real_signs)}
+    d_params, d_opt, overflow = _apply(ctx.d_tx, grads, state.d_opt, state.d_params, ctx.cfg.loss_scale)
+    metrics = {"loss/D": loss, "scores/real": score, "signs/real": jnp.mean(real_signs),
+               "overflow": overflow}
     return (d_params, d_opt), _buffers_after(buffers, g_buffers, count), real_signs, metrics
 
 
@@ -364,20 +388,20 @@ def _d_reg_update(ctx: _Ctx, operand, real_img, real_c):
     """The Dreg branch: one D optimizer step on the R1 penalty of the reals, its
     gradient scaled by d_reg_interval (lazy regularisation).
 
-    operand and the first result: (d_params, d_opt); second: the mean penalty.
+    operand and the first result: (d_params, d_opt); second: (the mean penalty, overflowed 0/1).
     """
     d_params, d_opt = operand
     cfg = ctx.cfg
 
     def one_round(part):
-        _, grads, aux = L.phase_grads(L.d_r1_loss, d_params, _take(real_img, part), _take(real_c, part),
-                                      ctx.k["dreg"], ctx.nets, cfg.loss, gain=float(cfg.d_reg_interval),
-                                      part=part)
+        _, grads, aux = _grads(ctx, L.d_r1_loss, d_params, _take(real_img, part), _take(real_c, part),
+                               ctx.k["dreg"], ctx.nets, cfg.loss, gain=float(cfg.d_reg_interval),
+                               part=part)
         return (grads, jnp.mean(aux["r1_penalty"])), ()
 
     (grads, r1), _ = _rounds(one_round, cfg.rounds)
-    upd, d_opt = ctx.d_tx.update(grads, d_opt, d_params)
-    return (optax.apply_updates(d_params, upd), d_opt), r1
+    d_params, d_opt, overflow = _apply(ctx.d_tx, grads, d_opt, d_params, ctx.cfg.loss_scale)
+    return (d_params, d_opt), (r1, overflow)
 
 
 def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c, run: Optional[bool]):
@@ -385,14 +409,14 @@ def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c, run: Option
     traced) when r1_gamma or the interval is 0. `run` as in `_g_reg`.
 
     d: (d_params, d_opt) after Dmain. Returns (d, metrics 'loss/r1_penalty' and
-    its 0/1 weight 'loss/r1_penalty_w').
+    its 0/1 weight 'loss/r1_penalty_w', 'overflow').
     """
     cfg = ctx.cfg
     if not (cfg.loss.r1_gamma > 0 and cfg.d_reg_interval):
         return d, {}
-    d, r1, w = _lazy(run, lambda: state.step % cfg.d_reg_interval == 0,
-                     lambda op: _d_reg_update(ctx, op, real_img, real_c), d)
-    return d, {"loss/r1_penalty": r1, "loss/r1_penalty_w": w}
+    d, (r1, overflow), w = _lazy(run, lambda: state.step % cfg.d_reg_interval == 0,
+                                 lambda op: _d_reg_update(ctx, op, real_img, real_c), d)
+    return d, {"loss/r1_penalty": r1, "loss/r1_penalty_w": w, "overflow": overflow}
 
 
 def lazy_phases(cfg: StepConfig, step: int) -> Tuple[str, ...]:
@@ -439,7 +463,8 @@ def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
     real_img: [B, R, R, C] float32 in [-1, 1]; real_c: [B, K] one-hot (K may be 0).
     regs: `lazy_phases(cfg, step)` for the step being run (jit it as a static argument),
     or None to choose on the device from state.step (one program with lax.cond).
-    metrics: scalars; '*_w' entries are 0/1 weights saying whether a lazy phase ran.
+    metrics: scalars; '*_w' entries are 0/1 weights saying whether a lazy phase ran;
+    'overflow' (only with a loss scale): updates skipped because gradients overflowed.
     """
     if cfg.augment not in ("ada", "fixed", "noaug"):
         raise ValueError(f"augment mode {cfg.augment!r}: choose 'ada', 'fixed' or 'noaug'")
@@ -462,7 +487,10 @@ def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
         (d_params, d_opt), m_dreg = _d_reg(ctx, state, d, real_img, real_c, runs[1])
         ema_params = _ema(cfg, state, g_params)
         ada_p, sign_sum, count = _ada(cfg, state, real_signs)
+        overflow = sum(part.pop("overflow", 0.0) for part in (m, m_greg, m_dmain, m_dreg))
         m = {**m, **m_greg, **m_dmain, **m_dreg, "ada_p": ada_p, "pl_mean": pl_mean}
+        if cfg.loss_scale != 1.0:
+            m["overflow"] = overflow  # updates skipped this step (0-4)
         new_state = state.replace(
             step=state.step + 1, nimg=state.nimg + cfg.batch_size, g_params=g_params,
             g_buffers=g_buffers, d_params=d_params, ema_params=ema_params, ema_buffers=g_buffers,

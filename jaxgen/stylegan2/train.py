@@ -36,8 +36,10 @@ from jaxgen.stylegan2.loss import LossConfig
 from jaxgen.stylegan2.step import StepConfig, batch_gpu_problem, lazy_phases, make_train_step
 from jaxgen.stylegan2.transfer import transfer
 
-__all__ = ["StyleGAN2Experiment", "TrainingDiverged", "check_batch_gpu", "r1_gamma", "step_config",
-           "train_and_evaluate"]
+__all__ = ["StyleGAN2Experiment", "TrainingDiverged", "check_batch_gpu", "check_step_settings", "loss_scale",
+           "r1_gamma", "step_config", "train_and_evaluate"]
+
+AUTO_FP16_LOSS_SCALE = 1024.0
 
 
 def r1_gamma(config: Any) -> float:
@@ -59,7 +61,36 @@ def step_config(config: Any) -> StepConfig:
         g_reg_interval=int(t.g_reg_interval), d_reg_interval=int(t.d_reg_interval),
         ema_kimg=float(t.ema_kimg), ema_rampup=t.ema_rampup, augment=a.mode, augpipe=a.augpipe,
         ada_target=float(a.target), ada_interval=int(a.interval), ada_kimg=float(a.kimg),
-        batch_gpu=int(t.get("batch_gpu", 0)))
+        batch_gpu=int(t.get("batch_gpu", 0)), loss_scale=loss_scale(config))
+
+
+def loss_scale(config: Any) -> float:
+    """config.train.loss_scale, or when it is 0 ('auto') 1024 for float16 and 1 otherwise.
+
+    1024 because R1's gradients lose most of their entries to fp16 underflow without a
+    scale and keep them with 1024 (measured on the fixture networks; see test_precision)."""
+    s = float(config.train.get("loss_scale", 0.0))
+    if s == 0:
+        s = AUTO_FP16_LOSS_SCALE if config.model.dtype == "float16" else 1.0
+    return s
+
+
+def check_step_settings(config: Any) -> None:
+    """ConfigError (one line, naming the flag) for step settings that cannot run: an unknown
+    compute dtype, float16 without conv_clamp (activations would overflow fp16's 65504),
+    a negative loss scale, or train.lazy_regs other than 'host' / 'device'."""
+    dtype, clamp = config.model.dtype, config.model.conv_clamp
+    if dtype not in networks.DTYPES:
+        raise ConfigError(f"--config.model.dtype={dtype!r}: choose one of {', '.join(sorted(networks.DTYPES))}")
+    if dtype == "float16" and clamp is None:
+        raise ConfigError("--config.model.dtype=float16 needs --config.model.conv_clamp (NVIDIA uses 256) "
+                          "so that activations stay inside float16's range")
+    s = config.train.get("loss_scale", 0.0)
+    if not isinstance(s, (int, float)) or isinstance(s, bool) or not s >= 0 or s == float("inf"):
+        raise ConfigError(f"--config.train.loss_scale={s!r} must be a finite number >= 0 (0 = auto)")
+    where = config.train.get("lazy_regs", "host")
+    if where not in ("host", "device"):
+        raise ConfigError(f"--config.train.lazy_regs={where!r}: choose 'host' or 'device'")
 
 
 def check_batch_gpu(config: Any) -> None:
@@ -106,6 +137,7 @@ class StyleGAN2Experiment(loop.Experiment):
 
     def __init__(self, config: Any, workdir: pathlib.Path):
         check_batch_gpu(config)
+        check_step_settings(config)
         self.config, self.seed = config, int(config.seed)
         self.ds = ds = _load_data(config)
         self.data_summary = {"train": ds.summary}
@@ -160,7 +192,10 @@ class StyleGAN2Experiment(loop.Experiment):
         return to_float(img), self._one_hot(labels)
 
     def step_options(self, step: int) -> Dict[str, Any]:
-        """The lazy regularisers of `step`, chosen on the host (see `jaxgen.stylegan2.step`)."""
+        """The lazy regularisers of `step` chosen on the host (see `jaxgen.stylegan2.step`), or
+        None with config.train.lazy_regs='device' (the step decides with lax.cond)."""
+        if self.config.train.get("lazy_regs", "host") == "device":
+            return {"regs": None}
         return {"regs": lazy_phases(self.step_cfg, step)}
 
     def sample(self, state: state_lib.TrainState) -> np.ndarray:
