@@ -215,14 +215,18 @@ def num(s):
 
 
 def parse_train(lines):
-    """bench/train_speed.py rows: res, widths, batch, params, steps, ms/step, img/s, sec/kimg, compile."""
+    """bench/train_speed.py rows: res, widths, [precision,] batch, params, steps, ms/step, img/s,
+    sec/kimg, compile (the precision column exists since --precision does)."""
     rows = []
     for ln in md_rows(lines):
         c = cells(ln)
         if len(c) >= 9 and c[0].isdigit():
-            rows.append(dict(res=int(c[0]), widths=c[1], batch=int(c[2]), params=c[3], steps=int(c[4]),
-                             ms_per_step=num(c[5]), img_per_s=num(c[6]), sec_per_kimg=num(c[7]),
-                             compile_s=num(c[8])))
+            prec = c.pop(2) if not c[2].isdigit() else "fp32"
+            if len(c) < 9:
+                continue
+            rows.append(dict(res=int(c[0]), widths=c[1], precision=prec, batch=int(c[2]), params=c[3],
+                             steps=int(c[4]), ms_per_step=num(c[5]), img_per_s=num(c[6]),
+                             sec_per_kimg=num(c[7]), compile_s=num(c[8])))
     head = next((ln for ln in lines if ln.startswith("Device:")), "")
     return dict(rows=rows, device_line=head)
 
