@@ -129,6 +129,10 @@ def test_invalid_settings_stop_before_the_workdir_exists(tmp_path, base_run):
         train_and_evaluate(_micro(base_run["data"], batch_size=64), str(tmp_path / "run"))
     with pytest.raises(ValueError, match="config.train.snapshot_ticks=0"):
         train_and_evaluate(_micro(base_run["data"], snapshot_ticks=0), str(tmp_path / "run"))
+    fp16 = _micro(base_run["data"])
+    fp16.model.dtype = "float16"
+    with pytest.raises(ValueError, match="--config.model.dtype=float16 needs --config.model.conv_clamp"):
+        train_and_evaluate(fp16, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 
 
