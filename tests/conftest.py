@@ -66,8 +66,8 @@ def _xla_fast_compile(request):
     computed in the same process (shapes, logic, resume, hand-written formulas), not
     golden files; the golden-parity modules of the forward networks (NVIDIA's G and D,
     Keras, pytorch-fid) keep the optimised build that users run, and the loss parity
-    (NVIDIA's gradients, slow to compile) is the one golden module that opts in. Module scope and autouse: it is on before the
-    module's own fixtures build anything.
+    (NVIDIA's gradients, slow to compile) is the one golden module that opts in.
+    Module scope and autouse: it is on before the module's own fixtures build anything.
     """
     if getattr(request.module, "XLA_FAST_COMPILE", False) is not True:
         yield

@@ -12,16 +12,22 @@ from typing import Any, Dict, Tuple
 import jax
 import jax.numpy as jnp
 
+from jaxgen.errors import ConfigError
 from jaxgen.stylegan2.discriminator import Discriminator
 from jaxgen.stylegan2.generator import Generator
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
+def check_dtype(dtype: Any) -> None:
+    """ConfigError (one line, naming the flag) unless `dtype` is a name in DTYPES."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"--config.model.dtype={dtype!r}: choose one of {', '.join(sorted(DTYPES))}")
+
+
 def model_kwargs(model_cfg: Any, resolution: int, channels: int, c_dim: int) -> Tuple[Dict, Dict]:
     """(G_kwargs, D_kwargs) from `config.model` and the dataset's shape and label count."""
-    if model_cfg.dtype not in DTYPES:
-        raise ValueError(f"config.model.dtype={model_cfg.dtype!r}: choose one of {sorted(DTYPES)}")
+    check_dtype(model_cfg.dtype)
     common = dict(img_resolution=int(resolution), img_channels=int(channels), c_dim=int(c_dim),
                   channel_base=int(model_cfg.channel_base), channel_max=int(model_cfg.channel_max),
                   conv_clamp=model_cfg.conv_clamp, num_lowp_res=int(model_cfg.num_lowp_res),

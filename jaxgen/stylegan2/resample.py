@@ -169,8 +169,8 @@ def conv_impl(name: str):
 
 def _xla_conv_is_fast(kh: int, kw: int, stride: int, padding) -> bool:
     """Whether XLA:CPU's convolution (and its gradients) is the fast way: odd square kernels
-    larger than 1x1 at stride 1 with 'same' padding (a 1x1 kernel is a plain dot). Its gradients of strided convolutions (a dilated-input
-    convolution) and of small even kernels (the up-sampling phases) run 10-30x slower than
+    larger than 1x1 at stride 1 with 'same' padding (a 1x1 kernel is a plain dot). Its
+    gradients of strided convolutions (a dilated-input convolution) and of small even kernels (the up-sampling phases) run 10-30x slower than
     their forward pass on CPU (bench/RESULTS.md, 'Training step on CPU: where the time went')."""
     (py0, py1), (px0, px1) = padding
     return stride == 1 and kh == kw > 1 and kh % 2 == 1 and py0 == py1 == px0 == px1 == kh // 2

@@ -98,6 +98,16 @@ class StepConfig:
         """Accumulation rounds per phase: batch_size / batch_gpu (1 without batch_gpu)."""
         return self.batch_size // self.batch_gpu if self.batch_gpu else 1
 
+    @property
+    def greg_enabled(self) -> bool:
+        """Whether the path-length regulariser runs at all (pl_weight and its interval > 0)."""
+        return bool(self.loss.pl_weight > 0 and self.g_reg_interval)
+
+    @property
+    def dreg_enabled(self) -> bool:
+        """Whether R1 runs at all (r1_gamma and its interval > 0)."""
+        return bool(self.loss.r1_gamma > 0 and self.d_reg_interval)
+
 
 def batch_gpu_problem(batch_size: int, batch_gpu: int, mbstd_group_size: Optional[int],
                       num_devices: int = 1) -> Optional[str]:
@@ -349,7 +359,7 @@ def _g_reg(ctx: _Ctx, state: TrainState, g: tuple, run: Optional[bool]):
     'loss/pl_penalty' and its 0/1 weight 'loss/pl_penalty_w', 'overflow').
     """
     cfg = ctx.cfg
-    if not (cfg.loss.pl_weight > 0 and cfg.g_reg_interval):
+    if not cfg.greg_enabled:
         return g, state.pl_mean, {}
     (g_params, g_opt, g_buffers, pl_mean), (pl_pen, overflow), w = _lazy(
         run, lambda: state.step % cfg.g_reg_interval == 0, lambda op: _g_reg_update(ctx, op),
@@ -412,7 +422,7 @@ def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c, run: Option
     its 0/1 weight 'loss/r1_penalty_w', 'overflow').
     """
     cfg = ctx.cfg
-    if not (cfg.loss.r1_gamma > 0 and cfg.d_reg_interval):
+    if not cfg.dreg_enabled:
         return d, {}
     d, (r1, overflow), w = _lazy(run, lambda: state.step % cfg.d_reg_interval == 0,
                                  lambda op: _d_reg_update(ctx, op, real_img, real_c), d)
@@ -421,8 +431,8 @@ def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c, run: Option
 
 def lazy_phases(cfg: StepConfig, step: int) -> Tuple[str, ...]:
     """The lazy regularisation phases ('Greg', 'Dreg') that run at `step`, for `regs`."""
-    greg = cfg.loss.pl_weight > 0 and cfg.g_reg_interval and step % cfg.g_reg_interval == 0
-    dreg = cfg.loss.r1_gamma > 0 and cfg.d_reg_interval and step % cfg.d_reg_interval == 0
+    greg = cfg.greg_enabled and step % cfg.g_reg_interval == 0
+    dreg = cfg.dreg_enabled and step % cfg.d_reg_interval == 0
     return tuple(name for name, on in (("Greg", greg), ("Dreg", dreg)) if on)
 
 

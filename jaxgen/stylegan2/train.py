@@ -79,10 +79,8 @@ def check_step_settings(config: Any) -> None:
     """ConfigError (one line, naming the flag) for step settings that cannot run: an unknown
     compute dtype, float16 without conv_clamp (activations would overflow fp16's 65504),
     a negative loss scale, or train.lazy_regs other than 'host' / 'device'."""
-    dtype, clamp = config.model.dtype, config.model.conv_clamp
-    if dtype not in networks.DTYPES:
-        raise ConfigError(f"--config.model.dtype={dtype!r}: choose one of {', '.join(sorted(networks.DTYPES))}")
-    if dtype == "float16" and clamp is None:
+    networks.check_dtype(config.model.dtype)
+    if config.model.dtype == "float16" and config.model.conv_clamp is None:
         raise ConfigError("--config.model.dtype=float16 needs --config.model.conv_clamp (NVIDIA uses 256) "
                           "so that activations stay inside float16's range")
     s = config.train.get("loss_scale", 0.0)
@@ -155,6 +153,7 @@ class StyleGAN2Experiment(loop.Experiment):
                               write=jax.process_index() == 0)
         self.best_key = f"metrics/{self.fid.key}" if self.fid.every else None
         self.step_cfg = step_config(config)
+        self.host_regs = config.train.get("lazy_regs", "host") == "host"
         self.train_step = make_train_step(self.step_cfg, self.G, self.D, self.g_tx, self.d_tx, label_probs)
         self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, self.G.z_dim,
                                 int(config.train.grid_cols), self.seed)
@@ -194,9 +193,7 @@ class StyleGAN2Experiment(loop.Experiment):
     def step_options(self, step: int) -> Dict[str, Any]:
         """The lazy regularisers of `step` chosen on the host (see `jaxgen.stylegan2.step`), or
         None with config.train.lazy_regs='device' (the step decides with lax.cond)."""
-        if self.config.train.get("lazy_regs", "host") == "device":
-            return {"regs": None}
-        return {"regs": lazy_phases(self.step_cfg, step)}
+        return {"regs": lazy_phases(self.step_cfg, step) if self.host_regs else None}
 
     def sample(self, state: state_lib.TrainState) -> np.ndarray:
         return np.asarray(self._gen(state.ema_params, state.ema_buffers, self.grid.z, self._grid_c))
