@@ -7,6 +7,11 @@
   # classifier protocol (e.g. trained on synthetic, tested on real):
   python evaluate.py --classifier runs/cls_synthetic,runs/cls_real --test data/demo_acne_test
 
+  # the utility benchmark: the same classifier trained on real, on synthetic (same count per
+  # class) and on both, 3 seeds each, all tested on held-out real (jaxgen/classifiers/utility.py):
+  python evaluate.py --utility --real_train data/demo_acne --synthetic runs/pipeline/synthetic \
+      --test data/demo_acne_test --classifier_config configs/acne_classifier.py:tiny --out runs/utility
+
   # one table across generators and baselines (jaxgen/workflows/compare.py, configs/depth_compare.py):
   python evaluate.py --compare configs/depth_compare.py:tiny --out runs/depth_compare
 
@@ -21,7 +26,9 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from jaxgen.classifiers.evaluate import evaluate_classifiers
+from jaxgen.classifiers.utility import run_utility
 from jaxgen.cli import run_absl
+from jaxgen.errors import ConfigError
 from jaxgen.metrics.evaluate import run
 from jaxgen.workflows.compare import compare_from_config
 
@@ -41,6 +48,14 @@ flags.DEFINE_string("out", "", "Output directory (default: beside the model or f
 flags.DEFINE_string("cache_dir", "data/.metric_cache", "Cache for real-image features ('' = off).")
 flags.DEFINE_list("classifier", [], "Classifier workdir(s) to evaluate on --test.")
 flags.DEFINE_string("test", "", "Labelled test folder for --classifier (e.g. held-out real images).")
+flags.DEFINE_bool("utility", False, "Run the utility benchmark (synthetic-train / real-test).")
+flags.DEFINE_string("real_train", "", "--utility: the real training images (class sub-folders).")
+flags.DEFINE_string("synthetic", "", "--utility: the synthetic dataset (the same class sub-folders).")
+flags.DEFINE_string("classifier_config", "configs/acne_classifier.py:tiny",
+                    "--utility: classifier config (path[:variants]).")
+flags.DEFINE_list("classifier_set", [], "--utility: classifier config overrides a.b=value.")
+flags.DEFINE_integer("seeds", 3, "--utility: classifier seeds per arm.")
+flags.DEFINE_integer("resolution", 0, "--utility: image size (0 = the classifier config's).")
 config_flags.DEFINE_config_file("compare", None, "Comparison config (path[:variant]), e.g. "
                                 "configs/depth_compare.py:tiny; see jaxgen/workflows/compare.py.")
 
@@ -51,6 +66,12 @@ def main(argv):
     if FLAGS.compare is not None:
         compare_from_config(FLAGS.compare, FLAGS.out or None, FLAGS.inception_weights,
                             FLAGS.feature_net)
+        return
+    if FLAGS.utility:
+        if not (FLAGS.real_train and FLAGS.synthetic and FLAGS.test and FLAGS.out):
+            raise ConfigError("--utility needs --real_train, --synthetic, --test and --out")
+        run_utility(FLAGS.real_train, FLAGS.synthetic, FLAGS.test, FLAGS.classifier_config, FLAGS.out,
+                    FLAGS.seeds, FLAGS.resolution, overrides=FLAGS.classifier_set)
         return
     if FLAGS.classifier:
         evaluate_classifiers(FLAGS.classifier, FLAGS.test, FLAGS.out or None)

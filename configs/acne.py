@@ -9,9 +9,10 @@ Paper settings: lr 0.002, minibatch 32, x-flip mirroring, a snapshot every
 
 Variants (comma-separated): tiny | micro, and `finetune`, the per-class stage of
 the hierarchical pipeline: start from the base run's networks (transfer
-learning, freeze-D) and train an unconditional model on one class folder:
+learning, freeze-D) and train them on one class folder, keeping the conditional
+G and D (their mapping and label embeddings) with every image labelled that class:
 
-  python train.py --config configs/acne.py:tiny,finetune \
+  python train.py --config configs/acne.py:tiny,finetune --config.data.fixed_label=severe \
       --config.data.path=data/demo_acne/severe --workdir runs/acne_tiny_severe
 """
 from jaxgen.config import parse_variants, stylegan2_ada
@@ -84,7 +85,7 @@ def get_config(arg: str = ""):
     if "finetune" in opts:
         c.name += "_finetune"
         c.data.source = "folder"
-        c.data.conditional = False
+        c.data.conditional = True         # with data.fixed_label = the folder's class (the pipeline sets it)
         c.transfer.init_from = "runs/" + ("acne" if not size else f"acne_{size}")
         c.transfer.freeze_d = 4           # the highest-resolution D block stays fixed
         c.train.total_kimg = c.train.total_kimg / 2

@@ -43,5 +43,6 @@ def get_config(arg: str = ""):
         c.data.path = "data/demo_acne"
         c.data.resolution = 32
         c.model.name = "small_cnn"
+        c.model.kwargs.width = 32      # channels of the first stage (doubling per stage)
         c.train.lr = 1e-3
     return c

@@ -5,7 +5,9 @@
 
 As the depth-faces paper: image statistics 10 * std - 5 * |mean| plus diversity and
 D realism. The identity check uses pixels: dlib's face model is for photos, not
-depth maps. Add a class term with --config.classifier=<classifier run> --config.w_class=1.
+depth maps. With --config.classifier=<a classifier run trained on real depth faces>
+the class-confidence term is on (w_class 1) and only what it calls the target class
+is exported: the statistics term alone drives faces to lose their expression.
 
 Variants: `tiny` (the 32 px run of configs/depth_emotion.py:tiny).
 """
@@ -20,13 +22,13 @@ def get_config(arg: str = ""):
     c.real = data("depth_demo", "data/demo_depth", 64, 1, num_per_class=256, cache_dir="")
     c.realism = "discriminator"
     c.identity = "pixel"
-    c.w_class = 0.0
+    c.w_class = 1.0                 # used when --config.classifier is given
     c.w_stats = 1.0
     c.w_realism = 1.0
     c.w_identity = 0.5
     c.w_diversity = 1.0
     c.crossover = "none"            # one latent layer: no style mixing
-    c.require_class = False
+    c.require_class = True          # with a classifier (without one there is nothing to require)
     c.psi = 1.0
     if "tiny" in opts:
         c.name += "_tiny"

@@ -94,6 +94,7 @@ def data(source: str = "folder", path: str = "", resolution: int = 256, channels
     d.cache_dir = "auto"            # decoded-image cache ('' = off)
     d.num_per_class = 256           # demo images per class, for the demo sources
     d.seed = 0                      # demo rendering seed
+    d.demo_version = 2              # demo renderer version (1 = the first demo sets; see demo_faces)
     d.skip_corrupt = False          # skip (and list) unreadable images instead of stopping
     d.update(extra)
     return d
@@ -108,6 +109,8 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.data = data(name="", data_dir="", split="train")  # name/data_dir/split: source='tfds'
     c.data.conditional = True       # use class labels (c_dim = number of classes)
     c.data.mirror = True            # random x-flips of the reals
+    c.data.fixed_label = ""         # every image is this class (a per-class fine-tune of a conditional run)
+    c.data.label_names = ""         # ... of these labels 'a,b,c' ('' = transfer.init_from's classes)
 
     c.model = ml_collections.ConfigDict()
     c.model.z_dim = 512

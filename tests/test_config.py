@@ -21,7 +21,7 @@ def test_every_config_and_variant_loads():
     ft = load_config(f"{REPO}/configs/acne.py:tiny,finetune")
     base = load_config(f"{REPO}/configs/acne.py:tiny")
     assert ft.train.total_kimg == base.train.total_kimg / 2 and ft.transfer.freeze_d == 4
-    assert not ft.data.conditional and ft.metrics.every_ticks == 0
+    assert ft.data.conditional and not ft.data.fixed_label and ft.metrics.every_ticks == 0
     micro = load_config(f"{REPO}/configs/acne.py:micro", ["train.total_kimg=4", "data.mirror=false"])
     assert micro.train.total_kimg == 4.0 and micro.data.mirror is False
 

@@ -65,7 +65,7 @@ def _load(cfg) -> ImageDataset:
         path = get("path")
         write_demo_dataset(path, get("num_per_class", 64), resolution, get("seed", 0),
                            get("classes", DEFAULT_CLASSES), progress=get("progress", True),
-                           flag="--config.data.path")
+                           flag="--config.data.path", version=get("demo_version", 1))
         with warnings.catch_warnings():  # the preview.png next to the class folders
             warnings.filterwarnings("ignore", message="ignoring 1 image")
             return load_image_folder(path, resolution, channels, skip_corrupt=get("skip_corrupt", False),

@@ -46,7 +46,7 @@ from jaxgen.cli import run_main
 from jaxgen.data.folder import DatasetError, check_resolution
 from jaxgen.utils.outputs import check_output, claim_output
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2    # the default renderer version (see _LESIONS)
 OUTPUT_KIND = "demo_faces"
 DEFAULT_CLASSES = ("healthy", "mild", "moderate", "severe")
 
@@ -59,12 +59,21 @@ _HAIR = np.array([(22, 18, 16), (48, 33, 24), (92, 63, 40), (128, 64, 32),
 _HAIR_P = np.array([0.30, 0.25, 0.18, 0.08, 0.12, 0.07])
 _IRIS = np.array([(60, 38, 24), (35, 25, 20), (70, 100, 140), (80, 105, 70),
                   (110, 85, 50)], np.float32) / 255
-# Lesions per class: (count range, radius range as a fraction of the face
-# half-width, pustule probability, fraction placed in clusters).
-_LESIONS = {0: ((0, 0), (0, 0), 0.0, 0.0),
-            1: ((3, 7), (0.06, 0.08), 0.10, 0.0),
-            2: ((10, 16), (0.07, 0.10), 0.25, 0.3),
-            3: ((20, 32), (0.080, 0.130), 0.35, 0.65)}
+# Lesions per class and renderer version: (count range, radius range as a fraction
+# of the face half-width, pustule probability, fraction placed in clusters, strength
+# range). Version 1 (the first demo sets, reproducible with version=1) draws mild
+# lesions of about one pixel at 64 px; version 2 makes each severity a step apart
+# in count and size, so that the classes can be told apart at 64 px.
+_LESIONS = {
+    1: {0: ((0, 0), (0, 0), 0.0, 0.0, (0.7, 1.0)),
+        1: ((3, 7), (0.06, 0.08), 0.10, 0.0, (0.7, 1.0)),
+        2: ((10, 16), (0.07, 0.10), 0.25, 0.3, (0.7, 1.0)),
+        3: ((20, 32), (0.080, 0.130), 0.35, 0.65, (0.7, 1.0))},
+    2: {0: ((0, 0), (0, 0), 0.0, 0.0, (0.85, 1.0)),
+        1: ((6, 9), (0.09, 0.11), 0.10, 0.0, (0.85, 1.0)),
+        2: ((14, 19), (0.10, 0.13), 0.30, 0.3, (0.85, 1.0)),
+        3: ((26, 36), (0.12, 0.16), 0.40, 0.65, (0.85, 1.0))}}
+VERSIONS = tuple(_LESIONS)
 
 
 def internal_size(resolution: int) -> int:
@@ -72,7 +81,7 @@ def internal_size(resolution: int) -> int:
     return int(min(max(4 * resolution, 128), max(2048, 2 * resolution)))
 
 
-def _sample_face(rng: np.random.Generator, severity: int) -> dict:
+def _sample_face(rng: np.random.Generator, severity: int, version: int = GENERATOR_VERSION) -> dict:
     """Draw every random choice of one image (independent of the resolution)."""
     t = rng.uniform(0, len(_SKIN_TONES) - 1)
     i = min(int(t), len(_SKIN_TONES) - 2)
@@ -103,7 +112,7 @@ def _sample_face(rng: np.random.Generator, severity: int) -> dict:
         moles=[(rng.uniform(-0.7, 0.7), rng.uniform(-0.4, 0.75), rng.uniform(0.02, 0.04))
                for _ in range(rng.integers(0, 4))])
     f["tex_seed"] = int(rng.integers(2**62))
-    f["lesions"] = _sample_lesions(rng, severity, f)  # last: the face does not depend on it
+    f["lesions"] = _sample_lesions(rng, severity, f, version)  # last: the face does not depend on it
     return f
 
 
@@ -128,11 +137,13 @@ def _on_skin(f: dict, u: float, v: float) -> bool:
     return not (abs(v - f["nose_v"]) < 0.07 and abs(u) < f["nose_w"] + 0.06)
 
 
-def _sample_lesions(rng: np.random.Generator, severity: int, f: dict) -> list:
-    """Lesions as (u, v, radius in face half-widths, pustule?) on bare skin."""
-    if severity not in _LESIONS:
+def _sample_lesions(rng: np.random.Generator, severity: int, f: dict, version: int) -> list:
+    """Lesions as (u, v, radius in face half-widths, pustule?, strength) on bare skin."""
+    if version not in _LESIONS:
+        raise ValueError(f"demo renderer version must be one of {VERSIONS}, got {version}")
+    if severity not in _LESIONS[version]:
         raise ValueError(f"severity must be 0..3, got {severity}")
-    (n0, n1), (r0, r1), p_pus, p_clu = _LESIONS[severity]
+    (n0, n1), (r0, r1), p_pus, p_clu, (k0, k1) = _LESIONS[version][severity]
     n = int(rng.integers(n0, n1 + 1))
     sites = [(-0.5, 0.2), (0.5, 0.2), (0.0, -0.45), (-0.35, 0.55), (0.35, 0.55)]
     centres = [sites[k] for k in rng.choice(len(sites), 3, replace=False)]
@@ -147,7 +158,7 @@ def _sample_lesions(rng: np.random.Generator, severity: int, f: dict) -> list:
                 u, v = rng.uniform(-0.9, 0.9), rng.uniform(-0.8, 0.9)
             if _on_skin(f, u, v):
                 out.append((u, v, rng.uniform(r0, r1), bool(rng.random() < p_pus),
-                            rng.uniform(0.7, 1.0)))
+                            rng.uniform(k0, k1)))
                 break
     return out
 
@@ -442,14 +453,16 @@ def _draw(f: dict, S: int, blur: float) -> Image.Image:
     return _finish(cv, blur)
 
 
-def render_face(rng: np.random.Generator, severity: int, resolution: int = 64) -> np.ndarray:
+def render_face(rng: np.random.Generator, severity: int, resolution: int = 64,
+                version: int = GENERATOR_VERSION) -> np.ndarray:
     """One synthetic face with acne `severity` (0..3): uint8 [resolution, resolution, 3].
 
-    Deterministic in the state of `rng`; the draws do not depend on
-    `resolution`, so one seed gives the same face at any size.
+    Deterministic in the state of `rng` and `version` (the lesion table, `_LESIONS`);
+    the draws do not depend on `resolution`, so one seed gives the same face at any
+    size, and the same person (not the same lesions) in every version.
     """
     check_resolution(resolution, minimum=16, maximum=1024)
-    face = _sample_face(rng, int(severity))
+    face = _sample_face(rng, int(severity), int(version))
     size = internal_size(resolution)
     canvas = _draw(face, size, blur=0.35 * size / resolution)
     return np.asarray(canvas.resize((resolution, resolution), Image.LANCZOS), np.uint8)
@@ -496,8 +509,11 @@ def _old_manifest(out: Path, params: Dict, overwrite: bool, flag: str = "--out")
     diff = [f"{k}: {old.get(k)} != {v}" for k, v in params.items()
             if old is not None and old.get(k) != v]
     if diff and not overwrite:
+        hint = (f" (renderer version {old.get('generator_version')}: render with --version / "
+                "--config.data.demo_version set to it to keep using it)"
+                if old.get("generator_version") != params["generator_version"] else "")
         raise DatasetError(f"{out} already holds a dataset made with other parameters "
-                           f"({', '.join(diff)}). Pick another output folder, or pass "
+                           f"({', '.join(diff)}){hint}. Pick another output folder, or pass "
                            "overwrite=True (--overwrite).")
     return old
 
@@ -511,12 +527,12 @@ def _remove_stale(out: Path, classes, files: Dict) -> None:
                 p.unlink()
 
 
-def _render_jobs(jobs: list, seed: int, resolution: int, progress: bool) -> None:
+def _render_jobs(jobs: list, seed: int, resolution: int, progress: bool, version: int) -> None:
     """Render and save each (path, severity, index) of `jobs` from
     `default_rng([seed, severity, index])`, atomically (no half-written PNGs)."""
     t0, step = time.time(), max(1, len(jobs) // 10)
     for n, (path, s, i) in enumerate(jobs, 1):
-        img = render_face(np.random.default_rng([int(seed), s, i]), s, resolution)
+        img = render_face(np.random.default_rng([int(seed), s, i]), s, resolution, version)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         Image.fromarray(img).save(tmp, format="PNG")
@@ -528,7 +544,8 @@ def _render_jobs(jobs: list, seed: int, resolution: int, progress: bool) -> None
 
 def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, seed: int = 0,
                        classes: Sequence[str] = DEFAULT_CLASSES, progress: bool = True,
-                       overwrite: bool = False, flag: str = "--out") -> Dict:
+                       overwrite: bool = False, flag: str = "--out",
+                       version: int = GENERATOR_VERSION) -> Dict:
     """Render the demo set as an image folder: out_dir/<class>/<class>_00000.png.
 
     Image i of severity s is drawn from `default_rng([seed, s, i])`, so each
@@ -537,7 +554,8 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
     (nothing is rendered) and completes a partial one (missing or unreadable
     files only). A folder made with other parameters is an error unless
     `overwrite=True`, which re-renders and deletes the old set's extra
-    `<class>_NNNNN.png` files. A folder of other files is refused (OutputError
+    `<class>_NNNNN.png` files. `version` picks the renderer (`_LESIONS`); a folder
+    of another version is one of those "other parameters". A folder of other files is refused (OutputError
     naming `flag`, the setting that chose `out_dir`). Returns the manifest plus
     'rendered' (images drawn now) and 'path'.
     """
@@ -545,7 +563,9 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
     if int(num_per_class) < 1:
         raise DatasetError(f"num_per_class must be >= 1, got {num_per_class}")
     sev, n_per, out = _severities(classes), int(num_per_class), Path(out_dir)
-    params = {"generator": "jaxgen.data.demo_faces", "generator_version": GENERATOR_VERSION,
+    if int(version) not in VERSIONS:
+        raise DatasetError(f"demo renderer version {version} does not exist; versions: {VERSIONS}")
+    params = {"generator": "jaxgen.data.demo_faces", "generator_version": int(version),
               "classes": list(classes), "severities": sev, "num_per_class": n_per,
               "resolution": int(resolution), "seed": int(seed)}
     meta_path = out / "dataset.json"
@@ -560,7 +580,7 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
     if jobs:
         claim_output(out, OUTPUT_KIND, flag, legacy=_made_here)
         meta_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    _render_jobs(jobs, seed, resolution, progress)
+    _render_jobs(jobs, seed, resolution, progress, int(version))
     manifest["complete"] = True
     if jobs or old != manifest:
         out.mkdir(parents=True, exist_ok=True)
@@ -615,12 +635,14 @@ def main(argv=None) -> int:
     ap.add_argument("--overwrite", action="store_true",
                     help="re-render even if the folder holds a set with other parameters")
     ap.add_argument("--no_preview", action="store_true", help="do not write preview.png")
+    ap.add_argument("--version", type=int, default=GENERATOR_VERSION,
+                    help=f"renderer version {VERSIONS} ({GENERATOR_VERSION}; 1 = the first demo sets)")
     _old_spellings(ap)
     ap.add_argument("--quiet", action="store_true", help="no progress output")
     args = ap.parse_args(argv)
     write_demo_dataset(args.out, args.num_per_class, args.resolution, args.seed,
                        [c.strip() for c in args.classes.split(",") if c.strip()],
-                       progress=not args.quiet, overwrite=args.overwrite)
+                       progress=not args.quiet, overwrite=args.overwrite, version=args.version)
     if not args.no_preview:
         p = write_preview(args.out)
         if not args.quiet:

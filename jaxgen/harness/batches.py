@@ -170,16 +170,19 @@ class Grid:
 
 def grid_inputs(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], num_classes: int,
                 z_dim: int, cols: int, seed: int) -> Grid:
-    """The grid of a generator run: one row per class (num_classes > 0), else 4 rows; latents,
-    labels and the real images are drawn from seed + 12345."""
-    rows = num_classes or 4
+    """The grid of a generator run: one row per class that has images (num_classes > 0; a
+    run whose images are all one class, a fixed-label fine-tune, gets 4 rows of it), else 4
+    rows; latents, labels and the real images are drawn from seed + 12345."""
+    present = [k for k in range(num_classes) if np.any(labels == k)]
+    row_class = (present if len(present) > 1 else present * 4) if num_classes else [0] * 4
+    rows = len(row_class)
     rng = np.random.default_rng(seed + 12345)
     z = rng.standard_normal([rows * cols, z_dim]).astype(np.float32)
-    row_of = np.repeat(np.arange(rows), cols).astype(np.int32)
+    row_of = np.repeat(np.asarray(row_class), cols).astype(np.int32)
     reals = []
-    for r in range(rows):
-        pool = np.flatnonzero(labels == r) if num_classes else np.arange(len(images))
+    for k in row_class:
+        pool = np.flatnonzero(labels == k) if num_classes else np.arange(len(images))
         reals.append(images[rng.choice(pool, size=cols, replace=len(pool) < cols)])
     return Grid(reals=np.concatenate(reals), cols=cols,
-                row_labels=list(class_names[:rows]) if num_classes else None, z=z,
+                row_labels=[class_names[k] for k in row_class] if num_classes else None, z=z,
                 labels=row_of if num_classes else np.zeros(rows * cols, np.int32))

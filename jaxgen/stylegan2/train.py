@@ -19,8 +19,9 @@ with TrainingDiverged before anything is saved.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import jax
 import numpy as np
@@ -29,6 +30,7 @@ from jaxgen.data import load_dataset, to_float
 from jaxgen.errors import ConfigError
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step, grid_inputs
+from jaxgen.harness.checkpoint import DESCRIPTOR, read_descriptor
 from jaxgen.harness.loop import TrainingDiverged
 from jaxgen.metrics.fid_tracker import FIDTracker
 from jaxgen.stylegan2 import networks, state as state_lib
@@ -101,13 +103,42 @@ def check_batch_gpu(config: Any) -> None:
         raise ConfigError(f"--config.train.batch_gpu={batch_gpu} {problem}")
 
 
+def label_names(config: Any) -> List[str]:
+    """The label space of a fixed-label run: config.data.label_names ('a,b,c'), else the
+    class names of the run config.transfer.init_from (its run.json)."""
+    names = [s.strip() for s in str(config.data.get("label_names", "")).split(",") if s.strip()]
+    src = config.transfer.init_from
+    if not names and src and (pathlib.Path(src) / DESCRIPTOR).is_file():
+        names = list(read_descriptor(src).get("class_names") or [])
+    if len(names) < 2:
+        raise ConfigError(f"--config.data.fixed_label={config.data.fixed_label}: give the label space "
+                          "with --config.data.label_names=a,b,c (or transfer.init_from a conditional run)")
+    if config.data.fixed_label not in names:
+        raise ConfigError(f"--config.data.fixed_label={config.data.fixed_label} is not one of the "
+                          f"labels {names}; pick one of them")
+    return names
+
+
 def _load_data(config: Any):
-    """The training set of config.data; a conditional folder run needs >= 2 labelled classes."""
+    """The training set of config.data; a conditional folder run needs >= 2 labelled classes.
+
+    With data.fixed_label every image is that class of `label_names(config)`: a per-class
+    fine-tune keeps the conditional G and D (and their learnt label embeddings) of its base
+    run and trains them on one class's images only."""
     data_cfg = config.data.to_dict()
     data_cfg["cache_dir"] = data_cfg["cache_dir"] or None
-    if data_cfg["source"] == "folder" and data_cfg["conditional"]:
+    fixed = data_cfg.get("fixed_label", "")
+    if fixed and not data_cfg["conditional"]:
+        raise ConfigError("--config.data.fixed_label needs --config.data.conditional=True")
+    if data_cfg["source"] == "folder" and data_cfg["conditional"] and not fixed:
         data_cfg.update(require_labels=True, min_classes=2)
-    return load_dataset(data_cfg)
+    ds = load_dataset(data_cfg)
+    if not fixed:
+        return ds
+    names = label_names(config)
+    summary = dict(ds.summary or {}, fixed_label=fixed, label_names=names)
+    return dataclasses.replace(ds, labels=np.full(len(ds), names.index(fixed), np.int32),
+                               class_names=names, summary=summary)
 
 
 def _optimizers(config: Any, D) -> tuple:

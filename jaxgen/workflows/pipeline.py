@@ -12,8 +12,10 @@ the training steps themselves resume from their checkpoints if interrupted):
   3 sort       base G generates --num_sort faces per class; the sorter keeps
                those it assigns to the intended class (confidence >= --min_conf)
                -> sorted/<class>/; finetune_data/<class>/ = real + kept        sorted/, finetune_data/
-  4 finetune   one unconditional model per class, transfer from base with
-               freeze-D (the GAN config file's `finetune` variant)           finetune/<class>/
+  4 finetune   one model per class, transfer from base with freeze-D, still
+               conditional with every image labelled its class (the base's
+               mapping and label embeddings are kept; the GAN config file's
+               `finetune` variant with data.fixed_label)                      finetune/<class>/
   5 evolve     GA per class over that class's model (class confidence from
                the sorter, D realism, identity distance to every real face,
                diversity) -> the anonymous dataset (healthy is one of the
@@ -107,33 +109,56 @@ def _copy_images(src: pathlib.Path, dst: pathlib.Path, prefix: str) -> int:
 
 def sort_generated(base_dir: pathlib.Path, sorter_dir: pathlib.Path, out: pathlib.Path,
                    num_per_class: int, min_conf: float, seed: int, log=print) -> dict:
-    """Generate with the conditional base G, keep what the sorter puts in the intended class."""
+    """Generate with the conditional base G, keep what the sorter puts in the intended class.
+
+    Returns {class: dict(kept, generated, accept (kept / generated), mean_conf (the sorter's
+    confidence in the intended class over all generated faces), predicted (how many the
+    sorter put in each class))}, also written to out/acceptance.json."""
     g = open_run(base_dir, kinds=("stylegan2",))
     clf = open_run(sorter_dir, kinds=("classifier",))
     classify = make_latent_classifier(g.model, clf.model, clf.resolution, clf.channels)
-    kept = {}
+    report = {}
     for ci, name in enumerate(g.class_names):
         target = clf.class_names.index(name)
         z = np.random.default_rng([seed, ci]).standard_normal((num_per_class, g.z_dim)).astype(np.float32)
         c = np.zeros((num_per_class, g.num_classes), np.float32)
         c[:, ci] = 1
-        pred, conf, _ = classify(g.variables, clf.variables, z, c)
-        keep = np.flatnonzero((np.asarray(pred) == target) & (np.asarray(conf) >= min_conf))
+        pred, conf, probs = (np.asarray(a) for a in classify(g.variables, clf.variables, z, c))
+        keep = np.flatnonzero((pred == target) & (conf >= min_conf))
         imgs = to_uint8(g.generate(z[keep], np.full(keep.size, ci))) if keep.size else []
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
         for i, img in zip(keep, imgs):
             save_png_atomic(d / f"gen_{i:05d}.png", img)
-        kept[name] = int(keep.size)
-        log(f"pipeline: sort: {name}: kept {keep.size}/{num_per_class} generated faces")
-    return kept
+        counts = np.bincount(pred, minlength=len(clf.class_names))
+        report[name] = dict(kept=int(keep.size), generated=int(num_per_class),
+                            accept=round(keep.size / num_per_class, 4),
+                            mean_conf=round(float(probs[:, target].mean()), 4),
+                            predicted={n: int(k) for n, k in zip(clf.class_names, counts)})
+        log(f"pipeline: sort: {name}: kept {keep.size}/{num_per_class} generated faces "
+            f"(sorter: {', '.join(f'{n} {k}' for n, k in report[name]['predicted'].items())})")
+    write_text_atomic(out / "acceptance.json", json.dumps(report, indent=1))
+    return report
+
+
+def check_acceptance(report: dict, min_accept: float) -> None:
+    """ConfigError naming the classes the sorter accepted less than `min_accept` of: the
+    base generator does not render them, and their fine-tunes would learn from real faces
+    only (or, with no real faces, from nothing)."""
+    low = {n: r for n, r in report.items() if r["accept"] < min_accept}
+    if low:
+        which = ", ".join(f"{n} {r['kept']}/{r['generated']}" for n, r in low.items())
+        raise ConfigError(f"the sorter accepted too few generated faces ({which}; need "
+                          f"{min_accept:.0%}): the base generator does not yet render these classes. "
+                          "Train the base longer (--set train.total_kimg=...), or lower --min_accept "
+                          "/ --min_conf to go on anyway")
 
 
 class Pipeline:
     """One pipeline run in `workdir`: each step a method, each skipped once its marker exists."""
 
     def __init__(self, configs: Configs, workdir: str, test: str = "", num_sort: int = 64,
-                 min_conf: float = 0.5, log: Callable[[str], None] = print):
+                 min_conf: float = 0.5, log: Callable[[str], None] = print, min_accept: float = 0.1):
         d = configs.gan.data
         if d.source not in ("demo", "folder"):
             raise ConfigError(f"the pipeline needs an image-folder or demo dataset, got "
@@ -145,7 +170,7 @@ class Pipeline:
                                "(class sub-folders)")
         self.w = check_output(workdir, OUTPUT_KIND, "--workdir", legacy=_legacy_workdir)
         self.c, self.log = configs, log
-        self.num_sort, self.min_conf = int(num_sort), float(min_conf)
+        self.num_sort, self.min_conf, self.min_accept = int(num_sort), float(min_conf), float(min_accept)
         self.real_root = pathlib.Path(d.path)
         self.test = test or str(self.real_root) + "_test"
         self.names: List[str] = []
@@ -157,7 +182,7 @@ class Pipeline:
         self.names = list(load_dataset(d).class_names)
         if d.source == "demo":   # idempotent: finishes a half-written render
             write_demo_dataset(self.test, int(d.num_per_class) // 2, int(d.resolution), int(d.seed) + 1000,
-                               classes=self.names)
+                               classes=self.names, version=int(d.get("demo_version", 1)))
         claim_output(self.w, OUTPUT_KIND, "--workdir", legacy=_legacy_workdir)
 
     def run_step(self, name: str) -> None:
@@ -190,6 +215,7 @@ class Pipeline:
         """3: sort generated faces; per-class fine-tune data = real + kept generated."""
         kept = sort_generated(self.w / "base", self.w / "cls_real", self.w / "sorted", self.num_sort,
                               self.min_conf, int(self.c.gan.seed), self.log)
+        check_acceptance(kept, self.min_accept)
         for name in self.names:
             n_real = _copy_images(self.real_root / name, self.w / "finetune_data" / name, "real_")
             n_gen = _copy_images(self.w / "sorted" / name, self.w / "finetune_data" / name, "sorted_")
@@ -201,6 +227,7 @@ class Pipeline:
         for name in self.names:
             c = copy.deepcopy(self.c.finetune)
             c.data.path = str(self.w / "finetune_data" / name)
+            c.data.fixed_label = name       # the base's conditional G and D, this class only
             c.transfer.init_from = str(self.w / "base")
             self.log(f"pipeline: finetune {name}")
             train_and_evaluate(c, str(self.w / "finetune" / name))
@@ -229,12 +256,13 @@ class Pipeline:
 
 
 def run_pipeline(configs: Configs, workdir: str, test: str = "", num_sort: int = 64,
-                 min_conf: float = 0.5, steps: Sequence[str] = STEPS, log=print) -> dict:
+                 min_conf: float = 0.5, steps: Sequence[str] = STEPS, log=print,
+                 min_accept: float = 0.1) -> dict:
     """Run (or resume) the pipeline's `steps` into `workdir`; returns timings and paths."""
     bad = set(steps) - set(STEPS)
     if bad:
         raise ConfigError(f"--steps: unknown step(s) {sorted(bad)}; steps are {','.join(STEPS)}")
-    p = Pipeline(configs, workdir, test, num_sort, min_conf, log)
+    p = Pipeline(configs, workdir, test, num_sort, min_conf, log, min_accept)
     p.prepare()
     t0 = time.time()
     for name in STEPS:
@@ -254,12 +282,15 @@ def main(argv=None) -> int:
     p.add_argument("--test", default="", help="held-out real folder (default: demo render)")
     p.add_argument("--num_sort", type=int, default=64, help="generated faces per class to sort")
     p.add_argument("--min_conf", type=float, default=0.5, help="sorter confidence to keep a face")
+    p.add_argument("--min_accept", type=float, default=0.1,
+                   help="least share of a class's generated faces the sorter must keep (0.1)")
     p.add_argument("--steps", default=",".join(STEPS), help=f"subset of {','.join(STEPS)}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a GAN config value, e.g. --set train.total_kimg=4 (repeatable)")
     a = p.parse_args(argv)
     configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set)
-    run_pipeline(configs, a.workdir, a.test, a.num_sort, a.min_conf, [s for s in a.steps.split(",") if s])
+    run_pipeline(configs, a.workdir, a.test, a.num_sort, a.min_conf, [s for s in a.steps.split(",") if s],
+                 min_accept=a.min_accept)
     return 0
 
 

@@ -15,7 +15,10 @@ import pytest
 
 import tiny_gan
 from jaxgen.config import load_config
-from jaxgen.harness.checkpoint import TrainCheckpointer
+from jaxgen.data.demo_faces import write_demo_dataset
+from jaxgen.errors import ConfigError
+from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
+from jaxgen.stylegan2 import train as sg_train
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.train import TrainingDiverged, train_and_evaluate
 
@@ -196,3 +199,25 @@ def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, caplog):
     g0, g1 = base["g_params"]["synthesis"]["b16"]["conv1"]["weight"], ft["g_params"]["synthesis"]["b16"]["conv1"]["weight"]
     assert not same(g0, g1) and float(np.max(np.abs(np.asarray(g0) - np.asarray(g1)))) < 0.5
     assert "mapping/fc0/weight" in caplog.text  # the unconditional fc0 could not be copied: reported
+
+
+def test_fixed_label_keeps_the_label_space_of_the_base_run(tmp_path):
+    """A per-class fine-tune's data: every image is the fixed class of the base's labels."""
+    write_demo_dataset(tmp_path / "d", 3, 16, 0, classes=("severe",), progress=False)
+    base = tmp_path / "base"
+    write_descriptor(base, "stylegan2", class_names=["healthy", "mild", "severe"], resolution=16,
+                     channels=3, G_kwargs={}, D_kwargs={})
+    c = load_config(f"{REPO}/configs/acne.py:micro,finetune",
+                    [f"data.path={tmp_path / 'd' / 'severe'}", f"transfer.init_from={base}",
+                     "data.fixed_label=severe"])
+    ds = sg_train._load_data(c)
+    assert ds.class_names == ["healthy", "mild", "severe"] and ds.labels.tolist() == [2, 2, 2]
+    assert ds.summary["fixed_label"] == "severe"
+    c.data.label_names = "severe,acne"            # an explicit label space wins
+    assert sg_train._load_data(c).labels.tolist() == [0, 0, 0]
+    c.data.label_names, c.data.fixed_label = "", "moderate"
+    with pytest.raises(ConfigError, match="fixed_label=moderate is not one of the labels"):
+        sg_train._load_data(c)
+    c.data.fixed_label, c.transfer.init_from = "severe", ""
+    with pytest.raises(ConfigError, match="label_names=a,b,c"):
+        sg_train._load_data(c)

@@ -3,7 +3,10 @@ import json
 import pathlib
 
 from jaxgen.config import load_config
-from jaxgen.workflows.pipeline import STEPS, Configs, run_pipeline
+import pytest
+
+from jaxgen.errors import ConfigError
+from jaxgen.workflows.pipeline import STEPS, Configs, check_acceptance, run_pipeline
 
 XLA_FAST_COMPILE = True   # as the trainer tests compile: shares their cached programs (conftest.py)
 
@@ -25,19 +28,32 @@ def _configs(root: pathlib.Path) -> Configs:
 
 def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
     w = tmp_path / "pipe"
-    out = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0)
+    out = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0, min_accept=0.0)
     for step in STEPS:
         assert (w / f".{step}.done").is_file(), step
     assert set(out["timing"]) == set(STEPS)
     kept = json.loads((w / ".sort.done").read_text())["kept"]
     assert sorted(kept) == list(CLASSES)
-    assert all(0 <= n <= 8 for n in kept.values())
+    assert all(0 <= r["kept"] <= 8 and sum(r["predicted"].values()) == 8 for r in kept.values())
+    assert json.loads((w / "sorted" / "acceptance.json").read_text()) == kept
     for name in kept:   # real + sorted faces per class, one fine-tuned run per class
         assert len(list((w / "finetune_data" / name).glob("real_*.png"))) == 8
-        assert (w / "finetune" / name / "run.json").is_file()
+        ft = json.loads((w / "finetune" / name / "run.json").read_text())
+        assert ft["class_names"] == list(CLASSES)   # still conditional: the base's label space
+        summary = json.loads((w / "finetune" / name / "data_summary.json").read_text())["train"]
+        assert summary["fixed_label"] == name
         assert len(list((w / "synthetic" / name).glob("*.png"))) == 2
     report = (w / "eval" / "comparison.md").read_text()
     assert "cls_real" in report and "cls_synthetic" in report
     capsys.readouterr()
-    again = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0)
+    again = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0, min_accept=0.0)
     assert again["timing"] == {} and capsys.readouterr().out.count("done before, skipped") == len(STEPS)
+
+
+def test_too_few_sorted_faces_is_an_error_naming_the_class():
+    report = {"healthy": dict(kept=30, generated=64, accept=30 / 64),
+              "severe": dict(kept=3, generated=64, accept=3 / 64)}
+    check_acceptance(report, 0.04)
+    with pytest.raises(ConfigError, match=r"severe 3/64; need 10%.*total_kimg") as e:
+        check_acceptance(report, 0.1)
+    assert "healthy" not in str(e.value)
