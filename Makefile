@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make demo   set up .venv, render the embedded demo data, train the tiny acne config on it
+#   make demo   set up .venv, render the embedded demo data, train the tiny acne config on it,
+#               then score its classes with a classifier trained on the same real faces
 #   make test   set up .venv and run the test suite (what .ci/run runs)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -18,7 +19,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python train.py --config configs/acne.py:tiny --workdir runs/acne_tiny
+	$(BIN)/python -m jaxgen.workflows.demo --workdir runs/demo
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -27,8 +27,8 @@ def get_config(arg: str = ""):
         c.identity = "pixel"            # drawn demo faces: a same-picture check, NOT identity
         c.real = data("demo", "data/demo_acne", 32, 3, num_per_class=64, cache_dir="")
     if "tiny" in opts:
-        c.generator = "runs/acne_tiny"
-        c.classifier = "runs/cls_real"
+        c.generator = "runs/demo/gan"          # what `make demo` trains
+        c.classifier = "runs/demo/classifier"
     if "micro" in opts:
         c.generator = "runs/acne_micro"
         c.real = data("demo", "data/demo_acne_micro", 16, 3, num_per_class=8, cache_dir="")

@@ -344,3 +344,23 @@ def test_empty_cache_dir_means_no_cache(tmp_path, monkeypatch):
     ds = load_image_folder(tmp_path / "imgs", 8, 3, cache_dir="")
     assert len(ds) == 2 and int(ds.images[1].max()) == 40
     assert list(work.iterdir()) == []
+
+
+def _redness(img):
+    """Mean of (R - (G + B) / 2) over the image: lesions raise it."""
+    x = img.astype(np.float32)
+    return float(np.mean(x[..., 0] - (x[..., 1] + x[..., 2]) / 2))
+
+
+def test_renderer_versions_draw_the_same_people_with_bigger_lesions_in_v2(tmp_path):
+    rng = lambda s, i: np.random.default_rng([0, s, i])   # noqa: E731
+    for i in range(3):      # healthy: no lesions, the same draws in both versions
+        assert np.array_equal(render_face(rng(0, i), 0, 32, version=1), render_face(rng(0, i), 0, 32, version=2))
+    for s in (1, 3):        # more / larger lesions on the same faces: redder in v2
+        gain = [_redness(render_face(rng(s, i), s, 64, version=2)) -
+                _redness(render_face(rng(s, i), s, 64, version=1)) for i in range(4)]
+        assert min(gain) > 0, (s, gain)
+    write_demo_dataset(tmp_path / "v1", 1, 16, version=1, progress=False)
+    with pytest.raises(DatasetError, match="generator_version: 1 != 2.*renderer version 1"):
+        write_demo_dataset(tmp_path / "v1", 1, 16, progress=False)
+    assert write_demo_dataset(tmp_path / "v1", 1, 16, version=1, progress=False)["rendered"] == 0
