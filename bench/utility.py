@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from jaxgen.classifiers.utility import run_utility  # noqa: E402
 from jaxgen.cli import run_main  # noqa: E402
-from jaxgen.workflows.pipeline import DEFAULTS, Configs, run_pipeline  # noqa: E402
+from jaxgen.workflows.pipeline import DEFAULTS, Configs, add_override_flags, run_pipeline  # noqa: E402
 
 
 def record(result: dict, workdir: pathlib.Path, command: str, minutes: float) -> pathlib.Path:
@@ -59,18 +59,21 @@ def main(argv=None) -> int:
     p.add_argument("--gan_config", default=DEFAULTS["gan"])
     p.add_argument("--classifier_config", default=DEFAULTS["classifier"])
     p.add_argument("--evolve_config", default=DEFAULTS["evolve"])
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="GAN config overrides")
+    add_override_flags(p)
     p.add_argument("--num_sort", type=int, default=64)
+    p.add_argument("--min_accept", type=float, default=0.1, help="see jaxgen.workflows.pipeline")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--record", action="store_true", help="write bench/results/utility_demo.json")
     a = p.parse_args(argv)
     command = "python bench/utility.py " + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:]))
     t0 = time.time()
-    configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set)
-    pipe = run_pipeline(configs, a.workdir, num_sort=a.num_sort)
+    configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set, a.set_classifier,
+                           a.set_evolve, a.set_finetune)
+    pipe = run_pipeline(configs, a.workdir, num_sort=a.num_sort, min_accept=a.min_accept)
     w = pathlib.Path(pipe["workdir"])
     res = run_utility(str(configs.gan.data.path), str(w / "synthetic"), pipe["test"], a.classifier_config,
-                      str(w / "utility"), seeds=a.seeds, resolution=int(configs.gan.data.resolution))
+                      str(w / "utility"), seeds=a.seeds, resolution=int(configs.gan.data.resolution),
+                      overrides=a.set_classifier)
     minutes = (time.time() - t0) / 60
     print(f"utility benchmark: {minutes:.1f} min; gap real - synthetic {res['gap']['mean']:.3f}")
     if a.record:

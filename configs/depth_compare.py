@@ -6,8 +6,9 @@
 
 Methods (rows, in `method_order`): cdcgan (plain conditional DCGAN), cdcgan_kd
 (with EMA-teacher distillation), cdcgan_kd_ga (the image folder that evolve.py
-exports from the KD generator; skipped with the command to make it while it
-does not exist), vae, gmm, kde (fitted on the real training images here) and
+exports from the KD generator, with the class term of an expression classifier
+trained on the real depth faces, configs/depth_classifier.py; skipped with the
+commands to make it while it does not exist), vae, gmm, kde (fitted on the real training images here) and
 `reals`, the real training images themselves as a reference row (FID floor,
 real-to-real accuracy; SSIM-NN 1 and PSNR-NN inf because they are the training
 images). Any entry of `methods` is a sample source of jaxgen.workflows.compare: a path
@@ -63,8 +64,9 @@ def get_config(arg: str = ""):
     c.methods.cdcgan_kd = dict(kind="gan", path=f"runs/depth{sfx}", make=(
         f"python train.py --config configs/depth_emotion.py{var} --workdir runs/depth{sfx}"))
     c.methods.cdcgan_kd_ga = dict(kind="folder", path=f"runs/depth_ga{tag}/dataset", make=(
-        f"python evolve.py --config configs/evolve_depth.py{var} "
-        f"--config.generator=runs/depth{sfx} --out runs/depth_ga{tag}/dataset"))
+        f"python train.py --config configs/depth_classifier.py{var} --workdir runs/depth_cls{sfx} && "
+        f"python evolve.py --config configs/evolve_depth.py{var} --config.generator=runs/depth{sfx} "
+        f"--config.classifier=runs/depth_cls{sfx} --out runs/depth_ga{tag}/dataset"))
     c.methods.vae = dict(kind="vae", config=dict(steps=1500 if tiny else 6000, batch_size=64,
                                                  latent_dim=32, base_channels=32, log_every=500))
     c.methods.gmm = dict(kind="gmm", n_components=4, pca_dim=32)

@@ -87,13 +87,16 @@ class Configs:
     evolve: Any
 
     @classmethod
-    def load(cls, gan: str, classifier: str, evolve: str, overrides: Sequence[str] = ()) -> "Configs":
+    def load(cls, gan: str, classifier: str, evolve: str, overrides: Sequence[str] = (),
+             classifier_overrides: Sequence[str] = (), evolve_overrides: Sequence[str] = (),
+             finetune_overrides: Sequence[str] = ()) -> "Configs":
         """From 'file.py[:variants]' specs; the fine-tune config is the GAN file's `finetune`
-        variant (added to the GAN spec's variants); overrides apply to both GAN configs."""
+        variant (added to the GAN spec's variants); `overrides` apply to both GAN configs,
+        `finetune_overrides` after them to the fine-tune config only."""
         path, _, variants = gan.partition(":")
         ft = f"{path}:{variants + ',' if variants else ''}finetune"
-        return cls(load_config(gan, overrides), load_config(ft, overrides), load_config(classifier),
-                   load_config(evolve))
+        return cls(load_config(gan, overrides), load_config(ft, list(overrides) + list(finetune_overrides)),
+                   load_config(classifier, classifier_overrides), load_config(evolve, evolve_overrides))
 
 
 def _copy_images(src: pathlib.Path, dst: pathlib.Path, prefix: str) -> int:
@@ -272,6 +275,15 @@ def run_pipeline(configs: Configs, workdir: str, test: str = "", num_sort: int =
     return dict(workdir=str(p.w), timing=p.timing, test=p.test)
 
 
+def add_override_flags(p: argparse.ArgumentParser) -> None:
+    """--set (both GAN configs), --set_finetune, --set_classifier, --set_evolve: KEY=VALUE, repeatable."""
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a GAN config value, e.g. --set train.total_kimg=4 (repeatable)")
+    for name in ("finetune", "classifier", "evolve"):
+        p.add_argument(f"--set_{name}", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"override a {name} config value (repeatable)")
+
+
 def main(argv=None) -> int:
     """Command line: the config specs, workdir, test folder and step selection."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -285,10 +297,10 @@ def main(argv=None) -> int:
     p.add_argument("--min_accept", type=float, default=0.1,
                    help="least share of a class's generated faces the sorter must keep (0.1)")
     p.add_argument("--steps", default=",".join(STEPS), help=f"subset of {','.join(STEPS)}")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a GAN config value, e.g. --set train.total_kimg=4 (repeatable)")
+    add_override_flags(p)
     a = p.parse_args(argv)
-    configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set)
+    configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set,
+                           a.set_classifier, a.set_evolve, a.set_finetune)
     run_pipeline(configs, a.workdir, a.test, a.num_sort, a.min_conf, [s for s in a.steps.split(",") if s],
                  min_accept=a.min_accept)
     return 0

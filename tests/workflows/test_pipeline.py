@@ -57,3 +57,11 @@ def test_too_few_sorted_faces_is_an_error_naming_the_class():
     with pytest.raises(ConfigError, match=r"severe 3/64; need 10%.*total_kimg") as e:
         check_acceptance(report, 0.1)
     assert "healthy" not in str(e.value)
+
+
+def test_overrides_reach_each_config_they_name():
+    c = Configs.load(f"{REPO}/configs/acne.py:micro", f"{REPO}/configs/acne_classifier.py:tiny",
+                     f"{REPO}/configs/evolve_acne.py:micro", ["train.total_kimg=8"], ["train.epochs=2"],
+                     ["popsize=4"], ["train.total_kimg=1"])
+    assert (c.gan.train.total_kimg, c.finetune.train.total_kimg) == (8, 1)
+    assert c.finetune.data.conditional and c.classifier.train.epochs == 2 and c.evolve.popsize == 4
