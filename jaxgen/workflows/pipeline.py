@@ -11,7 +11,10 @@ the training steps themselves resume from their checkpoints if interrupted):
   2 sorter     classifier on the real training faces                         cls_real/
   3 sort       base G generates --num_sort faces per class; the sorter keeps
                those it assigns to the intended class (confidence >= --min_conf)
-               -> sorted/<class>/; finetune_data/<class>/ = real + kept        sorted/, finetune_data/
+               -> sorted/<class>/ and sorted/acceptance.json (kept and the
+               sorter's votes per class); a class kept below --min_accept
+               (10%) stops the run with the fix; finetune_data/<class>/ =
+               real + kept                                                   sorted/, finetune_data/
   4 finetune   one model per class, transfer from base with freeze-D, still
                conditional with every image labelled its class (the base's
                mapping and label embeddings are kept; the GAN config file's
