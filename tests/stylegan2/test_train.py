@@ -186,8 +186,9 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, base_run):
 
 def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, caplog):
     """The hierarchical pipeline's per-class stage: transfer from the base run, freeze-D."""
-    _train(_micro(base_run["data"] / "severe", "micro,finetune", init_from=base_run["workdir"]),
-           tmp_path / "ft")
+    c = _micro(base_run["data"] / "severe", "micro,finetune", init_from=base_run["workdir"])
+    c.data.fixed_label = "severe"          # conditional, every image that class (the pipeline's way)
+    _train(c, tmp_path / "ft")
     _, base = _final_params(base_run["workdir"])
     _, ft = _final_params(tmp_path / "ft")
     same = lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b)))  # noqa: E731
@@ -198,7 +199,10 @@ def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, caplog):
     # G was initialised from the base (same synthesis shapes) and then trained further.
     g0, g1 = base["g_params"]["synthesis"]["b16"]["conv1"]["weight"], ft["g_params"]["synthesis"]["b16"]["conv1"]["weight"]
     assert not same(g0, g1) and float(np.max(np.abs(np.asarray(g0) - np.asarray(g1)))) < 0.5
-    assert "mapping/fc0/weight" in caplog.text  # the unconditional fc0 could not be copied: reported
+    # Still conditional: the label embedding and the first mapping layer carry over (nothing reported).
+    assert "mapping/fc0/weight" not in caplog.text
+    assert json.loads((tmp_path / "ft" / "run.json").read_text())["class_names"] == \
+        json.loads((base_run["workdir"] / "run.json").read_text())["class_names"]
 
 
 def test_fixed_label_keeps_the_label_space_of_the_base_run(tmp_path):
