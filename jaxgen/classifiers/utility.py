@@ -45,7 +45,7 @@ from jaxgen.classifiers.report import plot_confusion_matrix
 from jaxgen.classifiers.train import train_classifier
 from jaxgen.config import load_config
 from jaxgen.data import load_image_folder
-from jaxgen.data.folder import DatasetError, scan_image_folder
+from jaxgen.data.folder import DatasetError, prepare_image, scan_image_folder
 from jaxgen.errors import ConfigError, OutputError
 from jaxgen.runs import open_run
 from jaxgen.utils.files import write_text_atomic
@@ -196,14 +196,11 @@ def _sample_sheet(arms: Dict[str, Dict[str, List[str]]], names: Sequence[str], r
 
 
 def _read_images(files: Sequence[str], resolution: int) -> np.ndarray:
-    """uint8 [N, R, R, 3] of image files (RGB, resized with LANCZOS when needed)."""
+    """uint8 [N, R, R, 3] of image files, converted as the loaders convert them (`prepare_image`)."""
     out = []
     for f in files:
         with Image.open(f) as im:
-            im = im.convert("RGB")
-            if im.size != (resolution, resolution):
-                im = im.resize((resolution, resolution), Image.LANCZOS)
-            out.append(np.asarray(im))
+            out.append(prepare_image(im, resolution, 3))
     return np.stack(out)
 
 
