@@ -27,7 +27,7 @@ from ml_collections import config_flags
 
 from jaxgen.classifiers.evaluate import evaluate_classifiers
 from jaxgen.classifiers.utility import run_utility
-from jaxgen.cli import run_absl
+from jaxgen.cli import run_absl, use_compile_cache
 from jaxgen.errors import ConfigError
 from jaxgen.metrics.evaluate import run
 from jaxgen.workflows.compare import compare_from_config
@@ -62,6 +62,7 @@ config_flags.DEFINE_config_file("compare", None, "Comparison config (path[:varia
 
 def main(argv):
     del argv
+    use_compile_cache()
     logging.set_verbosity(logging.WARNING)
     if FLAGS.compare is not None:
         compare_from_config(FLAGS.compare, FLAGS.out or None, FLAGS.inception_weights,

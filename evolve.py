@@ -12,13 +12,10 @@ interrupted export. Compiled XLA programs are cached in $JAXGEN_JAX_CACHE
 (default ~/.cache/jaxgen/xla; '' disables it). Bad input stops with one line and
 exit status 2; JAXGEN_DEBUG=1 shows the traceback.
 """
-import os
-
-import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from jaxgen.cli import run_absl
+from jaxgen.cli import run_absl, use_compile_cache
 from jaxgen.errors import ConfigError
 from jaxgen.evolve.run import run_evolve
 
@@ -30,10 +27,7 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
     del argv
-    cache = os.environ.get("JAXGEN_JAX_CACHE", os.path.expanduser("~/.cache/jaxgen/xla"))
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    use_compile_cache()
     logging.set_verbosity(logging.WARNING)
     out = FLAGS.out or FLAGS.config.out
     if not out:

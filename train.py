@@ -13,14 +13,11 @@ programs are cached in $JAXGEN_JAX_CACHE (default ~/.cache/jaxgen/xla; set it
 to '' to disable), so a resumed run starts fast. Bad input (data, config, checkpoint)
 stops with one line and exit status 2; JAXGEN_DEBUG=1 shows the traceback.
 """
-import os
-
-import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
 from jaxgen.classifiers.train import train_classifier
-from jaxgen.cli import run_absl
+from jaxgen.cli import run_absl, use_compile_cache
 from jaxgen.dcgan.train import train_and_evaluate as train_dcgan
 from jaxgen.errors import ConfigError
 from jaxgen.stylegan2.train import train_and_evaluate as train_stylegan2
@@ -35,10 +32,7 @@ TRAINERS = {"stylegan2": train_stylegan2, "dcgan": train_dcgan, "classifier": tr
 
 def main(argv):
     del argv
-    cache = os.environ.get("JAXGEN_JAX_CACHE", os.path.expanduser("~/.cache/jaxgen/xla"))
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    use_compile_cache()
     logging.set_verbosity(logging.WARNING)
     task = FLAGS.config.get("task", "stylegan2")
     if task not in TRAINERS:

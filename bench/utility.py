@@ -29,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jaxgen.classifiers.utility import run_utility  # noqa: E402
-from jaxgen.cli import run_main  # noqa: E402
+from jaxgen.cli import run_main, use_compile_cache  # noqa: E402
 from jaxgen.workflows.pipeline import DEFAULTS, Configs, add_override_flags, run_pipeline  # noqa: E402
 
 
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--record", action="store_true", help="write bench/results/utility_demo.json")
     a = p.parse_args(argv)
+    use_compile_cache()
     command = "python bench/utility.py " + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:]))
     t0 = time.time()
     configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set, a.set_classifier,

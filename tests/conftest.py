@@ -25,6 +25,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         _dir = _OWN_JAX_CACHE = tempfile.mkdtemp(prefix="jaxgen-test-xla-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _dir
 JAX_CACHE = pathlib.Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+os.environ["JAXGEN_JAX_CACHE"] = str(JAX_CACHE)  # commands run in-process (main([...])) use it too
 
 
 def pytest_unconfigure(config):

@@ -4,6 +4,7 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from jaxgen import cli
@@ -80,3 +81,17 @@ def test_train_py_bad_flag_is_one_line_and_creates_nothing(tmp_path):
     assert lines == ["error: --config.data.nonexistent: configs/acne.py:micro has no field "
                      f"'data.nonexistent' (fields there: {lines[0].split('fields there: ')[1]}"], lines
     assert not workdir.exists()
+
+
+def test_compile_cache_follows_the_env(monkeypatch, tmp_path):
+    """Every command keeps compiled programs in $JAXGEN_JAX_CACHE; '' turns the cache off."""
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv(cli.CACHE_ENV, str(tmp_path / "xla"))
+        assert cli.use_compile_cache() == str(tmp_path / "xla")
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+        monkeypatch.setenv(cli.CACHE_ENV, "")
+        assert cli.use_compile_cache() is None
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")  # left as it was
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxgen.classifiers.sorting import class_fidelity
 from jaxgen.classifiers.train import train_classifier
-from jaxgen.cli import run_main
+from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.config import load_config
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.train import train_and_evaluate
@@ -92,6 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a GAN config value, e.g. --set train.total_kimg=4 (repeatable)")
     a = p.parse_args(argv)
+    use_compile_cache()
     run_demo(a.workdir, a.set)
     return 0
 

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from jaxgen.cli import run_main
+from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.errors import ConfigError
 from jaxgen.runs import GENERATOR_KINDS, Run, open_run
 from jaxgen.utils.files import inside, png_complete, save_png_atomic, write_text_atomic
@@ -135,6 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--best", action="store_true", help="use the best-FID checkpoint of a workdir")
     a = p.parse_args(argv)
+    use_compile_cache()
     classes = [c.strip() for c in a.classes.split(",") if c.strip()]
     r = export_dataset(a.checkpoint, a.out, a.num_per_class, a.psi, a.seed, a.best, classes=classes)
     print(f"wrote {r['written']} new images; {r['total']} in {r['out']}")

@@ -56,7 +56,7 @@ import numpy as np
 from jaxgen.classifiers.evaluate import evaluate_classifiers
 from jaxgen.classifiers.sorting import make_latent_classifier
 from jaxgen.classifiers.train import train_classifier
-from jaxgen.cli import run_main
+from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.config import load_config
 from jaxgen.data import load_dataset
 from jaxgen.data.demo_faces import write_demo_dataset
@@ -302,6 +302,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", default=",".join(STEPS), help=f"subset of {','.join(STEPS)}")
     add_override_flags(p)
     a = p.parse_args(argv)
+    use_compile_cache()
     configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set,
                            a.set_classifier, a.set_evolve, a.set_finetune)
     run_pipeline(configs, a.workdir, a.test, a.num_sort, a.min_conf, [s for s in a.steps.split(",") if s],
