@@ -63,7 +63,7 @@ def bench(res: int, batch: int, steps: int, augment: str, preset: str, precision
     d_tx = state_lib.make_optimizer(state_lib.OptConfig(reg_interval=16))
     st = state_lib.init_state(g_vars, d_vars, g_tx, d_tx, ada_p=0.3)
     cfg = StepConfig(batch_size=batch, loss=LossConfig(r1_gamma=1.0), augment=augment, loss_scale=scale)
-    step = jit_train_step(make_train_step(cfg, G, D, g_tx, d_tx, np.full(4, 0.25)), donate_argnums=0,
+    step = jit_train_step(make_train_step(cfg, G, D, g_tx, d_tx), donate_argnums=0,
                           static_argnames="regs")
     rng = np.random.default_rng(0)
     real = rng.uniform(-1, 1, [batch, res, res, 3]).astype(np.float32)

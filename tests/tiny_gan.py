@@ -50,7 +50,7 @@ def setup(batch=8, augment="ada", freeze_d=0, lr=0.002, seed=0, c_dim=3, net_kw=
     st = state_lib.init_state(g_vars, d_vars, g_tx, d_tx)
     cfg = StepConfig(batch_size=batch, loss=LossConfig(r1_gamma=1.0), augment=augment,
                      ema_kimg=0.01, **step_kw)
-    step = make_train_step(cfg, G, D, g_tx, d_tx, np.full(c_dim, 1 / c_dim) if c_dim else None)
+    step = make_train_step(cfg, G, D, g_tx, d_tx)
     rng = np.random.default_rng(seed)
     real = rng.uniform(-1, 1, [batch, 8, 8, 3]).astype(np.float32)
     c = np.eye(c_dim, dtype=np.float32)[rng.integers(0, c_dim, batch)] if c_dim else \

@@ -67,7 +67,6 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxgen.stylegan2 import loss as L
@@ -133,24 +132,29 @@ def batch_gpu_problem(batch_size: int, batch_gpu: int, mbstd_group_size: Optiona
 _KEY_NAMES = ("gz", "gc", "gmain", "rz", "rc", "greg", "dz", "dc", "dgen", "dmain", "dreg")
 
 
-def sample_labels(rng: jax.Array, batch: int, label_probs: Optional[np.ndarray]) -> jnp.ndarray:
-    """One-hot labels [B, K] drawn from the data's class frequencies ([B, 0] when unconditional)."""
-    if label_probs is None or len(label_probs) == 0:
+def sample_labels(rng: jax.Array, batch: int, real_c: jnp.ndarray) -> jnp.ndarray:
+    """Generated labels [B, K]: `batch` rows of the real batch's labels real_c [B', K], drawn
+    with replacement ([B, 0] when unconditional).
+
+    The real batch is drawn uniformly from the data, so these labels follow the data's class
+    frequencies, as NVIDIA's (drawn from the dataset's labels), without the frequencies
+    being a constant of the compiled step: every per-class fine-tune of one config (all
+    images one class) runs the base's program, which the compilation cache then holds."""
+    if real_c.shape[-1] == 0:
         return jnp.zeros((batch, 0), jnp.float32)
-    logits = jnp.log(jnp.asarray(label_probs, jnp.float32))
-    idx = jax.random.categorical(rng, logits, shape=(batch,))
-    return jax.nn.one_hot(idx, len(label_probs), dtype=jnp.float32)
+    idx = jax.random.randint(rng, (batch,), 0, real_c.shape[0])
+    return jnp.asarray(real_c, jnp.float32)[idx]
 
 
 class _Ctx(NamedTuple):
     """What every phase of one step reads: the config, the networks (with D's
-    augmentation at this step's p), the optimizers, the class frequencies [K]
-    of the generated labels (None: unconditional) and the step's keys by name."""
+    augmentation at this step's p), the optimizers, the real batch's labels [B, K]
+    (the generated labels are drawn from them) and the step's keys by name."""
     cfg: StepConfig
     nets: L.Nets
     g_tx: optax.GradientTransformation
     d_tx: optax.GradientTransformation
-    label_probs: Optional[np.ndarray]
+    real_c: jnp.ndarray
     k: Dict[str, jax.Array]
 
 
@@ -252,7 +256,7 @@ def _latents(ctx: _Ctx, name: str) -> jnp.ndarray:
 
 def _labels(ctx: _Ctx, name: str) -> jnp.ndarray:
     """Generated labels [B, K] (one-hot, K may be 0) from the step key `name`."""
-    return sample_labels(ctx.k[name], ctx.cfg.batch_size, ctx.label_probs)
+    return sample_labels(ctx.k[name], ctx.cfg.batch_size, ctx.real_c)
 
 
 def _g_main(ctx: _Ctx, state: TrainState):
@@ -466,8 +470,7 @@ def _ada(cfg: StepConfig, state: TrainState, real_signs):
 
 
 def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
-                    d_tx: optax.GradientTransformation,
-                    label_probs: Optional[np.ndarray]) -> Callable[..., Tuple[TrainState, Dict[str, Any]]]:
+                    d_tx: optax.GradientTransformation) -> Callable[..., Tuple[TrainState, Dict[str, Any]]]:
     """Build `step(state, real_img, real_c, base_key, regs=None) -> (state, metrics)` (not jitted).
 
     real_img: [B, R, R, C] float32 in [-1, 1]; real_c: [B, K] one-hot (K may be 0).
@@ -489,7 +492,7 @@ def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
         """One iteration: Gmain, Greg, Dmain, Dreg, G_ema, ADA (see the module doc)."""
         runs = (None, None) if regs is None else ("Greg" in regs, "Dreg" in regs)
         k = _step_keys(base_key, state.step)
-        ctx = _Ctx(cfg, _nets(G, D, spec, state.ada_p), g_tx, d_tx, label_probs, k)
+        ctx = _Ctx(cfg, _nets(G, D, spec, state.ada_p), g_tx, d_tx, real_c, k)
         g, m = _g_main(ctx, state)
         g, pl_mean, m_greg = _g_reg(ctx, state, g, runs[0])
         g_params, g_opt, g_buffers = g

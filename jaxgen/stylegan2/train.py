@@ -185,7 +185,7 @@ class StyleGAN2Experiment(loop.Experiment):
         self.best_key = f"metrics/{self.fid.key}" if self.fid.every else None
         self.step_cfg = step_config(config)
         self.host_regs = config.train.get("lazy_regs", "host") == "host"
-        self.train_step = make_train_step(self.step_cfg, self.G, self.D, self.g_tx, self.d_tx, label_probs)
+        self.train_step = make_train_step(self.step_cfg, self.G, self.D, self.g_tx, self.d_tx)
         self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, self.G.z_dim,
                                 int(config.train.grid_cols), self.seed)
         self._grid_c = self._one_hot(self.grid.labels)

@@ -54,7 +54,7 @@ def _step_and_state(batch_gpu: int):
     state = state_lib.init_state(g_vars, d_vars, g_tx, d_tx, ada_p=0.5)
     cfg = StepConfig(batch_size=BATCH, batch_gpu=batch_gpu, augment="fixed", ema_kimg=0.01,
                      loss=LossConfig(r1_gamma=1.0, style_mixing_prob=1.0, noise_mode="const"))
-    step = make_train_step(cfg, G, D, g_tx, d_tx, np.full(3, 1 / 3))
+    step = make_train_step(cfg, G, D, g_tx, d_tx)
     return jax.jit(step, compiler_options=tiny_gan.FAST_COMPILE), state
 
 
