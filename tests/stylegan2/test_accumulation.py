@@ -34,7 +34,7 @@ from jaxgen.config import load_config
 from jaxgen.errors import ConfigError
 from jaxgen.stylegan2 import networks, state as state_lib
 from jaxgen.stylegan2.loss import LossConfig
-from jaxgen.stylegan2.step import StepConfig, make_train_step
+from jaxgen.stylegan2.step import StepConfig, make_train_step, sample_labels
 from jaxgen.stylegan2.train import step_config, train_and_evaluate
 
 XLA_FAST_COMPILE = True   # both steps compile the same way in this process
@@ -125,3 +125,15 @@ def test_config_batch_gpu_reaches_the_step(tmp_path):
     c = _micro_config(tmp_path, batch_size=32, batch_gpu=8)
     assert (step_config(c).batch_gpu, step_config(c).rounds) == (8, 4)
     assert step_config(_micro_config(tmp_path)).rounds == 1     # default 0: the whole batch at once
+
+
+def test_generated_labels_come_from_the_real_batch():
+    """Generated labels are rows of the real batch's labels: a one-class (fixed-label) batch
+    gives only that class, a mixed batch its frequencies, an unconditional one [B, 0]."""
+    key = jax.random.key(0)
+    one_class = np.eye(4, dtype=np.float32)[np.full(8, 2)]
+    assert np.array_equal(np.asarray(sample_labels(key, 16, one_class)).argmax(-1), np.full(16, 2))
+    mixed = np.eye(4, dtype=np.float32)[np.array([0, 0, 0, 1, 1, 1, 3, 3])]
+    freq = np.bincount(np.asarray(sample_labels(key, 4000, mixed)).argmax(-1), minlength=4) / 4000
+    np.testing.assert_allclose(freq, [3 / 8, 3 / 8, 0, 2 / 8], atol=0.03)   # 4.5 binomial sd
+    assert sample_labels(key, 5, np.zeros((8, 0), np.float32)).shape == (5, 0)
