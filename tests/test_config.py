@@ -20,7 +20,7 @@ def test_every_config_and_variant_loads():
     assert tasks["depth_emotion.py:tiny,nokd"] == "dcgan" and tasks["evolve_acne.py:tiny"] == "evolve"
     ft = load_config(f"{REPO}/configs/acne.py:tiny,finetune")
     base = load_config(f"{REPO}/configs/acne.py:tiny")
-    assert ft.train.total_kimg == 4 and base.train.total_kimg == 24 and ft.transfer.freeze_d == 4
+    assert ft.train.total_kimg == 6 and base.train.total_kimg == 36 and ft.transfer.freeze_d == 4
     assert ft.data.conditional and not ft.data.fixed_label and ft.metrics.every_ticks == 0
     micro = load_config(f"{REPO}/configs/acne.py:micro", ["train.total_kimg=4", "data.mirror=false"])
     assert micro.train.total_kimg == 4.0 and micro.data.mirror is False
