@@ -7,6 +7,10 @@ import tempfile
 import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# No TensorBoard writer (metrics.jsonl only) unless a test asks for one: each writer
+# imports TensorFlow, ~10 s of CPU in every train.py subprocess and test worker.
+# tests/stylegan2/test_train.py turns it on for the run that checks the event file.
+os.environ.setdefault("JAXGEN_TENSORBOARD", "0")
 
 import tiny_gan  # noqa: E402  (after JAX_PLATFORMS: it imports jax)
 

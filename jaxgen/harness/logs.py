@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import pathlib
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -19,11 +20,21 @@ import jax
 import numpy as np
 
 _TENSORBOARD_WARNED = False
+TENSORBOARD_ENV = "JAXGEN_TENSORBOARD"   # '0' / 'false' / 'no': metrics.jsonl only, no TF import
+
+
+def tensorboard_wanted() -> bool:
+    """False when $JAXGEN_TENSORBOARD turns the writer off (it costs a ~10 s TensorFlow
+    import per process: the test suite's many short train.py runs set it to 0)."""
+    return os.environ.get(TENSORBOARD_ENV, "1").lower() not in ("0", "false", "no")
 
 
 def open_tensorboard(workdir: pathlib.Path):
-    """A clu metric writer into `workdir` (events.out.tfevents.*), or None when clu fails."""
+    """A clu metric writer into `workdir` (events.out.tfevents.*), or None when clu fails
+    or $JAXGEN_TENSORBOARD is 0."""
     global _TENSORBOARD_WARNED
+    if not tensorboard_wanted():
+        return None
     try:
         from clu import metric_writers  # heavy optional dependency (TensorFlow)
         return metric_writers.create_default_writer(str(workdir), asynchronous=False)

@@ -21,6 +21,7 @@ def test_reduce_metrics_weights_lazy_phases_and_keeps_running_values():
 def test_without_clu_metrics_jsonl_is_kept_and_the_warning_comes_once(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "clu", None)          # `from clu import ...` fails
     monkeypatch.setattr(logs, "_TENSORBOARD_WARNED", False)
+    monkeypatch.setenv(logs.TENSORBOARD_ENV, "1")          # conftest turns the writer off
     with caplog.at_level(logging.WARNING):
         for run in ("a", "b"):
             log = logs.MetricsLog(tmp_path / run)
@@ -33,6 +34,19 @@ def test_without_clu_metrics_jsonl_is_kept_and_the_warning_comes_once(tmp_path, 
     assert [r["tick"] for r in rows] == [1, 2]
     assert logs.MetricsLog(tmp_path / "b").rows_upto(1) == rows[:1]
     assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_tensorboard_env_off_opens_no_writer_and_warns_nothing(tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "clu", None)          # an import would fail and warn
+    monkeypatch.setattr(logs, "_TENSORBOARD_WARNED", False)
+    for off in ("0", "false", "No"):
+        monkeypatch.setenv(logs.TENSORBOARD_ENV, off)
+        assert not logs.tensorboard_wanted() and logs.open_tensorboard(tmp_path) is None
+    assert "TensorBoard" not in caplog.text
+    monkeypatch.setenv(logs.TENSORBOARD_ENV, "1")
+    assert logs.tensorboard_wanted()
+    monkeypatch.delenv(logs.TENSORBOARD_ENV)
+    assert logs.tensorboard_wanted()                       # on by default
 
 
 def test_progress_line_has_the_common_fields_then_the_experiments():

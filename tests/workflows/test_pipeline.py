@@ -18,7 +18,9 @@ def _configs(root: pathlib.Path) -> Configs:
     """configs/acne.py:micro (+ its finetune variant), the tiny classifier for 1 epoch, evolve:micro."""
     gan = load_config(f"{REPO}/configs/acne.py:micro", [f"data.path={root / 'demo'}", "data.cache_dir="])
     gan.data.classes = CLASSES
-    ft = load_config(f"{REPO}/configs/acne.py:micro,finetune")
+    # freeze_d=0: the fine-tunes then run the base's compiled step (freeze-D changes the D
+    # optimizer's state tree, so it compiles its own; test_train.py covers it at ~40 s).
+    ft = load_config(f"{REPO}/configs/acne.py:micro,finetune", ["transfer.freeze_d=0"])
     cls = load_config(f"{REPO}/configs/acne_classifier.py:tiny", ["train.epochs=1", "train.batch_size=2"])
     evo = load_config(f"{REPO}/configs/evolve_acne.py:micro", ["num_per_class=2", "per_round=2",
                                                                "generations=2", "min_diversity=0"])
