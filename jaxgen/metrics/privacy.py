@@ -1,0 +1,137 @@
+"""Diversity and privacy measures of a synthetic set against real train and holdout sets.
+
+Everything takes feature vectors ``[N, D]`` (Inception pool3, a classifier's
+features or flattened pixels) and returns plain numbers, so a datasheet can put
+each beside the value it would have if the synthetic images were fresh draws from
+the real distribution (the holdout set scored as if it were synthetic).
+
+* **Density / coverage** (Naeem et al. 2020, k=5): a real sample's radius is the
+  distance to its k-th nearest real neighbour (itself excluded).
+  density = sum over fakes of the number of real balls holding it / (k * #fakes);
+  coverage = share of real samples whose ball holds at least one fake. Same
+  distribution: density ~1, coverage ~1 - 2^-k (0.969 at k=5) when the sets are
+  the same size.
+* **Authenticity** (Alaa et al. 2022): a synthetic sample is authentic when it is
+  farther from its nearest real sample r than r is from r's own nearest real
+  neighbour. Copies of training images score 0; fresh samples about 1/2 or more.
+* **Distance to closest record** (DCR): each synthetic sample's distance to its
+  nearest training sample, against the same for holdout samples; the ratio of the
+  medians is ~1 without copying and well below 1 when the generator reproduces its
+  training images.
+* **NNDR**: nearest over second-nearest training distance per synthetic sample; the
+  share above 0.5 (a copy has a ratio near 0).
+* **Membership inference** (a distance attack): training and holdout images are
+  scored by minus their distance to the nearest synthetic sample; the attack's
+  ROC AUC at telling training from holdout is 0.5 when nothing leaks, 1 when the
+  synthetic set gives the training set away.
+
+Distances are Euclidean, in float64, computed in row blocks (memory O(block * N)).
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+import numpy as np
+import scipy.stats
+
+
+def _as_feats(x, name: str) -> np.ndarray:
+    a = np.asarray(x, np.float64)
+    if a.ndim != 2 or a.shape[0] == 0:
+        raise ValueError(f"{name}: features must be a non-empty [N, D] array, got shape {a.shape}")
+    return a
+
+
+def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a [N, D], b [M, D] -> Euclidean distances [N, M] (float64, round-off clipped at 0)."""
+    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def nearest(a, b, k: int = 1, exclude_self: bool = False, block: int = 1024) -> Tuple[np.ndarray, np.ndarray]:
+    """The k nearest rows of b for every row of a: (distances [N, k] ascending, indices [N, k]).
+
+    exclude_self: a and b are the same set; a row is not its own neighbour."""
+    a, b = _as_feats(a, "a"), _as_feats(b, "b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature sizes differ: {a.shape[1]} and {b.shape[1]}")
+    if b.shape[0] < k + int(exclude_self):
+        raise ValueError(f"need more than {k} samples to find {k} neighbours, got {b.shape[0]}")
+    dist, idx = [], []
+    for s in range(0, a.shape[0], block):
+        d = pairwise_distances(a[s:s + block], b)
+        if exclude_self:
+            rows = np.arange(d.shape[0])
+            d[rows, rows + s] = np.inf
+        i = np.argsort(d, axis=1, kind="stable")[:, :k]
+        idx.append(i)
+        dist.append(np.take_along_axis(d, i, 1))
+    return np.concatenate(dist), np.concatenate(idx)
+
+
+def density_coverage(real, fake, k: int = 5) -> Dict[str, float]:
+    """Naeem et al. 2020 density and coverage of `fake` [M, D] against `real` [N, D]."""
+    real, fake = _as_feats(real, "real"), _as_feats(fake, "fake")
+    radius = nearest(real, real, k, exclude_self=True)[0][:, -1]        # [N]
+    inside = np.zeros(fake.shape[0])
+    covered = np.zeros(real.shape[0], bool)
+    for s in range(0, fake.shape[0], 1024):
+        hit = pairwise_distances(fake[s:s + 1024], real) <= radius[None, :]   # [m, N]
+        inside[s:s + 1024] = hit.sum(1)
+        covered |= hit.any(0)
+    return dict(density=float(inside.sum() / (k * fake.shape[0])), coverage=float(covered.mean()))
+
+
+def authenticity(train, synthetic) -> float:
+    """Share of synthetic samples farther from their nearest training sample r than r is
+    from its own nearest training neighbour (Alaa et al. 2022)."""
+    train = _as_feats(train, "train")
+    d_syn, i_syn = nearest(synthetic, train, 1)
+    d_train = nearest(train, train, 1, exclude_self=True)[0][:, 0]
+    return float(np.mean(d_syn[:, 0] > d_train[i_syn[:, 0]]))
+
+
+def dcr(train, synthetic, holdout) -> Dict[str, float]:
+    """Distance to closest training record: medians and 5th percentiles for synthetic and
+    holdout samples, and ratio = synthetic median / holdout median (~1: no copying)."""
+    d_syn = nearest(synthetic, train, 1)[0][:, 0]
+    d_hold = nearest(holdout, train, 1)[0][:, 0]
+    med_s, med_h = float(np.median(d_syn)), float(np.median(d_hold))
+    return dict(synthetic_median=med_s, holdout_median=med_h,
+                synthetic_p5=float(np.percentile(d_syn, 5)), holdout_p5=float(np.percentile(d_hold, 5)),
+                ratio=med_s / med_h if med_h > 0 else float("inf"))
+
+
+def nndr_share(train, synthetic, above: float = 0.5) -> float:
+    """Share of synthetic samples whose nearest / second-nearest training distance > `above`."""
+    d = nearest(synthetic, train, 2)[0]
+    ratio = np.where(d[:, 1] > 0, d[:, 0] / np.maximum(d[:, 1], 1e-300), 0.0)
+    return float(np.mean(ratio > above))
+
+
+def roc_auc(pos_scores, neg_scores) -> float:
+    """P(score of a positive > score of a negative), ties counted 1/2 (Mann-Whitney U)."""
+    pos, neg = np.asarray(pos_scores, np.float64), np.asarray(neg_scores, np.float64)
+    ranks = scipy.stats.rankdata(np.concatenate([pos, neg]))
+    u = ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2.0
+    return float(u / (len(pos) * len(neg)))
+
+
+def membership_auc(train, holdout, synthetic) -> float:
+    """AUC of the distance attack telling training from holdout images by their distance
+    to the nearest synthetic sample (closer = member); 0.5 = nothing leaks."""
+    d_train = nearest(train, synthetic, 1)[0][:, 0]
+    d_hold = nearest(holdout, synthetic, 1)[0][:, 0]
+    return roc_auc(-d_train, -d_hold)
+
+
+def privacy_report(train, holdout, synthetic, k_dc: int = 5) -> Dict[str, object]:
+    """Every measure above for `synthetic`, each beside its value for `holdout` scored as if
+    it were synthetic (what fresh draws from the real distribution give)."""
+    out = {}
+    for name, s in (("synthetic", synthetic), ("holdout_as_synthetic", holdout)):
+        out[name] = dict(density_coverage(train, s, k_dc), authenticity=authenticity(train, s),
+                         nndr_above_0_5=nndr_share(train, s))
+    out["dcr"] = dcr(train, synthetic, holdout)
+    out["membership_auc"] = membership_auc(train, holdout, synthetic)
+    return out
