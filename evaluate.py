@@ -12,6 +12,11 @@
   python evaluate.py --utility --real_train data/demo_acne --synthetic runs/pipeline/synthetic \
       --test data/demo_acne_test --classifier_config configs/acne_classifier.py:tiny --out runs/utility
 
+  # a datasheet for a synthetic folder (fidelity, diversity, privacy, identity; each beside the
+  # holdout's value; jaxgen/metrics/datasheet.py):
+  python evaluate.py --datasheet --synthetic runs/pipeline/synthetic --real data/demo_acne \
+      --holdout data/demo_acne_test --feature_net random_inception --identity pixel --out runs/sheet
+
   # one table across generators and baselines (jaxgen/workflows/compare.py, configs/depth_compare.py):
   python evaluate.py --compare configs/depth_compare.py:tiny --out runs/depth_compare
 
@@ -29,6 +34,7 @@ from jaxgen.classifiers.evaluate import evaluate_classifiers
 from jaxgen.classifiers.utility import run_utility
 from jaxgen.cli import run_absl, use_compile_cache
 from jaxgen.errors import ConfigError
+from jaxgen.metrics.datasheet import datasheet_for_folders
 from jaxgen.metrics.evaluate import run
 from jaxgen.workflows.compare import compare_from_config
 
@@ -55,7 +61,12 @@ flags.DEFINE_string("classifier_config", "configs/acne_classifier.py:tiny",
                     "--utility: classifier config (path[:variants]).")
 flags.DEFINE_list("classifier_set", [], "--utility: classifier config overrides a.b=value.")
 flags.DEFINE_integer("seeds", 3, "--utility: classifier seeds per arm.")
-flags.DEFINE_integer("resolution", 0, "--utility: image size (0 = the classifier config's).")
+flags.DEFINE_integer("resolution", 0, "--utility, --datasheet: image size (0 = the classifier config's; the real images' own).")
+flags.DEFINE_bool("datasheet", False, "Write a datasheet for --synthetic against --real and --holdout.")
+flags.DEFINE_string("holdout", "", "--datasheet: real images the generator never saw (class sub-folders).")
+flags.DEFINE_enum("identity", "dlib", ["dlib", "pixel", "none"],
+                  "--datasheet: identity model (pixel is a near-copy check, not an identity model).")
+flags.DEFINE_float("identity_threshold", -1.0, "--datasheet: same-person distance (< 0: the model's own).")
 config_flags.DEFINE_config_file("compare", None, "Comparison config (path[:variant]), e.g. "
                                 "configs/depth_compare.py:tiny; see jaxgen/workflows/compare.py.")
 
@@ -73,6 +84,15 @@ def main(argv):
             raise ConfigError("--utility needs --real_train, --synthetic, --test and --out")
         run_utility(FLAGS.real_train, FLAGS.synthetic, FLAGS.test, FLAGS.classifier_config, FLAGS.out,
                     FLAGS.seeds, FLAGS.resolution, overrides=FLAGS.classifier_set)
+        return
+    if FLAGS.datasheet:
+        if not (FLAGS.synthetic and FLAGS.real and FLAGS.holdout and FLAGS.out):
+            raise ConfigError("--datasheet needs --synthetic, --real, --holdout and --out")
+        sheet = datasheet_for_folders(FLAGS.synthetic, FLAGS.real, FLAGS.holdout, FLAGS.out,
+                                      FLAGS.inception_weights, FLAGS.feature_net, FLAGS.identity,
+                                      FLAGS.identity_threshold, FLAGS.resolution)
+        print(f"datasheet: {FLAGS.out}/datasheet.md (membership AUC "
+              f"{sheet['privacy']['membership_auc']:.3f}, DCR ratio {sheet['privacy']['dcr']['ratio']:.3f})")
         return
     if FLAGS.classifier:
         evaluate_classifiers(FLAGS.classifier, FLAGS.test, FLAGS.out or None)

@@ -26,6 +26,9 @@ the training steps themselves resume from their checkpoints if interrupted):
   6 classifier trained on the synthetic dataset only                        cls_synthetic/
   7 evaluate   both classifiers on held-out real faces: accuracy, precision,
                recall, F1, confusion matrices, one comparison table         eval/
+  8 datasheet  the synthetic dataset against the real training and held-out
+               faces: fidelity, diversity, privacy, identity matches, the
+               step-7 accuracies (jaxgen/metrics/datasheet.py)              datasheet/
 
 The equivalent separate commands are listed in the README ("Hierarchical
 pipeline"). Real data: the GAN config's `data` (the demo faces for :tiny);
@@ -62,13 +65,14 @@ from jaxgen.data import load_dataset
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.errors import ConfigError, InputMissing
 from jaxgen.evolve.run import run_evolve
+from jaxgen.metrics.datasheet import datasheet_for_folders
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.train import train_and_evaluate
 from jaxgen.utils.files import save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
 from jaxgen.utils.outputs import check_output, claim_output
 
-STEPS = ("base", "sorter", "sort", "finetune", "evolve", "classifier", "evaluate")
+STEPS = ("base", "sorter", "sort", "finetune", "evolve", "classifier", "evaluate", "datasheet")
 DEFAULTS = dict(gan="configs/acne.py:tiny", classifier="configs/acne_classifier.py:tiny",
                 evolve="configs/evolve_acne.py:tiny")
 OUTPUT_KIND = "pipeline"
@@ -244,10 +248,10 @@ class Pipeline:
         e.generator = str(self.w / "finetune" / "{class}")
         e.classifier = str(self.w / "cls_real")
         e.real = copy.deepcopy(self.c.gan.data)
-        if self.c.gan.data.source == "demo" and e.identity == "dlib":
+        if self._evolve_identity() != e.identity:
             self.log("pipeline: demo faces are drawn: dlib cannot tell them apart (see "
                      "jaxgen/evolve/identity.py), using the pixel near-copy check instead")
-            e.identity = "pixel"
+            e.identity = self._evolve_identity()
         return dict(classes=run_evolve(e, str(self.w / "synthetic"), self.log)["classes"])
 
     def step_classifier(self) -> None:
@@ -256,9 +260,29 @@ class Pipeline:
 
     def step_evaluate(self) -> dict:
         """7: both classifiers on the held-out real faces, one comparison table."""
-        evaluate_classifiers([str(self.w / "cls_real"), str(self.w / "cls_synthetic")], self.test,
-                             str(self.w / "eval"))
-        return dict(test=self.test)
+        reports = evaluate_classifiers([str(self.w / "cls_real"), str(self.w / "cls_synthetic")], self.test,
+                                       str(self.w / "eval"))
+        return dict(test=self.test, accuracy={n: float(m["accuracy"]) for n, m in reports.items()})
+
+    def _evolve_identity(self) -> str:
+        e = self.c.evolve
+        return "pixel" if self.c.gan.data.source == "demo" and e.identity == "dlib" else str(e.identity)
+
+    def step_datasheet(self) -> dict:
+        """8: the datasheet of the synthetic dataset (features as the GAN config's metrics)."""
+        m = self.c.gan.metrics
+        acc = json.loads((self.w / ".evaluate.done").read_text()).get("accuracy", {})
+        meta = dict(generator=f"{self.w / 'finetune'}/<class> (per-class fine-tunes of {self.w / 'base'})",
+                    gan_config=str(self.c.gan.get("name", "")), evolve_seed=int(self.c.evolve.seed),
+                    gan_seed=int(self.c.gan.seed), utility_test=self.test,
+                    utility_real_train_acc=acc.get("cls_real"), utility_synthetic_train_acc=acc.get("cls_synthetic"))
+        identity = self._evolve_identity()
+        sheet = datasheet_for_folders(str(self.w / "synthetic"), str(self.real_root), self.test,
+                                      str(self.w / "datasheet"), str(m.inception_weights),
+                                      str(m.feature_net) or "random_inception", identity, meta=meta)
+        self.log(f"pipeline: datasheet: membership AUC {sheet['privacy']['membership_auc']:.3f}, "
+                 f"DCR ratio {sheet['privacy']['dcr']['ratio']:.3f} -> {self.w / 'datasheet'}/datasheet.md")
+        return dict(membership_auc=sheet["privacy"]["membership_auc"], dcr_ratio=sheet["privacy"]["dcr"]["ratio"])
 
 
 def run_pipeline(configs: Configs, workdir: str, test: str = "", num_sort: int = 64,

@@ -47,6 +47,12 @@ def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
         assert len(list((w / "synthetic" / name).glob("*.png"))) == 2
     report = (w / "eval" / "comparison.md").read_text()
     assert "cls_real" in report and "cls_synthetic" in report
+    sheet = json.loads((w / "datasheet" / "datasheet.json").read_text())
+    assert sheet["counts"]["synthetic"] == {"healthy": 2, "severe": 2}
+    assert sheet["identity"]["embedder"] == "pixel_not_identity" and "not an identity model" in sheet["identity"]["caveat"]
+    acc = json.loads((w / ".evaluate.done").read_text())["accuracy"]
+    assert sheet["meta"]["utility_synthetic_train_acc"] == acc["cls_synthetic"]
+    assert 0.0 <= sheet["privacy"]["membership_auc"] <= 1.0 and (w / "datasheet" / "nearest_real.png").exists()
     capsys.readouterr()
     again = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0, min_accept=0.0)
     assert again["timing"] == {} and capsys.readouterr().out.count("done before, skipped") == len(STEPS)

@@ -1,0 +1,306 @@
+"""A datasheet for a synthetic image dataset: how faithful, diverse and private it is.
+
+  python evaluate.py --datasheet --synthetic runs/pipeline/synthetic --real data/demo_acne \\
+      --holdout data/demo_acne_test --feature_net random_inception --identity pixel --out runs/sheet
+
+Given the synthetic folder, the real training folder (what the generator saw) and a
+real holdout folder (what it never saw), all with the same class sub-folders, it
+writes into `out`:
+
+  datasheet.json   every number below, with the settings and software versions
+  datasheet.md     the same as tables, each measure beside its reference value
+  nearest_real.png the synthetic images closest to a training image (feature space),
+                   worst first, each beside that training image
+  images.csv       per synthetic image: class, nearest training image, feature distance,
+                   identity distance and whether it is within the identity threshold
+
+Measures (features from the FID Inception, or a named fallback that is labelled not
+comparable to published numbers):
+  fidelity   FID and KID overall and per class
+  diversity  improved precision/recall (k=3) and density/coverage (k=5)
+  privacy    authenticity, distance to closest record (synthetic vs holdout), NNDR share,
+             the distance membership-inference AUC (jaxgen/metrics/privacy.py)
+  identity   nearest training identity per image (dlib's descriptor, threshold 0.6, or the
+             pixel embedder, which is NOT an identity model) and the share within the
+             threshold; the share of training faces within the threshold of another
+             training face tells whether the model separates these faces at all
+
+Each diversity and privacy measure is given beside the holdout set's value scored as
+if it were synthetic: what fresh draws from the real distribution would get.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import pathlib
+import platform
+from typing import Any, Dict, Optional, Sequence
+
+import flax
+import jax
+import numpy as np
+
+from PIL import Image
+
+from jaxgen.data.folder import load_image_folder, scan_image_folder
+from jaxgen.errors import ConfigError
+from jaxgen.evolve.identity import DlibEmbedder, PixelEmbedder, embed_with_status
+from jaxgen.metrics import formulas, privacy
+from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
+from jaxgen.utils.files import write_text_atomic
+from jaxgen.utils.images import save_grid
+from jaxgen.utils.outputs import check_output, claim_output
+
+OUTPUT_KIND = "datasheet"
+
+UNINFORMATIVE_SHARE = 0.05   # training faces "matching" another training face above this: caveat
+
+
+def _features(net: FeatureNet, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    return extract(net, (images[i:i + batch] for i in range(0, len(images), batch)))["pool3"]
+
+
+def _fid_kid(real: np.ndarray, fake: np.ndarray) -> Dict[str, float]:
+    """FID and KID (mean) of two feature sets [N, D], [M, D]; None where a set is too small."""
+    if min(len(real), len(fake)) < 2:
+        return dict(fid=None, kid=None)
+    fid = formulas.frechet_distance(*formulas.feature_stats(real), *formulas.feature_stats(fake))
+    return dict(fid=float(fid), kid=formulas.kernel_inception_distance(real, fake, num_subsets=50)[0])
+
+
+def fidelity(train_f, syn_f, train_y, syn_y, names: Sequence[str]) -> Dict[str, Any]:
+    """Overall and per-class FID/KID of synthetic features against the training features."""
+    out = dict(overall=_fid_kid(train_f, syn_f), per_class={})
+    for k, name in enumerate(names):
+        out["per_class"][name] = _fid_kid(train_f[train_y == k], syn_f[syn_y == k])
+    return out
+
+
+def diversity(train_f, hold_f, syn_f, k_pr: int = 3, k_dc: int = 5) -> Dict[str, Any]:
+    """Precision/recall (k_pr) and density/coverage (k_dc) of synthetic and of holdout vs train."""
+    out = {}
+    for name, f in (("synthetic", syn_f), ("holdout_as_synthetic", hold_f)):
+        p, r = formulas.precision_recall(train_f, f, k=k_pr)
+        out[name] = dict(precision=p, recall=r, **privacy.density_coverage(train_f, f, k_dc))
+    return out
+
+
+def identity(embedder, syn_images, train_images) -> Dict[str, Any]:
+    """Nearest training identity of every synthetic image, and whether the embedder separates
+    the training faces at all (the share of them within the threshold of another one)."""
+    syn, ref = embed_with_status(embedder, syn_images), embed_with_status(embedder, train_images)
+    ok_ref = np.flatnonzero(ref.ok)
+    thr = float(embedder.threshold)
+    dist = np.full(len(syn.ok), np.nan)
+    index = np.full(len(syn.ok), -1)
+    ok = np.flatnonzero(syn.ok)
+    if ok.size and ok_ref.size:
+        d, j = privacy.nearest(syn.embeddings[ok], ref.embeddings[ok_ref], 1)
+        dist[ok], index[ok] = d[:, 0], ok_ref[j[:, 0]]
+    self_match = None
+    if ok_ref.size > 1:
+        d_rr = privacy.nearest(ref.embeddings[ok_ref], ref.embeddings[ok_ref], 1, exclude_self=True)[0]
+        self_match = float(np.mean(d_rr[:, 0] <= thr))
+    name = getattr(embedder, "name", type(embedder).__name__)
+    return dict(embedder=name, is_identity_model=not name.startswith("pixel"), threshold=thr,
+                distance=dist, index=index, embedded=int(syn.ok.sum()), references=int(ok_ref.size),
+                matches=int(np.sum(dist <= thr)), match_share=float(np.mean(dist <= thr)),
+                train_self_match_share=self_match)
+
+
+def identity_caveat(ident: Dict[str, Any]) -> str:
+    """The sentence the datasheet must carry when the identity check cannot show anonymity."""
+    notes = []
+    if not ident["is_identity_model"]:
+        notes.append(f"{ident['embedder']} compares pixels; it is not an identity model, so this "
+                     "check finds near-copies only, not the same person.")
+    share = ident["train_self_match_share"]
+    if share is not None and share > UNINFORMATIVE_SHARE:
+        notes.append(f"{share:.0%} of the training faces fall within the threshold "
+                     f"({ident['threshold']:g}) of another training face: {ident['embedder']} does "
+                     "not tell these faces apart (or the set holds the same people several times), "
+                     "so identity matches here do not show that the dataset is anonymous.")
+    if ident["embedded"] < len(ident["distance"]):
+        notes.append(f"{len(ident['distance']) - ident['embedded']} synthetic images could not be "
+                     "embedded and were not checked.")
+    return " ".join(notes)
+
+
+def _versions() -> Dict[str, str]:
+    return dict(python=platform.python_version(), numpy=np.__version__, jax=jax.__version__,
+                flax=flax.__version__)
+
+
+def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_dc: int = 5) -> Dict[str, Any]:
+    """Every measure of the datasheet for ImageDatasets syn, train, hold (same class names).
+
+    Returns the JSON-ready sheet plus '_per_image' (arrays for images.csv and the sheet)."""
+    names = list(train.class_names)
+    syn_f, train_f, hold_f = (_features(net, d.images) for d in (syn, train, hold))
+    sheet = dict(
+        counts=dict(synthetic=_counts(syn, names), train=_counts(train, names), holdout=_counts(hold, names)),
+        feature_net=dict(name=net.name, comparable_to_papers=bool(net.comparable)),
+        fidelity=fidelity(train_f, syn_f, np.asarray(train.labels), np.asarray(syn.labels), names),
+        diversity=diversity(train_f, hold_f, syn_f, k_pr, k_dc),
+        privacy=privacy.privacy_report(train_f, hold_f, syn_f, k_dc),
+        settings=dict(k_precision_recall=k_pr, k_density_coverage=k_dc),
+        versions=_versions(), date=datetime.datetime.now().isoformat(timespec="seconds"))
+    d_feat, i_feat = privacy.nearest(syn_f, train_f, 1)
+    per_image = dict(feature_distance=d_feat[:, 0], feature_index=i_feat[:, 0])
+    if embedder is not None:
+        ident = identity(embedder, syn.images, train.images)
+        per_image.update(identity_distance=ident.pop("distance"), identity_index=ident.pop("index"))
+        ident["caveat"] = identity_caveat(dict(ident, distance=per_image["identity_distance"]))
+        worst = np.argsort(np.nan_to_num(per_image["identity_distance"], nan=np.inf))[:8]
+        ident["closest"] = [dict(synthetic=syn.paths[i], train=train.paths[per_image["identity_index"][i]],
+                                 distance=float(per_image["identity_distance"][i])) for i in worst
+                            if per_image["identity_index"][i] >= 0]
+        sheet["identity"] = ident
+    sheet["_per_image"] = per_image
+    return sheet
+
+
+def _counts(ds, names: Sequence[str]) -> Dict[str, int]:
+    labels = np.asarray(ds.labels)
+    return {n: int(np.sum(labels == k)) for k, n in enumerate(names)}
+
+
+def _f(x, fmt: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def markdown(sheet: Dict[str, Any], meta: Dict[str, Any]) -> str:
+    """datasheet.md: the sheet's tables, each measure beside its reference value."""
+    names = list(sheet["counts"]["train"])
+    lines = ["# Datasheet", ""] + [f"- **{k}**: {v}" for k, v in meta.items()] + [
+        f"- **date**: {sheet['date']}", "", "## Counts", "",
+        "| class | synthetic | real train | real holdout |", "| --- | ---: | ---: | ---: |"]
+    c = sheet["counts"]
+    lines += [f"| {n} | {c['synthetic'][n]} | {c['train'][n]} | {c['holdout'][n]} |" for n in names]
+    fn = sheet["feature_net"]
+    label = "" if fn["comparable_to_papers"] else " (not comparable to published values)"
+    lines += ["", f"## Fidelity: features of `{fn['name']}`{label}", "", "| class | FID | KID |",
+              "| --- | ---: | ---: |"]
+    fid = sheet["fidelity"]
+    for n, r in [("all", fid["overall"])] + list(fid["per_class"].items()):
+        lines.append(f"| {n} | {_f(r['fid'])} | {_f(r['kid'], '.4f')} |")
+    dv, pv = sheet["diversity"], sheet["privacy"]
+    lines += ["", "## Diversity and privacy", "",
+              "| measure | synthetic | holdout scored as synthetic | reading |", "| --- | ---: | ---: | --- |"]
+    for key, what in (("precision", "share inside the real manifold (k=3)"),
+                      ("recall", "share of real inside the synthetic manifold (k=3)"),
+                      ("density", "~1 for fresh draws (k=5)"), ("coverage", "share of real samples with a synthetic one inside their ball (k=5)")):
+        lines.append(f"| {key} | {_f(dv['synthetic'][key])} | {_f(dv['holdout_as_synthetic'][key])} | {what} |")
+    for key, what in (("authenticity", "0 = copies of training images"),
+                      ("nndr_above_0_5", "share with NN/2nd-NN distance > 0.5; copies ~0")):
+        lines.append(f"| {key} | {_f(pv['synthetic'][key])} | {_f(pv['holdout_as_synthetic'][key])} | {what} |")
+    d = pv["dcr"]
+    lines += [f"| distance to closest training record (median) | {_f(d['synthetic_median'])} | "
+              f"{_f(d['holdout_median'])} | ratio {_f(d['ratio'])}: ~1 no copying, << 1 copying |",
+              f"| membership-inference AUC (distance attack) | {_f(pv['membership_auc'])} | | "
+              "0.5 = nothing leaks, 1 = training set given away |"]
+    if "identity" in sheet:
+        lines += _identity_md(sheet["identity"])
+    lines += ["", "## Nearest real", "", "The synthetic images closest to a training image "
+              "(feature space), worst first, each beside that training image:", "",
+              "![nearest real](nearest_real.png)", ""]
+    return "\n".join(lines)
+
+
+def _identity_md(ident: Dict[str, Any]) -> list:
+    lines = ["", f"## Identity: `{ident['embedder']}`, threshold {ident['threshold']:g}", "",
+             f"- synthetic images within the threshold of a training face: **{ident['matches']}** "
+             f"({ident['match_share']:.1%}) of {ident['embedded']} embedded",
+             f"- training faces within the threshold of another training face: "
+             f"{_f(ident['train_self_match_share'], '.1%')}"]
+    if ident["caveat"]:
+        lines.append(f"- **Caveat**: {ident['caveat']}")
+    return lines
+
+
+def nearest_sheet(syn, train, per_image: Dict[str, np.ndarray], path: pathlib.Path, n: int = 16) -> None:
+    """nearest_real.png: the n synthetic images nearest a training image, each beside it."""
+    order = np.argsort(per_image["feature_distance"])[:n]
+    pairs = np.stack([np.stack([syn.images[i], train.images[per_image["feature_index"][i]]])
+                      for i in order]).reshape((-1,) + syn.images.shape[1:])
+    save_grid(pairs, path, cols=8, drange=(0, 255))
+
+
+def write_images_csv(syn, train, per_image: Dict[str, np.ndarray], path: pathlib.Path,
+                     threshold: Optional[float]) -> None:
+    """images.csv: one row per synthetic image with its nearest training image and distances."""
+    rows = [["synthetic", "class", "nearest_train_features", "feature_distance", "nearest_train_identity",
+             "identity_distance", "identity_match"]]
+    for i, path_i in enumerate(syn.paths):
+        row = [path_i, syn.class_names[syn.labels[i]], train.paths[per_image["feature_index"][i]],
+               f"{per_image['feature_distance'][i]:.6g}"]
+        if "identity_distance" in per_image:
+            j, d = per_image["identity_index"][i], per_image["identity_distance"][i]
+            row += [train.paths[j] if j >= 0 else "", "" if np.isnan(d) else f"{d:.6g}",
+                    "" if np.isnan(d) else str(bool(d <= threshold))]
+        rows.append(row)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    tmp.replace(path)
+
+
+def write(out: pathlib.Path, sheet: Dict[str, Any], syn, train, meta: Dict[str, Any]) -> Dict[str, Any]:
+    """datasheet.json / .md, nearest_real.png and images.csv into the existing folder `out`."""
+    per_image = sheet.pop("_per_image")
+    sheet = dict(sheet, meta=meta)
+    nearest_sheet(syn, train, per_image, out / "nearest_real.png")
+    thr = sheet.get("identity", {}).get("threshold")
+    write_images_csv(syn, train, per_image, out / "images.csv", thr)
+    write_text_atomic(out / "datasheet.json", json.dumps(sheet, indent=1) + "\n")
+    write_text_atomic(out / "datasheet.md", markdown(sheet, meta))
+    return sheet
+
+
+def make_embedder(kind: str, threshold: float = -1.0):
+    """'dlib' (threshold 0.6 unless given), 'pixel' (0.3; not an identity model) or 'none'."""
+    if kind == "none":
+        return None
+    if kind == "pixel":
+        return PixelEmbedder(16, 0.3 if threshold < 0 else threshold)
+    if kind == "dlib":
+        return DlibEmbedder(detect_fallback="whole", threshold=0.6 if threshold < 0 else threshold)
+    raise ConfigError(f"--identity={kind!r}: use 'dlib', 'pixel' or 'none'")
+
+
+def _check_folders(folders: Dict[str, str]) -> tuple:
+    """(class names, image side) of the labelled folders; one-line errors naming the flag."""
+    names, side = None, None
+    for flag, root in folders.items():
+        if not root or not pathlib.Path(root).is_dir():
+            raise ConfigError(f"{flag} {root or '(empty)'}: not a folder; give a folder of class sub-folders")
+        items, classes = scan_image_folder(root)
+        if len(classes) < 1 or not items:
+            raise ConfigError(f"{flag} {root}: no images in class sub-folders")
+        if names is None:
+            names = classes
+            with Image.open(items[0][0]) as im:
+                side = min(im.size)
+        elif classes != names:
+            raise ConfigError(f"{flag} {root} has classes {classes}, but {next(iter(folders))} has "
+                              f"{names}; the datasheet compares class by class, so they must match")
+    return names, side
+
+
+def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inception_weights: str = "",
+                          feature_net: str = "", identity_model: str = "dlib", threshold: float = -1.0,
+                          resolution: int = 0, meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Check the three folders and `out`, then compute and write the datasheet; returns it."""
+    folders = {"--real": real, "--synthetic": synthetic, "--holdout": holdout}
+    _, side = _check_folders(folders)
+    out_dir = check_output(out, OUTPUT_KIND)
+    net = make_feature_net(inception_weights, feature_net)
+    embedder = make_embedder(identity_model, threshold)
+    res = int(resolution) or side
+    train, syn, hold = (load_image_folder(f, res, 3, cache_dir=None) for f in (real, synthetic, holdout))
+    out_dir = claim_output(out_dir, OUTPUT_KIND)
+    sheet = compute(syn, train, hold, net, embedder)
+    meta = dict(meta or {}, synthetic=str(synthetic), real_train=str(real), real_holdout=str(holdout),
+                resolution=res)
+    return write(out_dir, sheet, syn, train, meta)
