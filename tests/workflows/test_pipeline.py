@@ -52,7 +52,14 @@ def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
     assert sheet["identity"]["embedder"] == "pixel_not_identity" and "not an identity model" in sheet["identity"]["caveat"]
     acc = json.loads((w / ".evaluate.done").read_text())["accuracy"]
     assert sheet["meta"]["utility_synthetic_train_acc"] == acc["cls_synthetic"]
-    assert 0.0 <= sheet["privacy"]["membership_auc"] <= 1.0 and (w / "datasheet" / "nearest_real.png").exists()
+    assert 0.0 <= sheet["privacy"]["membership_auc"] <= 1.0
+    assert sheet["feature_net"] == {"name": "random_inception_s0", "comparable_to_papers": False}
+    assert sheet["meta"]["resolution"] == 16 and sheet["counts"]["train"] == {"healthy": 8, "severe": 8}
+    md = (w / "datasheet" / "datasheet.md").read_text()
+    assert "not comparable to published values" in md and "**Caveat**" in md and "| severe | 2 | 8 |" in md
+    rows = (w / "datasheet" / "images.csv").read_text().splitlines()
+    assert len(rows) == 5 and rows[1].split(",")[-1] in ("True", "False")
+    assert (w / "datasheet" / "nearest_real.png").stat().st_size > 500
     capsys.readouterr()
     again = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0, min_accept=0.0)
     assert again["timing"] == {} and capsys.readouterr().out.count("done before, skipped") == len(STEPS)
