@@ -143,7 +143,7 @@ def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_d
         feature_net=dict(name=net.name, comparable_to_papers=bool(net.comparable)),
         fidelity=fidelity(train_f, syn_f, np.asarray(train.labels), np.asarray(syn.labels), names),
         diversity=diversity(train_f, hold_f, syn_f, k_pr, k_dc),
-        privacy=_without_density(privacy.privacy_report(train_f, hold_f, syn_f, k_dc)),
+        privacy=privacy.privacy_report(train_f, hold_f, syn_f),
         settings=dict(k_precision_recall=k_pr, k_density_coverage=k_dc),
         versions=_versions(), date=datetime.datetime.now().isoformat(timespec="seconds"))
     d_feat, i_feat = privacy.nearest(syn_f, train_f, 1)
@@ -159,13 +159,6 @@ def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_d
         sheet["identity"] = ident
     sheet["_per_image"] = per_image
     return sheet
-
-
-def _without_density(rep: Dict[str, Any]) -> Dict[str, Any]:
-    """privacy_report without density/coverage (the sheet has them under 'diversity')."""
-    for key in ("synthetic", "holdout_as_synthetic"):
-        rep[key] = {k: v for k, v in rep[key].items() if k not in ("density", "coverage")}
-    return rep
 
 
 def _counts(ds, names: Sequence[str]) -> Dict[str, int]:
