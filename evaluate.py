@@ -67,6 +67,8 @@ flags.DEFINE_string("holdout", "", "--datasheet: real images the generator never
 flags.DEFINE_enum("identity", "dlib", ["dlib", "pixel", "none"],
                   "--datasheet: identity model (pixel is a near-copy check, not an identity model).")
 flags.DEFINE_float("identity_threshold", -1.0, "--datasheet: same-person distance (< 0: the model's own).")
+flags.DEFINE_bool("with_utility", False, "--datasheet: also run the utility benchmark (--classifier_config, "
+                  "--seeds; tested on --holdout) into <out>/utility and add it to the datasheet.")
 config_flags.DEFINE_config_file("compare", None, "Comparison config (path[:variant]), e.g. "
                                 "configs/depth_compare.py:tiny; see jaxgen/workflows/compare.py.")
 
@@ -90,7 +92,9 @@ def main(argv):
             raise ConfigError("--datasheet needs --synthetic, --real, --holdout and --out")
         sheet = datasheet_for_folders(FLAGS.synthetic, FLAGS.real, FLAGS.holdout, FLAGS.out,
                                       FLAGS.inception_weights, FLAGS.feature_net, FLAGS.identity,
-                                      FLAGS.identity_threshold, FLAGS.resolution)
+                                      FLAGS.identity_threshold, FLAGS.resolution,
+                                      utility=dict(classifier_config=FLAGS.classifier_config, seeds=FLAGS.seeds,
+                                                   overrides=FLAGS.classifier_set) if FLAGS.with_utility else None)
         print(f"datasheet: {FLAGS.out}/datasheet.md (membership AUC "
               f"{sheet['privacy']['membership_auc']:.3f}, DCR ratio {sheet['privacy']['dcr']['ratio']:.3f})")
         return

@@ -162,6 +162,7 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
 
     c.transfer = ml_collections.ConfigDict()
     c.transfer.init_from = ""       # NVIDIA .pkl, networks directory or workdir
+    c.transfer.min_share = 0.9      # stop when G or D gets less of its parameters copied (0: allow)
     c.transfer.freeze_d = 0         # freeze-D: first N layers of D stay fixed
     c.transfer.freeze_g_res = 0     # freeze G synthesis blocks at resolutions <= this
     c.transfer.freeze_mapping = False

@@ -32,6 +32,21 @@ JAX_CACHE = pathlib.Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
 os.environ["JAXGEN_JAX_CACHE"] = str(JAX_CACHE)  # commands run in-process (main([...])) use it too
 
 
+# The longest modules first (CI durations, 2026-12-02). `make test` runs `-n 2 --dist
+# loadfile`: xdist hands whole modules to the two workers in collection order, so a long
+# module collected late (tests/workflows sorts last) ran alone at the end while the other
+# worker idled. Longest-first keeps both busy; the rest keep their collection order.
+SLOW_FIRST = ("stylegan2/test_train.py", "workflows/test_pipeline.py", "metrics/test_evaluate.py",
+              "classifiers/test_classifier_models.py", "harness/test_multiprocess.py",
+              "evolve/test_evolve.py", "classifiers/test_classifier_train.py", "stylegan2/test_precision.py",
+              "stylegan2/test_parity.py", "stylegan2/test_accumulation.py", "classifiers/test_utility.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {m: i for i, m in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0].replace("tests/", "", 1), len(rank)))
+
+
 def pytest_unconfigure(config):
     if _OWN_JAX_CACHE:
         shutil.rmtree(_OWN_JAX_CACHE, ignore_errors=True)

@@ -592,6 +592,17 @@ def write_demo_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, s
     return dict(manifest, rendered=len(jobs), path=str(out))
 
 
+def write_demo_holdout(data_cfg, classes: Sequence[str]) -> str:
+    """Render (or reuse) the held-out real faces of a demo data config: `<path>_test`, half as
+    many faces per class, seed + 1000 (never seen by a model trained on `path`). Returns the path."""
+    def get(key, default):
+        return int(data_cfg[key]) if key in data_cfg else default
+    path = str(data_cfg["path"]) + "_test"
+    write_demo_dataset(path, max(get("num_per_class", 64) // 2, 1), int(data_cfg["resolution"]),
+                       get("seed", 0) + 1000, classes=list(classes), version=get("demo_version", 1))
+    return path
+
+
 def write_preview(out_dir, path=None, columns: int = 8, cell: int = 96) -> Path:
     """Save a labelled grid of a written demo set (one row per class, `columns`
     images of `cell` px) as out_dir/preview.png, or `path`; returns the path."""

@@ -35,15 +35,18 @@ only 0.35-0.61 apart, mostly under 0.6: dlib flags copies of drawn faces, yet
 calls most different cartoon faces "the same person". Judge real or
 photo-realistic GAN faces with it, not the cartoons.
 
-Functions: `nearest_identity(query, reference) -> (distance [N], index [N])`
-and `deidentification_report(candidates, references, embedder) -> dict`.
+Functions: `make_embedder(kind)` (what a --identity flag names),
+`nearest_identity(query, reference) -> (distance [N], index [N])`,
+`IdentityCheck(embedder, references, files).check(images)` (references embedded once;
+the per-image records every export path writes) and
+`deidentification_report(candidates, references, embedder) -> dict`.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
 import threading
-from typing import List, NamedTuple, Optional, Protocol, Tuple, runtime_checkable
+from typing import List, NamedTuple, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +54,8 @@ import numpy as np
 from PIL import Image
 
 __all__ = ["IdentityEmbedder", "EmbedResult", "DlibEmbedder", "PixelEmbedder",
-           "nearest_identity", "deidentification_report", "dlib_model_dir"]
+           "nearest_identity", "deidentification_report", "dlib_model_dir", "make_embedder",
+           "IdentityCheck"]
 
 # Per-image status strings (EmbedResult.status).
 DETECTED = "detected"                # a face detector found the face
@@ -364,6 +368,74 @@ def nearest_identity(query_emb, reference_emb, chunk: int = 1024
     return dist, index
 
 
+IS_IDENTITY = dict(dlib=True, pixel=False)
+
+
+def make_embedder(kind: str, threshold: float = -1.0, detect: bool = True, fallback: str = "whole"):
+    """The embedder named by a --identity flag or config field: 'dlib' (threshold 0.6, dlib's
+    same-person distance, unless `threshold` >= 0), 'pixel' (0.3; NOT an identity model) or
+    'none' (None). fallback='whole': a face dlib's detector misses is embedded whole."""
+    if kind == "none":
+        return None
+    if kind == "pixel":
+        return PixelEmbedder(16, 0.3 if threshold < 0 else float(threshold))
+    if kind == "dlib":
+        return DlibEmbedder(detect=bool(detect), detect_fallback=fallback or None,
+                            threshold=0.6 if threshold < 0 else float(threshold))
+    raise ValueError(f"identity model {kind!r}: use 'dlib', 'pixel' or 'none'")
+
+
+def _rgb_uint8(images):
+    """uint8 [N, H, W, C] with C = 1 or 3 -> [N, H, W, 3] (grey replicated); sequences of
+    [H, W, 3] images (sizes may differ) pass unchanged."""
+    if isinstance(images, (list, tuple)):
+        return images
+    images = np.asarray(images)
+    return np.repeat(images, 3, -1) if images.ndim == 4 and images.shape[-1] == 1 else images
+
+
+class IdentityCheck:
+    """An export's de-identification check: the training faces embedded once, then every batch
+    of candidates -> nearest training face, distance and pass (farther than the threshold).
+
+    references uint8 [M, H, W, C] (C = 1 or 3) with their `files` [M] (for the records).
+    Raises ValueError if no reference can be embedded (nothing to compare with).
+    """
+
+    def __init__(self, embedder, references, files: Sequence[str]):
+        self.embedder, self.files = embedder, list(files)
+        self.name = getattr(embedder, "name", type(embedder).__name__)
+        self.threshold = float(embedder.threshold)
+        ref = embed_with_status(embedder, _rgb_uint8(references))
+        self.ref_index = np.flatnonzero(ref.ok)
+        if self.ref_index.size == 0:
+            raise ValueError(f"none of the {len(ref.ok)} reference images could be embedded by "
+                             f"{self.name} (statuses: {sorted(set(ref.status))})")
+        self.ref_emb = ref.embeddings[self.ref_index]
+        self.not_embedded = [{"index": int(i), "reason": ref.status[i]} for i in np.flatnonzero(~ref.ok)]
+
+    def check(self, images) -> dict:
+        """uint8 [N, H, W, C] -> dict distance float32 [N] (NaN: not embedded), index int64 [N]
+        (into the references, -1: none), passed bool [N], status [N]."""
+        cand = embed_with_status(self.embedder, _rgb_uint8(images))
+        n = len(cand.ok)
+        distance, index = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64)
+        ok_idx = np.flatnonzero(cand.ok)
+        if ok_idx.size:
+            d, j = nearest_identity(cand.embeddings[ok_idx], self.ref_emb)
+            distance[ok_idx], index[ok_idx] = d, self.ref_index[j]
+        passed = np.asarray(cand.ok) & (np.nan_to_num(distance, nan=-np.inf) > self.threshold)
+        return dict(distance=distance, index=index, passed=passed, status=list(cand.status))
+
+    def record(self, result: dict, i: int) -> dict:
+        """Candidate i's metadata record: nearest real file and distance, threshold, model."""
+        j, d = int(result["index"][i]), float(result["distance"][i])
+        return dict(nearest_real_file=self.files[j] if j >= 0 else None,
+                    nearest_real_distance=None if np.isnan(d) else d, threshold=self.threshold,
+                    embedder=self.name, is_identity_model=not self.name.startswith("pixel"),
+                    passed=bool(result["passed"][i]), status=result["status"][i])
+
+
 def deidentification_report(candidates, references, embedder) -> dict:
     """Does any candidate (synthetic) image look like a reference (training) person?
 
@@ -380,34 +452,23 @@ def deidentification_report(candidates, references, embedder) -> dict:
       num_passed, num_rejected, num_not_embedded, all_passed
     Raises ValueError if no reference can be embedded (nothing to compare with).
     """
-    cand = embed_with_status(embedder, candidates)
-    ref = embed_with_status(embedder, references)
-    ref_idx = np.flatnonzero(ref.ok)
-    if ref_idx.size == 0:
-        raise ValueError(f"none of the {len(ref.ok)} reference images could be embedded by "
-                         f"{embedder.name} (statuses: {sorted(set(ref.status))})")
-    n = len(cand.ok)
-    distance = np.full(n, np.nan, np.float32)
-    index = np.full(n, -1, np.int64)
-    ok_idx = np.flatnonzero(cand.ok)
-    if ok_idx.size:
-        d, j = nearest_identity(cand.embeddings[ok_idx], ref.embeddings[ref_idx])
-        distance[ok_idx], index[ok_idx] = d, ref_idx[j]
-    thr = float(embedder.threshold)
-    passed = np.asarray(cand.ok) & (np.nan_to_num(distance, nan=-np.inf) > thr)
-    not_emb = [{"index": int(i), "reason": cand.status[i]} for i in np.flatnonzero(~cand.ok)]
-    ref_not = [{"index": int(i), "reason": ref.status[i]} for i in np.flatnonzero(~ref.ok)]
+    refs = _as_images(references)
+    chk = IdentityCheck(embedder, refs, [str(i) for i in range(len(refs))])
+    r = chk.check(_as_images(candidates))
+    passed, n = r["passed"], len(r["passed"])
+    not_emb = [{"index": int(i), "reason": r["status"][i]} for i, s in enumerate(r["status"])
+               if np.isnan(r["distance"][i])]
     return {
-        "embedder": getattr(embedder, "name", type(embedder).__name__),
-        "threshold": thr,
-        "distance": distance,
-        "index": index,
+        "embedder": chk.name,
+        "threshold": chk.threshold,
+        "distance": r["distance"],
+        "index": r["index"],
         "passed": passed,
-        "status": list(cand.status),
+        "status": r["status"],
         "not_embedded": not_emb,
-        "references_not_embedded": ref_not,
+        "references_not_embedded": chk.not_embedded,
         "num_passed": int(passed.sum()),
-        "num_rejected": int((cand.ok & ~passed).sum()),
+        "num_rejected": int(n - passed.sum() - len(not_emb)),
         "num_not_embedded": len(not_emb),
         "all_passed": bool(passed.all()) if n else True,
     }

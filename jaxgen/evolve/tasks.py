@@ -35,7 +35,7 @@ from jaxgen.evolve import terms as T
 from jaxgen.evolve.export import ClassTask, ExportConfig
 from jaxgen.evolve.fitness import Inputs, Scorer, Term, make_scorer
 from jaxgen.evolve.ga import GAConfig
-from jaxgen.evolve.identity import DlibEmbedder, PixelEmbedder
+from jaxgen.evolve.identity import make_embedder
 from jaxgen.evolve.latents import decoder_for, w_statistics
 from jaxgen.harness.checkpoint import CheckpointError
 from jaxgen.runs import GENERATOR_KINDS, Run, RunError, open_run
@@ -131,13 +131,9 @@ def identity_embedder(e: Any):
     """The (host-side) identity embedder of --config.identity; None when the term is off."""
     if e.identity == "none" or not float(e.w_identity):
         return None
-    thr = float(e.identity_threshold)
-    if e.identity == "pixel":
-        return PixelEmbedder(16, 0.3 if thr < 0 else thr)
-    if e.identity == "dlib":
-        return DlibEmbedder(detect=bool(e.dlib_detect), detect_fallback=e.dlib_fallback or None,
-                            threshold=0.6 if thr < 0 else thr)
-    raise ConfigError(f"--config.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
+    if e.identity not in ("dlib", "pixel"):
+        raise ConfigError(f"--config.identity={e.identity!r}: use 'dlib', 'pixel' or 'none'")
+    return make_embedder(e.identity, float(e.identity_threshold), bool(e.dlib_detect), e.dlib_fallback)
 
 
 def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:

@@ -35,6 +35,7 @@ import datetime
 import json
 import pathlib
 import platform
+import warnings
 from typing import Any, Dict, Optional, Sequence
 
 import flax
@@ -43,9 +44,11 @@ import numpy as np
 
 from PIL import Image
 
-from jaxgen.data.folder import load_image_folder, scan_image_folder
+from jaxgen.classifiers.utility import run_utility
+from jaxgen.data.folder import ImageDataset, load_image_folder, scan_image_folder
 from jaxgen.errors import ConfigError
-from jaxgen.evolve.identity import DlibEmbedder, PixelEmbedder, embed_with_status
+from jaxgen.evolve import identity as identity_models
+from jaxgen.evolve.identity import embed_with_status
 from jaxgen.metrics import formulas, privacy
 from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
 from jaxgen.utils.files import write_text_atomic
@@ -202,6 +205,8 @@ def markdown(sheet: Dict[str, Any], meta: Dict[str, Any]) -> str:
               "0.5 = nothing leaks, 1 = training set given away |"]
     if "identity" in sheet:
         lines += _identity_md(sheet["identity"])
+    if "utility" in sheet:
+        lines += _utility_md(sheet["utility"])
     lines += ["", "## Nearest real", "", "The synthetic images closest to a training image "
               "(feature space), worst first, each beside that training image:", "",
               "![nearest real](nearest_real.png)", ""]
@@ -217,6 +222,19 @@ def _identity_md(ident: Dict[str, Any]) -> list:
     if ident["caveat"]:
         lines.append(f"- **Caveat**: {ident['caveat']}")
     return lines
+
+
+def _utility_md(u: Dict[str, Any]) -> list:
+    def ci(d):
+        if d is None:
+            return "n/a"
+        return f"{d['mean']:.3f}" + (f" ± {d['half_width']:.3f}" if d.get("half_width") is not None else "")
+    return ["", f"## Utility: synthetic-train / real-test (`{u['classifier']}`, {u['seeds']} seeds)", "",
+            f"Tested on {u['test']} (real, never used for training); ± the 95% interval over seeds; "
+            f"full report in {u['report']}.", "", "| trained on | real-test accuracy |", "| --- | ---: |",
+            f"| real | {ci(u['real_train_acc'])} |", f"| synthetic | {ci(u['synthetic_train_acc'])} |",
+            f"| real + synthetic | {ci(u['real_plus_synthetic_acc'])} |",
+            f"| gap (real - synthetic) | {ci(u['gap'])} |"]
 
 
 def nearest_sheet(syn, train, per_image: Dict[str, np.ndarray], path: pathlib.Path, n: int = 16) -> None:
@@ -259,14 +277,10 @@ def write(out: pathlib.Path, sheet: Dict[str, Any], syn, train, meta: Dict[str, 
 
 
 def make_embedder(kind: str, threshold: float = -1.0):
-    """'dlib' (threshold 0.6 unless given), 'pixel' (0.3; not an identity model) or 'none'."""
-    if kind == "none":
-        return None
-    if kind == "pixel":
-        return PixelEmbedder(16, 0.3 if threshold < 0 else threshold)
-    if kind == "dlib":
-        return DlibEmbedder(detect_fallback="whole", threshold=0.6 if threshold < 0 else threshold)
-    raise ConfigError(f"--identity={kind!r}: use 'dlib', 'pixel' or 'none'")
+    """--identity: 'dlib' (threshold 0.6 unless given), 'pixel' (0.3; not an identity model) or 'none'."""
+    if kind not in ("dlib", "pixel", "none"):
+        raise ConfigError(f"--identity={kind!r}: use 'dlib', 'pixel' or 'none'")
+    return identity_models.make_embedder(kind, threshold)
 
 
 def _check_folders(folders: Dict[str, str]) -> tuple:
@@ -288,10 +302,24 @@ def _check_folders(folders: Dict[str, str]) -> tuple:
     return names, side
 
 
+def utility_summary(result: Dict[str, Any], out: str) -> Dict[str, Any]:
+    """The datasheet's utility section from a utility.json dict (jaxgen/classifiers/utility.py)."""
+    arms = result["arms"]
+    acc = {a: arms[a]["accuracy"] for a in arms}
+    return dict(classifier=result["classifier"], seeds=result["seeds"], test=result["test"], report=out,
+                real_train_acc=acc.get("real"), synthetic_train_acc=acc.get("synthetic"),
+                real_plus_synthetic_acc=acc.get("real+synthetic"), gap=result.get("gap"))
+
+
 def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inception_weights: str = "",
                           feature_net: str = "", identity_model: str = "dlib", threshold: float = -1.0,
-                          resolution: int = 0, meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Check the three folders and `out`, then compute and write the datasheet; returns it."""
+                          resolution: int = 0, meta: Optional[Dict[str, Any]] = None,
+                          utility: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Check the three folders and `out`, then compute and write the datasheet; returns it.
+
+    utility: {'classifier_config', 'seeds', 'overrides'} also runs the utility benchmark (real
+    train vs synthetic, tested on the holdout) into out/utility and adds its accuracies; a dict
+    with 'real_train_acc' is a section measured elsewhere (utility_summary's keys), kept as is."""
     folders = {"--real": real, "--synthetic": synthetic, "--holdout": holdout}
     _, side = _check_folders(folders)
     out_dir = check_output(out, OUTPUT_KIND)
@@ -301,6 +329,41 @@ def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inc
     train, syn, hold = (load_image_folder(f, res, 3, cache_dir=None) for f in (real, synthetic, holdout))
     out_dir = claim_output(out_dir, OUTPUT_KIND)
     sheet = compute(syn, train, hold, net, embedder)
+    if utility and "real_train_acc" in utility:
+        sheet["utility"] = dict(utility)
+    elif utility:
+        u_out = str(out_dir / "utility")
+        result = run_utility(real, synthetic, holdout, utility["classifier_config"], u_out,
+                             int(utility.get("seeds", 3)), res, overrides=utility.get("overrides", ()))
+        sheet["utility"] = utility_summary(result, u_out)
     meta = dict(meta or {}, synthetic=str(synthetic), real_train=str(real), real_holdout=str(holdout),
                 resolution=res)
     return write(out_dir, sheet, syn, train, meta)
+
+
+def only_classes(ds: ImageDataset, names: Sequence[str]) -> ImageDataset:
+    """`ds` with the classes `names` only, relabelled 0..len(names)-1 in that order; names
+    ['all'] (an unconditional generator's one class) -> every image in one class 'all'."""
+    if list(names) == ["all"] and list(ds.class_names) != ["all"]:
+        return ImageDataset(ds.images, np.zeros(len(ds), np.int32), ["all"], list(ds.paths))
+    index = {n: k for k, n in enumerate(names)}
+    old = [index.get(n, -1) for n in ds.class_names]
+    new = np.asarray(old, np.int32)[np.asarray(ds.labels)]
+    keep = np.flatnonzero(new >= 0)
+    return ImageDataset(ds.images[keep], new[keep], list(names), [ds.paths[i] for i in keep])
+
+
+def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageDataset, net: FeatureNet,
+                         embedder, meta: Dict[str, Any]) -> Dict[str, Any]:
+    """The datasheet of an export's own folder `out` (class sub-folders), written into it beside
+    the images: datasheet.json/.md, nearest_real.png, images.csv. train and holdout are cut to
+    the classes `out` holds."""
+    res = int(train.images.shape[1])
+    with warnings.catch_warnings():   # nearest_real.png of an earlier sheet lies in `out` itself
+        warnings.filterwarnings("ignore", message="ignoring .* image")
+        syn = load_image_folder(out, res, 3, cache_dir=None)
+    rgb = [ImageDataset(np.repeat(d.images, 3, -1) if d.images.shape[-1] == 1 else d.images,
+                        d.labels, d.class_names, d.paths) for d in (train, holdout)]
+    train, holdout = (only_classes(d, syn.class_names) for d in rgb)
+    sheet = compute(syn, train, holdout, net, embedder)
+    return write(out, sheet, syn, train, dict(meta, synthetic=str(out), resolution=res))

@@ -212,7 +212,8 @@ class StyleGAN2Experiment(loop.Experiment):
         if not init_from:
             return state
         g_vars = {"params": state.g_params, "buffers": state.g_buffers}
-        g_vars, d_vars, ema_vars = transfer(g_vars, {"params": state.d_params}, init_from)
+        g_vars, d_vars, ema_vars, _ = transfer(g_vars, {"params": state.d_params}, init_from,
+                                               float(self.config.transfer.get("min_share", 0.9)))
         return state_lib.init_state(g_vars, d_vars, self.g_tx, self.d_tx, ema_vars,
                                     ada_p=float(self.config.ada.p_init))
 

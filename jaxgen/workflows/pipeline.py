@@ -62,7 +62,7 @@ from jaxgen.classifiers.train import train_classifier
 from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.config import load_config
 from jaxgen.data import load_dataset
-from jaxgen.data.demo_faces import write_demo_dataset
+from jaxgen.data.demo_faces import write_demo_holdout
 from jaxgen.errors import ConfigError, InputMissing
 from jaxgen.evolve.run import run_evolve
 from jaxgen.metrics.datasheet import datasheet_for_folders
@@ -191,8 +191,7 @@ class Pipeline:
         d = self.c.gan.data
         self.names = list(load_dataset(d).class_names)
         if d.source == "demo":   # idempotent: finishes a half-written render
-            write_demo_dataset(self.test, int(d.num_per_class) // 2, int(d.resolution), int(d.seed) + 1000,
-                               classes=self.names, version=int(d.get("demo_version", 1)))
+            self.test = write_demo_holdout(d, self.names)
         claim_output(self.w, OUTPUT_KIND, "--workdir", legacy=_legacy_workdir)
 
     def run_step(self, name: str) -> None:
@@ -269,17 +268,23 @@ class Pipeline:
         return "pixel" if self.c.gan.data.source == "demo" and e.identity == "dlib" else str(e.identity)
 
     def step_datasheet(self) -> dict:
-        """8: the datasheet of the synthetic dataset (features as the GAN config's metrics)."""
+        """8: the datasheet of the synthetic dataset (features as the GAN config's metrics), with
+        step 7's accuracies as its utility section."""
         m = self.c.gan.metrics
         acc = json.loads((self.w / ".evaluate.done").read_text()).get("accuracy", {})
+        one = {k: None if acc.get(k) is None else dict(mean=acc[k], half_width=None)
+               for k in ("cls_real", "cls_synthetic")}
+        gap = None if None in one.values() else dict(mean=acc["cls_real"] - acc["cls_synthetic"], half_width=None)
+        utility = dict(classifier=str(self.c.classifier.get("name", "")) or "the pipeline's classifier config",
+                       seeds=1, test=self.test, report=str(self.w / "eval"), real_train_acc=one["cls_real"],
+                       synthetic_train_acc=one["cls_synthetic"], real_plus_synthetic_acc=None, gap=gap)
         meta = dict(generator=f"{self.w / 'finetune'}/<class> (per-class fine-tunes of {self.w / 'base'})",
                     gan_config=str(self.c.gan.get("name", "")), evolve_seed=int(self.c.evolve.seed),
-                    gan_seed=int(self.c.gan.seed), utility_test=self.test,
-                    utility_real_train_acc=acc.get("cls_real"), utility_synthetic_train_acc=acc.get("cls_synthetic"))
-        identity = self._evolve_identity()
+                    gan_seed=int(self.c.gan.seed))
         sheet = datasheet_for_folders(str(self.w / "synthetic"), str(self.real_root), self.test,
                                       str(self.w / "datasheet"), str(m.inception_weights),
-                                      str(m.feature_net) or "random_inception", identity, meta=meta)
+                                      str(m.feature_net) or "random_inception", self._evolve_identity(),
+                                      meta=meta, utility=utility)
         self.log(f"pipeline: datasheet: membership AUC {sheet['privacy']['membership_auc']:.3f}, "
                  f"DCR ratio {sheet['privacy']['dcr']['ratio']:.3f} -> {self.w / 'datasheet'}/datasheet.md")
         return dict(membership_auc=sheet["privacy"]["membership_auc"], dcr_ratio=sheet["privacy"]["dcr"]["ratio"])

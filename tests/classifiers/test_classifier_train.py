@@ -40,9 +40,10 @@ def test_split_per_class_is_stratified_and_disjoint():
 
 
 def test_small_cnn_learns_demo_severity_and_reports(demo, tmp_path):
-    res = ct.train_classifier(_config(demo / "train", epochs=15), str(tmp_path / "cls"))
+    # 8 epochs: measured val 0.63, test 0.625 (15 epochs: 0.79, 0.67) on these 64 faces a class.
+    res = ct.train_classifier(_config(demo / "train", epochs=8), str(tmp_path / "cls"))
     hist = res["history"]
-    assert len(hist) == 15
+    assert len(hist) == 8
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert res["best_val_acc"] >= 0.5          # 4 classes: chance is 0.25
     assert (tmp_path / "cls" / "curves.png").stat().st_size > 1000
@@ -54,8 +55,8 @@ def test_small_cnn_learns_demo_severity_and_reports(demo, tmp_path):
     for name in ("report.json", "report.md", "confusion_matrix.png"):
         assert (tmp_path / "report" / name).exists(), name
     # Resuming a finished run does no more epochs and keeps the history.
-    again = ct.train_classifier(_config(demo / "train", epochs=15), str(tmp_path / "cls"))
-    assert len(again["history"]) == 15
+    again = ct.train_classifier(_config(demo / "train", epochs=8), str(tmp_path / "cls"))
+    assert len(again["history"]) == 8
 
 
 def test_predict_gives_probabilities(demo, tmp_path):

@@ -10,6 +10,7 @@ from jaxgen.classifiers import utility as U
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.data.folder import DatasetError
 from jaxgen.errors import OutputError
+from jaxgen.metrics import datasheet
 
 XLA_FAST_COMPILE = True
 
@@ -83,6 +84,11 @@ def test_micro_benchmark_writes_its_tables_and_resumes(folders, tmp_path, monkey
     for f in ("samples.png", "confusion_real.png", "confusion_synthetic.png", "confusion_real+synthetic.png"):
         assert (out / f).stat().st_size > 1000, f
     assert sum("ETA" in s for s in lines) == 6
+    u = datasheet.utility_summary(res, str(out))        # the datasheet's utility section
+    assert u["gap"]["mean"] == pytest.approx(np.mean(gaps)) and u["seeds"] == 2 and u["test"] == args[2]
+    assert u["real_plus_synthetic_acc"] == res["arms"]["real+synthetic"]["accuracy"]
+    syn = res["arms"]["synthetic"]["accuracy"]
+    assert f"| synthetic | {syn['mean']:.3f} ± {syn['half_width']:.3f} |" in datasheet._utility_md(u)
     def no_training(*a, **k):
         raise AssertionError("a finished (arm, seed) was trained again")
     monkeypatch.setattr(U, "train_classifier", no_training)

@@ -95,18 +95,25 @@ def test_random_inception_features_are_seeded_and_sensitive():
     assert 0.01 < float(a.std()) < 100  # He-normal init keeps activations in a sane range
 
 
-def test_generate_exports_resumable_dataset_with_metadata(trained, tmp_path):
+def test_generate_exports_checked_resumable_dataset_with_datasheet(trained, tmp_path):
     from jaxgen.workflows.generate import export_dataset
     out = tmp_path / "synthetic"
+    # The run's config.json names its demo faces: the check, its pixel model and the holdout follow.
     r = export_dataset(str(trained["workdir"]), str(out), num_per_class=3)
     assert r["written"] == 12 and r["classes"] == ["healthy", "mild", "moderate", "severe"]
     rows = [json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and rows[4]["class_name"] == "mild" and rows[4]["latent_seed"] == [0, 1, 1]
+    assert all(r["identity"]["embedder"] == "pixel_not_identity" and r["identity"]["passed"] for r in rows)
+    assert rows[0]["identity"]["nearest_real_file"].startswith(str(trained["root"] / "demo"))
+    sheet = json.loads((out / "datasheet.json").read_text())
+    assert sheet["counts"]["synthetic"]["mild"] == 3 and sheet["counts"]["holdout"]["mild"] >= 1
+    assert sheet["feature_net"]["name"] == "random_inception_s0" and 0 <= sheet["privacy"]["membership_auc"] <= 1
+    assert "not an identity model" in sheet["identity"]["caveat"]
     first = (out / "mild" / "mild_00001.png").read_bytes()
     (out / "mild" / "mild_00001.png").unlink()
     (out / "severe" / "severe_00002.png").write_bytes(b"truncated")
-    r2 = export_dataset(str(trained["workdir"]), str(out), num_per_class=3)
+    r2 = export_dataset(str(trained["workdir"]), str(out), num_per_class=3, datasheet=False)
     assert r2["written"] == 2                                   # only the missing and the broken one
     assert (out / "mild" / "mild_00001.png").read_bytes() == first   # same latent -> same image
-    with pytest.raises(ValueError, match="outside the output directory"):
+    with pytest.raises(ValueError, match=r"has no class '../evil'"):
         export_dataset(str(trained["workdir"]), str(out), 1, class_names=["../evil", "b", "c", "d"])

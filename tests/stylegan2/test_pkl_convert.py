@@ -14,7 +14,9 @@ from fake_nvidia import write_fake_packages
 from jaxgen.stylegan2 import pkl_to_orbax
 from jaxgen.stylegan2 import networks
 from jaxgen.runs import open_run
+from jaxgen.errors import ConfigError
 from jaxgen.stylegan2.transfer import transfer
+from jaxgen.utils.trees import flat_paths
 
 FAKE_NETWORKS = '''\
 import torch
@@ -116,9 +118,32 @@ def test_transfer_copies_every_matching_array(snapshot, fixtures_dir):
     G, D = networks.build(pkl_to_orbax.generator_kwargs(cfg["G_init_kwargs"]),
                           pkl_to_orbax.discriminator_kwargs(cfg["D_init_kwargs"]))
     g_vars, d_vars = networks.init_variables(G, D, jax.random.key(0))
-    g2, d2, ema2 = transfer(g_vars, d_vars, str(snapshot["path"]))
+    lines = []
+    g2, d2, ema2, report = transfer(g_vars, d_vars, str(snapshot["path"]), log=lines.append)
     ref = dict(np.load(fixtures_dir / "sg2_small_G.npz"))
     np.testing.assert_array_equal(np.asarray(g2["params"]["mapping"]["fc0"]["weight"]),
                                   ref["mapping.fc0.weight"].T)
     np.testing.assert_array_equal(np.asarray(ema2["buffers"]["mapping"]["w_avg"]), ref["mapping.w_avg"])
     assert not snapshot["marker"].exists()
+    n_g = len(jax.tree_util.tree_leaves(g_vars))
+    assert report["G"]["copied"] == report["G"]["arrays"] == n_g and report["G"]["share"] == 1.0
+    assert report["D"]["share"] == 1.0 and not report["D"]["shape_mismatch"] + report["D"]["not_in_source"]
+    assert lines[0].startswith(f"transfer G: {n_g}/{n_g} arrays, 100.0% of ")
+
+
+def test_transfer_to_other_widths_fails_loudly_unless_allowed(snapshot):
+    """NVIDIA's copy would start a near-fresh network here without a word (issue #279)."""
+    cfg = snapshot["cfg"]
+    g_kw = pkl_to_orbax.generator_kwargs(cfg["G_init_kwargs"])
+    g_kw = dict(g_kw, channel_max=16)     # narrower synthesis layers than the snapshot's 64
+    G, D = networks.build(g_kw, pkl_to_orbax.discriminator_kwargs(cfg["D_init_kwargs"]))
+    g_vars, d_vars = networks.init_variables(G, D, jax.random.key(0))
+    with pytest.raises(ConfigError, match=r"only \d+\.\d% of G's parameters transfer \(e\.g\. params/synthesis/"):
+        transfer(g_vars, d_vars, str(snapshot["path"]), log=lambda s: None)
+    _, _, _, report = transfer(g_vars, d_vars, str(snapshot["path"]), min_share=0.0, log=lambda s: None)
+    r = report["G"]
+    sizes = {k: v.size for k, v in flat_paths(g_vars).items()}
+    copied = r["arrays"] - len(r["shape_mismatch"]) - len(r["not_in_source"])
+    assert r["copied"] == copied and 0 < r["share"] < 0.9 and r["shape_mismatch"]
+    skipped = {m.split(" ")[0] for m in r["shape_mismatch"]} | set(r["not_in_source"])
+    assert r["share"] == pytest.approx(1 - sum(sizes[k] for k in skipped) / sum(sizes.values()))

@@ -18,6 +18,9 @@ def _configs(root: pathlib.Path) -> Configs:
     """configs/acne.py:micro (+ its finetune variant), the tiny classifier for 1 epoch, evolve:micro."""
     gan = load_config(f"{REPO}/configs/acne.py:micro", [f"data.path={root / 'demo'}", "data.cache_dir="])
     gan.data.classes = CLASSES
+    # The datasheet's features from the sorter (step 2) rather than a random Inception: one
+    # compile less; the Inception fallback's datasheet is tested in tests/metrics.
+    gan.metrics.feature_net = f"classifier:{root / 'pipe' / 'cls_real'}"
     # freeze_d=0: the fine-tunes then run the base's compiled step (freeze-D changes the D
     # optimizer's state tree, so it compiles its own; test_train.py covers it at ~40 s).
     ft = load_config(f"{REPO}/configs/acne.py:micro,finetune", ["transfer.freeze_d=0"])
@@ -51,12 +54,18 @@ def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
     assert sheet["counts"]["synthetic"] == {"healthy": 2, "severe": 2}
     assert sheet["identity"]["embedder"] == "pixel_not_identity" and "not an identity model" in sheet["identity"]["caveat"]
     acc = json.loads((w / ".evaluate.done").read_text())["accuracy"]
-    assert sheet["meta"]["utility_synthetic_train_acc"] == acc["cls_synthetic"]
+    u = sheet["utility"]   # step 7's accuracies, in the datasheet
+    assert u["synthetic_train_acc"]["mean"] == acc["cls_synthetic"] and u["real_train_acc"]["mean"] == acc["cls_real"]
+    assert u["gap"]["mean"] == pytest.approx(acc["cls_real"] - acc["cls_synthetic"])
+    rows = [json.loads(x) for x in (w / "synthetic" / "metadata.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["identity"]["embedder"] == "pixel_not_identity" and
+                                  r["identity"]["nearest_real_distance"] > r["identity"]["threshold"] for r in rows)
     assert 0.0 <= sheet["privacy"]["membership_auc"] <= 1.0
-    assert sheet["feature_net"] == {"name": "random_inception_s0", "comparable_to_papers": False}
+    assert sheet["feature_net"]["name"].startswith("classifier") and not sheet["feature_net"]["comparable_to_papers"]
     assert sheet["meta"]["resolution"] == 16 and sheet["counts"]["train"] == {"healthy": 8, "severe": 8}
     md = (w / "datasheet" / "datasheet.md").read_text()
     assert "not comparable to published values" in md and "**Caveat**" in md and "| severe | 2 | 8 |" in md
+    assert "## Utility" in md and f"| synthetic | {acc['cls_synthetic']:.3f} |" in md
     rows = (w / "datasheet" / "images.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[1].split(",")[-1] in ("True", "False")
     assert (w / "datasheet" / "nearest_real.png").stat().st_size > 500
