@@ -185,6 +185,7 @@ class DlibEmbedder:
 
     name = "dlib_resnet_v1"
     dim = 128
+    is_identity_model = True
 
     def __init__(self, detect: bool = True, upsample: int = 1, min_size: int = 80,
                  detect_fallback: Optional[str] = None, detector: str = "hog",
@@ -281,6 +282,7 @@ class PixelEmbedder:
     """
 
     name = "pixel_not_identity"
+    is_identity_model = False
 
     def __init__(self, size: int = 16, threshold: float = 0.3):
         if size < 1:
@@ -368,9 +370,6 @@ def nearest_identity(query_emb, reference_emb, chunk: int = 1024
     return dist, index
 
 
-IS_IDENTITY = dict(dlib=True, pixel=False)
-
-
 def make_embedder(kind: str, threshold: float = -1.0, detect: bool = True, fallback: str = "whole"):
     """The embedder named by a --identity flag or config field: 'dlib' (threshold 0.6, dlib's
     same-person distance, unless `threshold` >= 0), 'pixel' (0.3; NOT an identity model) or
@@ -399,20 +398,27 @@ class IdentityCheck:
     of candidates -> nearest training face, distance and pass (farther than the threshold).
 
     references uint8 [M, H, W, C] (C = 1 or 3) with their `files` [M] (for the records).
-    Raises ValueError if no reference can be embedded (nothing to compare with).
+    `require()` raises ValueError when no reference could be embedded (nothing to compare
+    with); without references every candidate gets distance NaN and fails.
     """
 
     def __init__(self, embedder, references, files: Sequence[str]):
         self.embedder, self.files = embedder, list(files)
         self.name = getattr(embedder, "name", type(embedder).__name__)
+        self.is_identity_model = bool(getattr(embedder, "is_identity_model", not self.name.startswith("pixel")))
         self.threshold = float(embedder.threshold)
         ref = embed_with_status(embedder, _rgb_uint8(references))
         self.ref_index = np.flatnonzero(ref.ok)
-        if self.ref_index.size == 0:
-            raise ValueError(f"none of the {len(ref.ok)} reference images could be embedded by "
-                             f"{self.name} (statuses: {sorted(set(ref.status))})")
         self.ref_emb = ref.embeddings[self.ref_index]
+        self.ref_status = list(ref.status)
         self.not_embedded = [{"index": int(i), "reason": ref.status[i]} for i in np.flatnonzero(~ref.ok)]
+
+    def require(self) -> "IdentityCheck":
+        """self, or ValueError when none of the references could be embedded."""
+        if self.ref_index.size == 0:
+            raise ValueError(f"none of the {len(self.ref_status)} reference images could be embedded by "
+                             f"{self.name} (statuses: {sorted(set(self.ref_status))})")
+        return self
 
     def check(self, images) -> dict:
         """uint8 [N, H, W, C] -> dict distance float32 [N] (NaN: not embedded), index int64 [N]
@@ -421,7 +427,7 @@ class IdentityCheck:
         n = len(cand.ok)
         distance, index = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64)
         ok_idx = np.flatnonzero(cand.ok)
-        if ok_idx.size:
+        if ok_idx.size and self.ref_index.size:
             d, j = nearest_identity(cand.embeddings[ok_idx], self.ref_emb)
             distance[ok_idx], index[ok_idx] = d, self.ref_index[j]
         passed = np.asarray(cand.ok) & (np.nan_to_num(distance, nan=-np.inf) > self.threshold)
@@ -432,7 +438,7 @@ class IdentityCheck:
         j, d = int(result["index"][i]), float(result["distance"][i])
         return dict(nearest_real_file=self.files[j] if j >= 0 else None,
                     nearest_real_distance=None if np.isnan(d) else d, threshold=self.threshold,
-                    embedder=self.name, is_identity_model=not self.name.startswith("pixel"),
+                    embedder=self.name, is_identity_model=self.is_identity_model,
                     passed=bool(result["passed"][i]), status=result["status"][i])
 
 
@@ -453,11 +459,10 @@ def deidentification_report(candidates, references, embedder) -> dict:
     Raises ValueError if no reference can be embedded (nothing to compare with).
     """
     refs = _as_images(references)
-    chk = IdentityCheck(embedder, refs, [str(i) for i in range(len(refs))])
+    chk = IdentityCheck(embedder, refs, [str(i) for i in range(len(refs))]).require()
     r = chk.check(_as_images(candidates))
     passed, n = r["passed"], len(r["passed"])
-    not_emb = [{"index": int(i), "reason": r["status"][i]} for i, s in enumerate(r["status"])
-               if np.isnan(r["distance"][i])]
+    not_emb = [{"index": int(i), "reason": r["status"][i]} for i in range(n) if np.isnan(r["distance"][i])]
     return {
         "embedder": chk.name,
         "threshold": chk.threshold,

@@ -48,7 +48,7 @@ from jaxgen.classifiers.utility import run_utility
 from jaxgen.data.folder import ImageDataset, load_image_folder, scan_image_folder
 from jaxgen.errors import ConfigError
 from jaxgen.evolve import identity as identity_models
-from jaxgen.evolve.identity import embed_with_status
+from jaxgen.evolve.identity import IdentityCheck
 from jaxgen.metrics import formulas, privacy
 from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
 from jaxgen.utils.files import write_text_atomic
@@ -89,25 +89,18 @@ def diversity(train_f, hold_f, syn_f, k_pr: int = 3, k_dc: int = 5) -> Dict[str,
     return out
 
 
-def identity(embedder, syn_images, train_images) -> Dict[str, Any]:
-    """Nearest training identity of every synthetic image, and whether the embedder separates
-    the training faces at all (the share of them within the threshold of another one)."""
-    syn, ref = embed_with_status(embedder, syn_images), embed_with_status(embedder, train_images)
-    ok_ref = np.flatnonzero(ref.ok)
-    thr = float(embedder.threshold)
-    dist = np.full(len(syn.ok), np.nan)
-    index = np.full(len(syn.ok), -1)
-    ok = np.flatnonzero(syn.ok)
-    if ok.size and ok_ref.size:
-        d, j = privacy.nearest(syn.embeddings[ok], ref.embeddings[ok_ref], 1)
-        dist[ok], index[ok] = d[:, 0], ok_ref[j[:, 0]]
+def identity(check: IdentityCheck, syn_images) -> Dict[str, Any]:
+    """Nearest training identity of every synthetic image (the export's own check, its
+    references embedded once), and whether the embedder separates the training faces at all
+    (the share of them within the threshold of another one)."""
+    r = check.check(syn_images)
+    dist, thr, n_ref = r["distance"].astype(np.float64), check.threshold, int(check.ref_index.size)
     self_match = None
-    if ok_ref.size > 1:
-        d_rr = privacy.nearest(ref.embeddings[ok_ref], ref.embeddings[ok_ref], 1, exclude_self=True)[0]
+    if n_ref > 1:
+        d_rr = privacy.nearest(check.ref_emb, check.ref_emb, 1, exclude_self=True)[0]
         self_match = float(np.mean(d_rr[:, 0] <= thr))
-    name = getattr(embedder, "name", type(embedder).__name__)
-    return dict(embedder=name, is_identity_model=not name.startswith("pixel"), threshold=thr,
-                distance=dist, index=index, embedded=int(syn.ok.sum()), references=int(ok_ref.size),
+    return dict(embedder=check.name, is_identity_model=check.is_identity_model, threshold=thr,
+                distance=dist, index=r["index"], embedded=int(np.sum(~np.isnan(dist))), references=n_ref,
                 matches=int(np.sum(dist <= thr)), match_share=float(np.mean(dist <= thr)),
                 train_self_match_share=self_match)
 
@@ -138,6 +131,8 @@ def _versions() -> Dict[str, str]:
 def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_dc: int = 5) -> Dict[str, Any]:
     """Every measure of the datasheet for ImageDatasets syn, train, hold (same class names).
 
+    embedder: an identity embedder (train's faces are then embedded here), an IdentityCheck
+    whose references are already embedded (an export's), or None (no identity section).
     Returns the JSON-ready sheet plus '_per_image' (arrays for images.csv and the sheet)."""
     names = list(train.class_names)
     syn_f, train_f, hold_f = (_features(net, d.images) for d in (syn, train, hold))
@@ -152,13 +147,16 @@ def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_d
     d_feat, i_feat = privacy.nearest(syn_f, train_f, 1)
     per_image = dict(feature_distance=d_feat[:, 0], feature_index=i_feat[:, 0])
     if embedder is not None:
-        ident = identity(embedder, syn.images, train.images)
-        per_image.update(identity_distance=ident.pop("distance"), identity_index=ident.pop("index"))
+        check = embedder if isinstance(embedder, IdentityCheck) else IdentityCheck(embedder, train.images, train.paths)
+        ident = identity(check, syn.images)
+        index = ident.pop("index")
+        per_image.update(identity_distance=ident.pop("distance"),
+                         identity_file=[check.files[j] if j >= 0 else "" for j in index])
         ident["caveat"] = identity_caveat(dict(ident, distance=per_image["identity_distance"]))
         worst = np.argsort(np.nan_to_num(per_image["identity_distance"], nan=np.inf))[:8]
-        ident["closest"] = [dict(synthetic=syn.paths[i], train=train.paths[per_image["identity_index"][i]],
+        ident["closest"] = [dict(synthetic=syn.paths[i], train=per_image["identity_file"][i],
                                  distance=float(per_image["identity_distance"][i])) for i in worst
-                            if per_image["identity_index"][i] >= 0]
+                            if per_image["identity_file"][i]]
         sheet["identity"] = ident
     sheet["_per_image"] = per_image
     return sheet
@@ -254,8 +252,8 @@ def write_images_csv(syn, train, per_image: Dict[str, np.ndarray], path: pathlib
         row = [path_i, syn.class_names[syn.labels[i]], train.paths[per_image["feature_index"][i]],
                f"{per_image['feature_distance'][i]:.6g}"]
         if "identity_distance" in per_image:
-            j, d = per_image["identity_index"][i], per_image["identity_distance"][i]
-            row += [train.paths[j] if j >= 0 else "", "" if np.isnan(d) else f"{d:.6g}",
+            d = per_image["identity_distance"][i]
+            row += [per_image["identity_file"][i], "" if np.isnan(d) else f"{d:.6g}",
                     "" if np.isnan(d) else str(bool(d <= threshold))]
         rows.append(row)
     tmp = path.with_name(path.name + ".tmp")
@@ -354,10 +352,11 @@ def only_classes(ds: ImageDataset, names: Sequence[str]) -> ImageDataset:
 
 
 def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageDataset, net: FeatureNet,
-                         embedder, meta: Dict[str, Any]) -> Dict[str, Any]:
+                         check: IdentityCheck, meta: Dict[str, Any]) -> Dict[str, Any]:
     """The datasheet of an export's own folder `out` (class sub-folders), written into it beside
     the images: datasheet.json/.md, nearest_real.png, images.csv. train and holdout are cut to
-    the classes `out` holds."""
+    the classes `out` holds; identity uses the export's own check (every training face, embedded
+    once)."""
     res = int(train.images.shape[1])
     with warnings.catch_warnings():   # nearest_real.png of an earlier sheet lies in `out` itself
         warnings.filterwarnings("ignore", message="ignoring .* image")
@@ -365,5 +364,5 @@ def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageD
     rgb = [ImageDataset(np.repeat(d.images, 3, -1) if d.images.shape[-1] == 1 else d.images,
                         d.labels, d.class_names, d.paths) for d in (train, holdout)]
     train, holdout = (only_classes(d, syn.class_names) for d in rgb)
-    sheet = compute(syn, train, holdout, net, embedder)
+    sheet = compute(syn, train, holdout, net, check)
     return write(out, sheet, syn, train, dict(meta, synthetic=str(out), resolution=res))

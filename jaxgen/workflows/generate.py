@@ -125,7 +125,8 @@ def prepare_checks(g: Run, checkpoint: str, picked: Sequence[str], real: str = "
     """Load and embed what the export is checked against; one-line errors name the flag."""
     data = _run_data(g)
     train, source = _training_faces(g, checkpoint, real, data)
-    missing = [n for n in picked if n not in train.class_names and list(picked) != ["all"]]
+    unconditional = list(picked) == ["all"]     # one class: compared with every real face
+    missing = [] if unconditional else [n for n in picked if n not in train.class_names]
     if missing:
         raise ConfigError(f"--real {source} has no class {', '.join(map(repr, missing))} of the generator "
                           f"(it has {', '.join(train.class_names)}); give the folder it was trained on")
@@ -136,7 +137,7 @@ def prepare_checks(g: Run, checkpoint: str, picked: Sequence[str], real: str = "
         raise ConfigError(f"--identity={identity!r}: use 'auto', 'dlib' or 'pixel' (every export is checked)")
     embedder = make_embedder(identity, threshold)
     try:
-        check = IdentityCheck(embedder, train.images, train.paths)
+        check = IdentityCheck(embedder, train.images, train.paths).require()
     except ValueError as e:
         raise ConfigError(f"--real {source}: {e}") from None
     log(f"generate: identity check against {len(train)} real faces from {source} with {check.name} "
@@ -201,7 +202,7 @@ def export_dataset(checkpoint: str, out: str, num_per_class: int, psi: float = 1
     if datasheet:
         meta = dict(generator=str(checkpoint), psi=psi, seed=seed, real_train=checks.source,
                     refused_near_copies=refused)
-        sheet = datasheet_for_export(out_dir, checks.train, checks.holdout, net, checks.identity.embedder, meta)
+        sheet = datasheet_for_export(out_dir, checks.train, checks.holdout, net, checks.identity, meta)
         log(f"generate: datasheet: membership AUC {sheet['privacy']['membership_auc']:.3f}, DCR ratio "
             f"{sheet['privacy']['dcr']['ratio']:.3f} -> {out_dir / 'datasheet.md'}")
     return dict(out=str(out_dir), written=written, total=len(rows), classes=[n for _, n in picked],
