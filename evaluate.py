@@ -69,6 +69,8 @@ flags.DEFINE_enum("identity", "dlib", ["dlib", "pixel", "none"],
 flags.DEFINE_float("identity_threshold", -1.0, "--datasheet: same-person distance (< 0: the model's own).")
 flags.DEFINE_bool("with_utility", False, "--datasheet: also run the utility benchmark (--classifier_config, "
                   "--seeds; tested on --holdout) into <out>/utility and add it to the datasheet.")
+flags.DEFINE_integer("projection_steps", 0, "--datasheet: also project up to 64 training and 64 holdout images "
+                     "into --checkpoint's StyleGAN2 generator for N steps: projection membership AUC (0 = off).")
 config_flags.DEFINE_config_file("compare", None, "Comparison config (path[:variant]), e.g. "
                                 "configs/depth_compare.py:tiny; see jaxgen/workflows/compare.py.")
 
@@ -90,11 +92,15 @@ def main(argv):
     if FLAGS.datasheet:
         if not (FLAGS.synthetic and FLAGS.real and FLAGS.holdout and FLAGS.out):
             raise ConfigError("--datasheet needs --synthetic, --real, --holdout and --out")
+        if FLAGS.projection_steps and not FLAGS.checkpoint:
+            raise ConfigError("--projection_steps needs --checkpoint (the generator of --synthetic)")
         sheet = datasheet_for_folders(FLAGS.synthetic, FLAGS.real, FLAGS.holdout, FLAGS.out,
                                       FLAGS.inception_weights, FLAGS.feature_net, FLAGS.identity,
                                       FLAGS.identity_threshold, FLAGS.resolution,
                                       utility=dict(classifier_config=FLAGS.classifier_config, seeds=FLAGS.seeds,
-                                                   overrides=FLAGS.classifier_set) if FLAGS.with_utility else None)
+                                                   overrides=FLAGS.classifier_set) if FLAGS.with_utility else None,
+                                      projection=dict(run=FLAGS.checkpoint, steps=FLAGS.projection_steps)
+                                      if FLAGS.projection_steps else None)
         print(f"datasheet: {FLAGS.out}/datasheet.md (membership AUC "
               f"{sheet['privacy']['membership_auc']:.3f}, DCR ratio {sheet['privacy']['dcr']['ratio']:.3f})")
         return

@@ -8,6 +8,8 @@ with attributes):
 
     source='folder': path, resolution, [channels, require_labels, min_classes,
                      skip_corrupt, cache_dir]
+                     (a path ending in .zip, or a folder whose dataset.json has "labels",
+                     is NVIDIA's dataset_tool.py layout: jaxgen.data.nvidia_format)
     source='tfds':   name, resolution, [split='train', channels, data_dir,
                      image_key, label_key, max_examples]
     source='demo':   path, resolution, [num_per_class=64, seed=0, classes]
@@ -21,6 +23,7 @@ from jaxgen.data.demo_faces import DEFAULT_CLASSES, write_demo_dataset
 from jaxgen.data.depth_faces import write_depth_dataset
 from jaxgen.data.folder import (DatasetError, ImageDataset, basic_summary, load_image_folder,
                                 scan_image_folder, summary_line, to_float, to_uint8)
+from jaxgen.data.nvidia_format import is_nvidia_dataset, load_nvidia_dataset
 from jaxgen.data.tfds_source import load_tfds
 
 __all__ = ["DatasetError", "ImageDataset", "load_dataset", "load_image_folder", "scan_image_folder",
@@ -51,11 +54,10 @@ def _load(cfg) -> ImageDataset:
     source = get("source")
     resolution, channels = get("resolution"), get("channels", 3)
     if source == "folder":
-        return load_image_folder(get("path"), resolution, channels,
-                                 require_labels=get("require_labels", False),
-                                 min_classes=get("min_classes", 1),
-                                 skip_corrupt=get("skip_corrupt", False),
-                                 cache_dir=get("cache_dir", "auto"))
+        load = load_nvidia_dataset if is_nvidia_dataset(get("path")) else load_image_folder
+        return load(get("path"), resolution, channels, require_labels=get("require_labels", False),
+                    min_classes=get("min_classes", 1), skip_corrupt=get("skip_corrupt", False),
+                    cache_dir=get("cache_dir", "auto"))
     if source == "tfds":
         return load_tfds(get("name"), get("split", "train"), resolution, channels,
                          data_dir=get("data_dir", None), image_key=get("image_key", "image"),

@@ -51,6 +51,8 @@ from jaxgen.evolve import identity as identity_models
 from jaxgen.evolve.identity import IdentityCheck
 from jaxgen.metrics import formulas, privacy
 from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
+from jaxgen.runs import open_run
+from jaxgen.stylegan2.projector import datasheet_membership
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import save_grid
 from jaxgen.utils.outputs import check_output, claim_output
@@ -128,11 +130,15 @@ def _versions() -> Dict[str, str]:
                 flax=flax.__version__)
 
 
-def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_dc: int = 5) -> Dict[str, Any]:
+def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_dc: int = 5,
+            projection: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Every measure of the datasheet for ImageDatasets syn, train, hold (same class names).
 
     embedder: an identity embedder (train's faces are then embedded here), an IdentityCheck
     whose references are already embedded (an export's), or None (no identity section).
+    projection: {'run': Run, 'steps': N, 'max_images': 64, 'config': ProjectConfig} (the last two
+    optional) also projects training and holdout images into the run's generator (privacy's
+    'projection_membership'; jaxgen/stylegan2/projector.py's datasheet_membership).
     Returns the JSON-ready sheet plus '_per_image' (arrays for images.csv and the sheet)."""
     names = list(train.class_names)
     syn_f, train_f, hold_f = (_features(net, d.images) for d in (syn, train, hold))
@@ -144,6 +150,8 @@ def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_d
         privacy=privacy.privacy_report(train_f, hold_f, syn_f),
         settings=dict(k_precision_recall=k_pr, k_density_coverage=k_dc),
         versions=_versions(), date=datetime.datetime.now().isoformat(timespec="seconds"))
+    if projection is not None:
+        sheet["privacy"]["projection_membership"] = datasheet_membership(train=train, holdout=hold, **projection)
     d_feat, i_feat = privacy.nearest(syn_f, train_f, 1)
     per_image = dict(feature_distance=d_feat[:, 0], feature_index=i_feat[:, 0])
     if embedder is not None:
@@ -201,6 +209,11 @@ def markdown(sheet: Dict[str, Any], meta: Dict[str, Any]) -> str:
               f"{_f(d['holdout_median'])} | ratio {_f(d['ratio'])}: ~1 no copying, << 1 copying |",
               f"| membership-inference AUC (distance attack) | {_f(pv['membership_auc'])} | | "
               "0.5 = nothing leaks, 1 = training set given away |"]
+    pm = pv.get("projection_membership")
+    if pm:
+        lines.append(f"| membership AUC (projection, {pm['steps']} steps: training images reconstruct "
+                     f"better) | {_f(pm['auc'])} | | median pixel MSE train {pm['train_median_mse']:.4g}, "
+                     f"holdout {pm['holdout_median_mse']:.4g}; 0.5 = nothing leaks |")
     if "identity" in sheet:
         lines += _identity_md(sheet["identity"])
     if "utility" in sheet:
@@ -312,21 +325,25 @@ def utility_summary(result: Dict[str, Any], out: str) -> Dict[str, Any]:
 def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inception_weights: str = "",
                           feature_net: str = "", identity_model: str = "dlib", threshold: float = -1.0,
                           resolution: int = 0, meta: Optional[Dict[str, Any]] = None,
-                          utility: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                          utility: Optional[Dict[str, Any]] = None,
+                          projection: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Check the three folders and `out`, then compute and write the datasheet; returns it.
 
     utility: {'classifier_config', 'seeds', 'overrides'} also runs the utility benchmark (real
     train vs synthetic, tested on the holdout) into out/utility and adds its accuracies; a dict
-    with 'real_train_acc' is a section measured elsewhere (utility_summary's keys), kept as is."""
+    with 'real_train_acc' is a section measured elsewhere (utility_summary's keys), kept as is.
+    projection: {'run': path, 'steps': N} adds the projection membership AUC (see compute)."""
     folders = {"--real": real, "--synthetic": synthetic, "--holdout": holdout}
     _, side = _check_folders(folders)
     out_dir = check_output(out, OUTPUT_KIND)
     net = make_feature_net(inception_weights, feature_net)
     embedder = make_embedder(identity_model, threshold)
+    if projection:
+        projection = dict(projection, run=open_run(projection["run"], kinds=("stylegan2",)))
     res = int(resolution) or side
     train, syn, hold = (load_image_folder(f, res, 3, cache_dir=None) for f in (real, synthetic, holdout))
     out_dir = claim_output(out_dir, OUTPUT_KIND)
-    sheet = compute(syn, train, hold, net, embedder)
+    sheet = compute(syn, train, hold, net, embedder, projection=projection)
     if utility and "real_train_acc" in utility:
         sheet["utility"] = dict(utility)
     elif utility:

@@ -414,13 +414,18 @@ class InceptionFeatures:
         self._run = jax.jit(self._forward)
 
     def _forward(self, variables, batch):
-        if batch.dtype == jnp.uint8:
-            x = batch.astype(jnp.float32) / 255.0  # torchvision ToTensor: float(x) / 255
-        else:
-            x = batch.astype(jnp.float32)
-        if x.shape[-1] == 1:
-            x = jnp.repeat(x, 3, axis=-1)
-        return self.model.apply(variables, x)
+        """float32 [B, H, W, 3] in [0, 1] -> {'pool3', 'logits'}."""
+        return self.model.apply(variables, batch)
+
+    @staticmethod
+    def _prepare(chunk, xp):
+        """uint8 or float [B, H, W, 1|3] -> float32 RGB in [0, 1], before the jitted network: so
+        uint8, float and grayscale inputs of one size share one compiled program (and uint8
+        gives exactly what its float / 255 gives)."""
+        x = chunk.astype(xp.float32)
+        if chunk.dtype == np.uint8:
+            x = x / xp.float32(255.0)  # torchvision ToTensor: float(x) / 255
+        return xp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
 
     def __call__(self, images) -> Dict[str, np.ndarray]:
         xp = jnp if isinstance(images, jax.Array) else np
@@ -438,7 +443,7 @@ class InceptionFeatures:
             if chunk.shape[0] < bs:
                 pad = [(0, bs - chunk.shape[0])] + [(0, 0)] * 3
                 chunk = xp.pad(chunk, pad)
-            out = self._run(self.variables, chunk)  # dispatched asynchronously
+            out = self._run(self.variables, self._prepare(chunk, xp))  # dispatched asynchronously
             if pending is not None:
                 done.append(jax.device_get(pending))  # fetch the previous batch meanwhile
             pending = out

@@ -4,9 +4,12 @@
 
 The pickle is read with the restricted unpickler (`safe_pickle`): the network
 source code that NVIDIA embeds in every snapshot is never executed; only the
-tensors and the constructor kwargs are taken. The output directory holds
-`run.json` (kind stylegan2, jaxgen G/D kwargs) and `networks/` (orbax: G, D, G_ema), plus a
-`preview.png` of G_ema samples so you can check the conversion by eye.
+tensors and the constructor kwargs are taken. Both kinds of NVIDIA pickle work:
+PyTorch snapshots (dict with G, D, G_ema) and TensorFlow-era StyleGAN2 /
+StyleGAN2-ADA pickles ((G, D, Gs) tuple; Gs becomes G_ema; see `nvidia_tf`).
+The output directory holds `run.json` (kind stylegan2, jaxgen G/D kwargs) and
+`networks/` (orbax: G, D, G_ema), plus a `preview.png` of G_ema samples so you
+can check the conversion by eye.
 Use the result with `--config.transfer.init_from=<dir>` (or pass the .pkl directly).
 
 The output directory must be new or empty (a folder of other files is refused,
@@ -31,16 +34,20 @@ from jaxgen.harness.checkpoint import CheckpointError, save_networks
 from jaxgen.stylegan2.networks import build_generator
 from jaxgen.stylegan2.nvidia import (ConversionError, discriminator_from_state_dict,
                                      discriminator_kwargs, generator_from_state_dict, generator_kwargs)
+from jaxgen.stylegan2.nvidia_tf import convert_tf_snapshot
 from jaxgen.utils.images import save_grid
 from jaxgen.utils.outputs import check_output, claim_output
-from jaxgen.utils.safe_pickle import PersistentModule, load_network_pkl
+from jaxgen.utils.safe_pickle import PersistentModule, is_tf_network_pkl, load_network_pkl
 
 OUTPUT_KIND = "networks"
 OUT_FLAG = "OUT (the 2nd argument)"
 
 
 def convert_snapshot(path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """(info with G_kwargs/D_kwargs, {'G', 'D', 'G_ema'} Flax variables) of an NVIDIA snapshot."""
+    """(info with G_kwargs/D_kwargs, {'G', 'D', 'G_ema'} Flax variables) of an NVIDIA snapshot
+    (PyTorch, or a TensorFlow-era (G, D, Gs) pickle: G_ema = Gs)."""
+    if is_tf_network_pkl(path):
+        return convert_tf_snapshot(path)
     data = load_network_pkl(path)
     recs = {}
     for name in ("G", "D", "G_ema"):
@@ -88,7 +95,8 @@ def main(argv=None) -> int:
     """Command line: convert PKL into the networks directory OUT (and write its preview)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("pkl", type=pathlib.Path, help="official snapshot (dict with G, D, G_ema)")
+    p.add_argument("pkl", type=pathlib.Path,
+                   help="official snapshot (PyTorch dict with G, D, G_ema, or TensorFlow (G, D, Gs))")
     p.add_argument("out", type=pathlib.Path, help="output directory: new or empty")
     p.add_argument("--no_preview", action="store_true", help="skip preview.png")
     p.add_argument("--no-preview", dest="no_preview", action="store_true", default=argparse.SUPPRESS,

@@ -12,7 +12,8 @@ only through the explicit allow-list ``_ALLOWED``, which maps each name to a
 other global raises :class:`UnsafePickleError` naming it.  Shared stand-ins
 refuse pickle ``BUILD``, so one file cannot tamper with later loads.  Results
 hold only numpy arrays/scalars, plain containers and the inert records
-:class:`PersistentModule` / :class:`TorchModule` (``module_src`` is only hashed).
+:class:`PersistentModule` / :class:`TorchModule` (``module_src`` is only hashed) and
+:class:`TFNetwork` (``build_module_src`` is only hashed).
 Out of scope: denial of service (a malformed pickle can still make CPython's own
 unpickler allocate much memory); such failures surface as errors, not code runs.
 
@@ -29,6 +30,14 @@ Formats:
   ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)``, its
   storage to ``torch.storage._load_from_bytes(blob)`` with ``blob`` a
   legacy-format ``torch.save`` of that storage.
+* TensorFlow-era NVIDIA pickles (StyleGAN2 / StyleGAN2-ADA TF, e.g.
+  ``stylegan2-ffhq-config-f.pkl``): a ``(G, D, Gs)`` tuple of
+  ``dnnlib.tflib.network.Network`` objects.  Unpickling one calls
+  ``Network.__setstate__(state)``, which ``exec``s ``state['build_module_src']``;
+  here the class resolves to an inert stand-in that keeps ``name``,
+  ``static_kwargs``, ``components`` (sub-networks), ``variables`` ((name, array)
+  pairs) and ``build_func_name``, and only a sha256 of the source
+  (:func:`load_tf_network_pkl`, :func:`is_tf_network_pkl`).
 
 Tensors are rebuilt with bounds-checked ``as_strided`` views and then copied,
 so storage offsets and non-contiguous strides come out as ``t.numpy()`` would.
@@ -41,11 +50,12 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import struct
 import sys
 import zipfile
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator, Optional, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, Optional, Union
 
 import ml_dtypes
 import numpy as np
@@ -53,7 +63,8 @@ import numpy as np
 from jaxgen.errors import UserError
 
 __all__ = ["UnsafePickleError", "InvalidCheckpointError", "ModuleRecord", "TorchModule",
-           "PersistentModule", "load_torch_file", "load_network_pkl"]
+           "PersistentModule", "TFNetwork", "load_torch_file", "load_network_pkl",
+           "load_tf_network_pkl", "is_tf_network_pkl"]
 
 PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
 _MAGIC_NUMBER, _PROTOCOL_VERSION = 0x1950A86A20F9469CFC6C, 1001
@@ -102,6 +113,43 @@ class PersistentModule(ModuleRecord):
     @property
     def init_kwargs(self) -> dict:
         return dict(self.state.get("_init_kwargs") or {})
+
+
+@dataclass
+class TFNetwork:
+    """Inert stand-in for a TensorFlow-era ``dnnlib.tflib.network.Network`` (its source never ran).
+
+    ``variables`` holds this network's own variables ``{local name: array}`` (e.g.
+    ``'4x4/Conv/weight'`` [3, 3, in, out]); ``components`` its sub-networks (G:
+    ``'mapping'``, ``'synthesis'``); ``static_kwargs`` its constructor kwargs.
+    """
+
+    name: str
+    version: int
+    static_kwargs: dict
+    components: Dict[str, "TFNetwork"]
+    variables: Dict[str, np.ndarray]
+    build_func_name: str
+    build_module_src_sha256: str
+    build_module_src_len: int
+    build_module_name: Optional[str] = None
+
+    def all_variables(self) -> Dict[str, np.ndarray]:
+        """Own and sub-network variables, the latter prefixed ``'<component>/'`` (e.g.
+        ``'synthesis/noise0'``), as NVIDIA's converter names them."""
+        out: Dict[str, np.ndarray] = {}
+        _collect_tf(self, "", out, set())
+        return out
+
+
+def _collect_tf(net: TFNetwork, prefix: str, out: Dict[str, np.ndarray], active: set) -> None:
+    if id(net) in active:
+        raise InvalidCheckpointError(f"TF network {net.name!r}: its components form a cycle")
+    active.add(id(net))
+    out.update((prefix + name, value) for name, value in net.variables.items())
+    for name, comp in net.components.items():
+        _collect_tf(comp, f"{prefix}{name}/", out, active)
+    active.discard(id(net))
 
 
 def _collect_state(mod: ModuleRecord, prefix: str, out: dict[str, np.ndarray]) -> None:
@@ -201,6 +249,20 @@ class _ModuleStub:
         self.state = state
 
 
+class _TFNetworkStub:
+    """Instance of ``dnnlib.tflib.network.Network`` under construction (NEWOBJ + BUILD).
+
+    BUILD stores the state; :func:`_finish` turns it into a :class:`TFNetwork`."""
+
+    __hash__ = None  # type: ignore[assignment]
+    state = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict):
+            raise InvalidCheckpointError("dnnlib.tflib.network.Network: state is not a dict")
+        self.state = state
+
+
 class _NDArrayStub:
     """A numpy array under construction (``_reconstruct``, then BUILD with its state)."""
 
@@ -258,7 +320,8 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> An
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """``copyreg._reconstructor``, only for allowed classes and without running their code."""
-    if isinstance(cls, type) and issubclass(cls, _ModuleStub) and base is _OBJECT and state is None:
+    stub = cls is _TFNetworkStub or (isinstance(cls, type) and issubclass(cls, _ModuleStub))
+    if stub and base is _OBJECT and state is None:  # protocol 0/1 form of NEWOBJ
         return cls()
     if cls in (_EasyDict, collections.OrderedDict) and base is dict and isinstance(state, dict):
         return cls(state)
@@ -336,6 +399,7 @@ _ALLOWED: dict[str, Any] = {
     "builtins.frozenset": frozenset, "builtins.dict": dict, "builtins.complex": complex,
     "builtins.object": _OBJECT, "torch.Size": tuple,
     "dnnlib.util.EasyDict": _EasyDict, "dnnlib.EasyDict": _EasyDict, "numpy.ndarray": _NDArrayStub,
+    "dnnlib.tflib.network.Network": _TFNetworkStub,  # inert: its build_module_src is never run
     **{n: _Global(n) for n in ("torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Parameter")},
     **{f"{mod}.{kind}Storage": _Global(f"torch.{kind}Storage", dt)
        for kind, dt in _STORAGES.items() for mod in ("torch", "torch.cuda", "torch.storage")},
@@ -363,9 +427,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(
             f"{self._source}: refusing to unpickle global '{key}'. This is not a plain weights file: "
             f"pickle.load/torch.load would import '{module}' and could run code from it (or code "
-            "embedded in the file). Only tensors, numpy arrays, plain containers, torch.nn modules and "
-            "StyleGAN2-ADA persistent modules are accepted. If you trust the file, load it once in a "
-            "sandbox and re-export the weights as a plain state dict "
+            "embedded in the file). Only tensors, numpy arrays, plain containers, torch.nn modules, "
+            "StyleGAN2-ADA persistent modules and TensorFlow-era dnnlib networks are accepted. If you "
+            "trust the file, load it once in a sandbox and re-export the weights as a plain state dict "
             "(torch.save(module.state_dict(), path)).")
 
     def persistent_load(self, pid: Any) -> Any:
@@ -504,7 +568,11 @@ def _finish(obj: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
         res = TorchModule(obj.qualname, {})
     elif type(obj) is _EasyDict:
         res = {}
+    elif isinstance(obj, _TFNetworkStub):
+        res = TFNetwork("", 0, {}, {}, {}, "", "", 0)
     memo[id(obj)] = (obj, res)  # holding obj keeps its id from being reused
+    if isinstance(obj, _TFNetworkStub):
+        _fill_tf_network(res, _finish(obj.state if obj.state is not None else {}, memo))
     if isinstance(obj, _ModuleStub):
         res.state = _finish(obj.state if obj.state is not None else {}, memo)
     elif isinstance(obj, ModuleRecord):
@@ -520,6 +588,37 @@ def _finish(obj: Any, memo: dict[int, tuple[Any, Any]]) -> Any:
         res = tuple(_finish(v, memo) for v in obj)
         memo[id(obj)] = (obj, res)
     return res
+
+
+_TF_STATE_KEYS = ("version", "name", "static_kwargs", "build_module_src", "build_func_name", "variables")
+
+
+def _fill_tf_network(rec: TFNetwork, state: dict) -> None:
+    """Check a ``Network.__setstate__`` state (already finished) and copy it into ``rec``."""
+    missing = [k for k in _TF_STATE_KEYS if k not in state]
+    if missing:
+        raise InvalidCheckpointError(f"dnnlib.tflib.network.Network state lacks {', '.join(missing)}")
+    src, comps, variables = state["build_module_src"], state.get("components") or {}, state["variables"]
+    if not (type(state["version"]) is int and isinstance(state["name"], str) and isinstance(src, str)
+            and isinstance(state["build_func_name"], str) and isinstance(state["static_kwargs"], dict)
+            and isinstance(comps, dict) and isinstance(variables, (list, tuple))):
+        raise InvalidCheckpointError(f"TF network {state['name']!r:.60}: malformed Network state")
+    for key, comp in comps.items():
+        if not (isinstance(key, str) and isinstance(comp, TFNetwork)):
+            raise InvalidCheckpointError(f"TF network {state['name']!r}: component {key!r:.60} is a "
+                                         f"{type(comp).__name__}, not a dnnlib.tflib.network.Network")
+    own: Dict[str, np.ndarray] = {}
+    for item in variables:
+        name, value = item if isinstance(item, (tuple, list)) and len(item) == 2 else (None, None)
+        arr = np.asarray(value) if isinstance(value, (np.ndarray, np.generic, float, int)) else None
+        if not isinstance(name, str) or name in own or arr is None or arr.dtype.kind not in "biuf":
+            raise InvalidCheckpointError(f"TF network {state['name']!r}: variable entry {str(item):.80} "
+                                         "is not a unique (name, numeric array) pair")
+        own[name] = arr
+    module_name = state.get("build_module_name")
+    rec.__init__(state["name"], state["version"], dict(state["static_kwargs"]), dict(comps), own,  # type: ignore[misc]
+                 state["build_func_name"], hashlib.sha256(src.encode()).hexdigest(), len(src),
+                 module_name if isinstance(module_name, str) else None)
 
 
 @contextlib.contextmanager
@@ -552,6 +651,9 @@ def load_network_pkl(path_or_fileobj: PathOrFile) -> dict[str, Any]:
     """
     with _opened(path_or_fileobj) as (fh, source), _errors(source):
         data = _finish(_unpickle(fh, source), {})
+    if isinstance(data, tuple) and any(isinstance(v, TFNetwork) for v in data):
+        raise InvalidCheckpointError(f"{source}: a TensorFlow-era (G, D, Gs) pickle; read it with "
+                                     "load_tf_network_pkl (jaxgen.stylegan2.nvidia_tf converts it)")
     if not isinstance(data, dict):
         raise InvalidCheckpointError(f"{source}: expected a snapshot dict, got {type(data).__name__}")
     for key in ("G", "D", "G_ema", "augment_pipe"):
@@ -561,3 +663,52 @@ def load_network_pkl(path_or_fileobj: PathOrFile) -> dict[str, Any]:
         raise InvalidCheckpointError(f"{source}: training_set_kwargs is not a dict")
     head = {k: data.get(k) for k in ("G", "D", "G_ema", "augment_pipe", "training_set_kwargs")}
     return {**head, **{k: v for k, v in data.items() if k not in head}}
+
+
+def load_tf_network_pkl(path_or_fileobj: PathOrFile) -> Dict[str, TFNetwork]:
+    """Load a TensorFlow-era NVIDIA pickle (StyleGAN2 / StyleGAN2-ADA TF) without running its code.
+
+    Returns ``dict(G=..., D=..., Gs=...)`` of :class:`TFNetwork` records (the file holds the
+    tuple ``(G, D, Gs)``).  Errors as :func:`load_torch_file`; anything else in the tuple is
+    an :class:`InvalidCheckpointError` naming the entry.
+    """
+    with _opened(path_or_fileobj) as (fh, source), _errors(source):
+        data = _finish(_unpickle(fh, source), {})
+    if not (isinstance(data, tuple) and len(data) == 3):
+        got = f"a tuple of {len(data)}" if isinstance(data, tuple) else f"a {type(data).__name__}"
+        raise InvalidCheckpointError(f"{source}: expected NVIDIA's TensorFlow (G, D, Gs) tuple, got {got}")
+    for role, net in zip(("G", "D", "Gs"), data):
+        if not isinstance(net, TFNetwork):
+            raise InvalidCheckpointError(f"{source}: entry {role} of the (G, D, Gs) tuple is a "
+                                         f"{type(net).__name__}, not a dnnlib.tflib.network.Network")
+    return dict(zip(("G", "D", "Gs"), data))
+
+
+_TF_NETWORK_GLOBAL = "dnnlib.tflib.network Network"
+
+
+def is_tf_network_pkl(path_or_fileobj: PathOrFile, max_ops: int = 64) -> bool:
+    """Whether a pickle names ``dnnlib.tflib.network.Network`` among its first ``max_ops``
+    opcodes, i.e. is a TensorFlow-era NVIDIA pickle rather than a PyTorch one.
+
+    Cheap (reads a few hundred bytes; nothing is unpickled), for dispatching only: the
+    loaders do the real checks.  A file object is left at its original position.
+    """
+    with _opened(path_or_fileobj) as (fh, _):
+        start = fh.tell()
+        strings: list = []
+        try:
+            for i, (op, arg, _pos) in enumerate(pickletools.genops(fh)):
+                if i >= max_ops or op.name == "STOP":
+                    break
+                if op.name in ("GLOBAL", "INST") and arg == _TF_NETWORK_GLOBAL:
+                    return True
+                if isinstance(arg, str):
+                    strings = (strings + [arg])[-2:]
+                if op.name == "STACK_GLOBAL" and " ".join(strings) == _TF_NETWORK_GLOBAL:
+                    return True
+        except Exception:  # not a pickle (a torch zip, garbage): not a TF pickle
+            return False
+        finally:
+            fh.seek(start)
+    return False

@@ -14,6 +14,7 @@ import tiny_gan
 from jaxgen.metrics import suite
 from jaxgen.metrics.evaluate import run
 from jaxgen.metrics.fid_tracker import FIDTracker
+from jaxgen.workflows import generate
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -95,11 +96,18 @@ def test_random_inception_features_are_seeded_and_sensitive():
     assert 0.01 < float(a.std()) < 100  # He-normal init keeps activations in a sane range
 
 
-def test_generate_exports_checked_resumable_dataset_with_datasheet(trained, tmp_path):
-    from jaxgen.workflows.generate import export_dataset
+def _pixel_net(inception_weights, fallback):
+    """Pixels as features: the datasheet's plumbing on a real run without compiling an Inception
+    (the random-Inception features themselves are tested above)."""
+    assert (inception_weights, fallback) == ("", "random_inception")
+    return suite.FeatureNet("pixels_for_test", False, lambda x: {"pool3": x.reshape(len(x), -1)[:, ::5] / 255.0})
+
+
+def test_generate_exports_checked_resumable_dataset_with_datasheet(trained, tmp_path, monkeypatch):
     out = tmp_path / "synthetic"
+    monkeypatch.setattr(generate, "make_feature_net", _pixel_net)
     # The run's config.json names its demo faces: the check, its pixel model and the holdout follow.
-    r = export_dataset(str(trained["workdir"]), str(out), num_per_class=3)
+    r = generate.export_dataset(str(trained["workdir"]), str(out), num_per_class=3)
     assert r["written"] == 12 and r["classes"] == ["healthy", "mild", "moderate", "severe"]
     rows = [json.loads(ln) for ln in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and rows[4]["class_name"] == "mild" and rows[4]["latent_seed"] == [0, 1, 1]
@@ -107,13 +115,13 @@ def test_generate_exports_checked_resumable_dataset_with_datasheet(trained, tmp_
     assert rows[0]["identity"]["nearest_real_file"].startswith(str(trained["root"] / "demo"))
     sheet = json.loads((out / "datasheet.json").read_text())
     assert sheet["counts"]["synthetic"]["mild"] == 3 and sheet["counts"]["holdout"]["mild"] >= 1
-    assert sheet["feature_net"]["name"] == "random_inception_s0" and 0 <= sheet["privacy"]["membership_auc"] <= 1
+    assert sheet["feature_net"]["name"] == "pixels_for_test" and 0 <= sheet["privacy"]["membership_auc"] <= 1
     assert "not an identity model" in sheet["identity"]["caveat"]
     first = (out / "mild" / "mild_00001.png").read_bytes()
     (out / "mild" / "mild_00001.png").unlink()
     (out / "severe" / "severe_00002.png").write_bytes(b"truncated")
-    r2 = export_dataset(str(trained["workdir"]), str(out), num_per_class=3, datasheet=False)
+    r2 = generate.export_dataset(str(trained["workdir"]), str(out), num_per_class=3, datasheet=False)
     assert r2["written"] == 2                                   # only the missing and the broken one
     assert (out / "mild" / "mild_00001.png").read_bytes() == first   # same latent -> same image
     with pytest.raises(ValueError, match=r"has no class '../evil'"):
-        export_dataset(str(trained["workdir"]), str(out), 1, class_names=["../evil", "b", "c", "d"])
+        generate.export_dataset(str(trained["workdir"]), str(out), 1, class_names=["../evil", "b", "c", "d"])

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from jaxgen.stylegan2 import augment as A
 from jaxgen.stylegan2.augment import AugmentSpec, ada_adjust, augment
 
+XLA_FAST_COMPILE = True   # compile-bound; references computed in this process (conftest.py)
+
 KEY = jax.random.PRNGKey(7)
 GEOM_OPS = ("scale", "rotate", "aniso", "xfrac")
 COLOR_OPS = ("brightness", "contrast", "lumaflip", "hue", "saturation")

@@ -6,6 +6,8 @@ import pytest
 
 from jaxgen.stylegan2.resample import conv2d_resample, conv_impl, conv_upsampled, setup_filter, upfirdn2d
 
+XLA_FAST_COMPILE = True   # compile-bound; both sides of every check run in this process (conftest.py)
+
 DN = ("NHWC", "HWIO", "NHWC")
 
 

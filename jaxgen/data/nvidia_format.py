@@ -1,0 +1,440 @@
+"""NVIDIA's dataset format in and out: datasets move between jaxgen and stylegan2-ada-pytorch.
+
+Why: people train with both tools. NVIDIA's `dataset_tool.py` writes a zip (or a
+folder) of same-size square PNGs plus one `dataset.json` of integer class labels;
+jaxgen reads class sub-folders. This module reads NVIDIA's layout into an
+`ImageDataset` and writes either layout from the other.
+
+NVIDIA's layout (as `dataset_tool.py` writes it; `training/dataset.py` reads any
+image files in the zip or folder, sorted by their relative name):
+
+    00000/img00000000.png ... 00001/img00001000.png ...   (uncompressed PNGs, zip stored)
+    dataset.json  {"labels": [["00000/img00000000.png", 3], ...]}  or  {"labels": null}
+
+A label is an integer class k >= 0 (NVIDIA conditions on a one-hot of size max+1);
+`{"labels": null}` or no dataset.json means unlabelled. jaxgen adds an optional
+"class_names" list to dataset.json (NVIDIA's code reads only "labels"), so class
+names survive a round trip; without it the classes are named "0".."K-1", and an
+unlabelled set is one class named after the zip or folder.
+
+    load_nvidia_dataset(path, resolution, channels)   zip or folder -> ImageDataset
+    is_nvidia_dataset(path)                            a .zip, or a folder whose dataset.json has "labels"
+    write_nvidia_dataset(images, labels, names, out)   -> out.zip or an NVIDIA folder
+
+`jaxgen.data.load_dataset` with source='folder' loads a path that `is_nvidia_dataset`
+(e.g. --config.data.path=ffhq.zip). The command line (`jaxgen.data.nvidia_dataset`, a
+module of its own so that `python -m` runs it cleanly) converts both ways:
+
+    python -m jaxgen.data.nvidia_dataset export data/demo_acne /tmp/acne.zip
+    python -m jaxgen.data.nvidia_dataset import /tmp/acne.zip /tmp/acne_folders
+
+Images load like a jaxgen folder (`prepare_image`: converted to `channels`, resized
+to `resolution` when stored at another size); all of them must have the one size
+NVIDIA's format requires. Every problem is a one-line `DatasetError` naming the
+file and the fix; outputs are never overwritten: a zip must be new, a folder new or
+empty (`jaxgen.utils.outputs` marks it as jaxgen's).
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import json
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
+
+from jaxgen.data.folder import (DatasetError, ImageDataset, _read_cache, _unreadable_error, _write_cache,
+                                check_channels, check_resolution, default_cache_dir, folder_summary,
+                                prepare_image, source_info, warn_summary)
+from jaxgen.errors import OutputError
+from jaxgen.utils.files import inside
+from jaxgen.utils.outputs import MARKER, check_output, claim_output
+from jaxgen.utils.progress import Progress
+
+LABELS_FILE = "dataset.json"
+EXPORT_KIND = "nvidia_dataset"          # marker kind of an NVIDIA folder jaxgen wrote
+IMPORT_KIND = "nvidia_import"           # marker kind of class folders imported from NVIDIA's format
+_CACHE_VERSION = 1
+_CHUNK = 256                            # images read from the zip, then decoded in threads, at a time
+PathLike = Union[str, os.PathLike]
+
+
+def _image_extensions() -> Tuple[str, ...]:
+    """Every extension PIL can open, as NVIDIA's ImageFolderDataset uses (PIL.Image.EXTENSION)."""
+    Image.init()
+    return tuple(Image.EXTENSION)
+
+
+def _is_image_name(name: str, extensions: Tuple[str, ...]) -> bool:
+    """An image file of the dataset: a PIL extension, no hidden part (macOS's __MACOSX/._x.png)."""
+    parts = name.split("/")
+    hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    return not hidden and os.path.splitext(name)[1].lower() in extensions
+
+
+class Archive:
+    """The files of a zip or a folder by relative '/'-separated name: `names` (sorted), `read`."""
+
+    def __init__(self, path: PathLike):
+        self.path = Path(path).expanduser()
+        self.zip = None
+        if self.path.is_dir():
+            names = [os.path.relpath(os.path.join(d, f), self.path).replace(os.sep, "/")
+                     for d, _, files in os.walk(self.path) for f in files]
+        elif self.path.is_file():
+            try:
+                self.zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError) as e:
+                raise DatasetError(f"{self.path} is not a readable zip ({e}); pass a zip written by "
+                                   "NVIDIA's dataset_tool.py (or jaxgen's export), or re-create it") from None
+            names = [n for n in self.zip.namelist() if not n.endswith("/")]
+        else:
+            raise DatasetError(f"dataset not found: {self.path}. Pass a zip written by NVIDIA's "
+                               "dataset_tool.py, or a folder of images with its dataset.json")
+        self.names = sorted(names)
+
+    def image_names(self) -> List[str]:
+        """The dataset's images: names with a PIL extension (as NVIDIA's loader), none hidden."""
+        extensions = _image_extensions()
+        return [n for n in self.names if _is_image_name(n, extensions)]
+
+    def read(self, name: str) -> bytes:
+        if self.zip is not None:
+            return self.zip.read(name)
+        return (self.path / name).read_bytes()
+
+    def stamp(self) -> list:
+        """What the cache key depends on: the zip's size and mtime, or every file's in a folder."""
+        files = [self.path] if self.zip is not None else [self.path / n for n in self.names]
+        return [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+
+    def close(self) -> None:
+        if self.zip is not None:
+            self.zip.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def is_nvidia_dataset(path: PathLike) -> bool:
+    """True for a path ending in .zip, or a folder whose dataset.json has a "labels" key
+    (jaxgen's demo folders also hold a dataset.json, without "labels": they stay class folders)."""
+    p = Path(str(path)).expanduser()
+    if p.suffix.lower() == ".zip":
+        return True
+    try:
+        meta = json.loads((p / LABELS_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "labels" in meta
+
+
+def _read_meta(arch: Archive) -> Optional[dict]:
+    """dataset.json of `arch` as a dict with "labels", or None when it has none."""
+    if LABELS_FILE not in arch.names:
+        nested = [n for n in arch.names if n.endswith("/" + LABELS_FILE)]
+        if nested:
+            raise DatasetError(f"{arch.path} has {nested[0]} but no {LABELS_FILE} at its top, where NVIDIA's "
+                               "tools read the labels: zip the contents of that folder, not the folder")
+        return None
+    where = f"{arch.path}/{LABELS_FILE}" if arch.zip is None else f"{LABELS_FILE} in {arch.path}"
+    try:
+        meta = json.loads(arch.read(LABELS_FILE))
+    except ValueError as e:
+        raise DatasetError(f"{where} is not valid JSON ({e}); fix it, or delete it to load the "
+                           "images unlabelled") from None
+    if not isinstance(meta, dict) or "labels" not in meta:
+        raise DatasetError(f'{where} has no "labels": write {{"labels": [["00000/img00000000.png", 3], '
+                           '...]}} (one integer class per image) or {"labels": null} (unlabelled)')
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise DatasetError(f'{where}: "class_names" must be a list of strings (one per class), '
+                           f"got {names!r}; fix or remove it (classes are then named 0, 1, ...)")
+    return dict(meta, where=where)
+
+
+def _class_index(value) -> Optional[int]:
+    """The class of one label value (an integer >= 0, also written 3.0), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, float) and value >= 0 and value.is_integer():
+        return int(value)
+    return None
+
+
+def _label_table(raw, where: str) -> Dict[str, object]:
+    """{image name: label value} of dataset.json's "labels" list (checked to be [name, label] pairs)."""
+    pairs = raw if isinstance(raw, list) else None
+    if pairs is None or not all(isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str)
+                                for e in pairs):
+        bad = raw if pairs is None else next(e for e in pairs if not (
+            isinstance(e, (list, tuple)) and len(e) == 2 and isinstance(e[0], str)))
+        raise DatasetError(f'{where}: "labels" must be a list of [file, class] pairs or null, found '
+                           f"{json.dumps(bad)[:80]}; re-write it with dataset_tool.py or jaxgen's export")
+    return {name.replace("\\", "/"): value for name, value in pairs}
+
+
+def _labels_for(images: Sequence[str], meta: dict) -> np.ndarray:
+    """int32 [len(images)]: the class of each image by its relative name (checked both ways)."""
+    where = meta["where"]
+    table = _label_table(meta["labels"], where)
+    missing = [n for n in images if n not in table]
+    if missing:
+        raise DatasetError(f"{where} has no label for {len(missing)} of {len(images)} image(s) (e.g. "
+                           f"{', '.join(missing[:3])}): add a [file, class] entry for each, or set "
+                           '"labels": null to load them unlabelled')
+    extra = sorted(set(table) - set(images))
+    if extra:
+        raise DatasetError(f"{where} labels {len(extra)} file(s) that are not images of the dataset (e.g. "
+                           f"{', '.join(extra[:3])}): remove those entries or add the files")
+    bad = [(n, table[n]) for n in images if _class_index(table[n]) is None]
+    if bad:
+        kind = ("label vectors; jaxgen trains on one integer class per image" if isinstance(bad[0][1], list)
+                else "not integer classes >= 0")
+        raise DatasetError(f"{where}: {len(bad)} label(s) are {kind} (e.g. {bad[0][0]}: "
+                           f"{json.dumps(bad[0][1])[:60]}); use class numbers 0, 1, 2, ...")
+    return np.array([_class_index(table[n]) for n in images], np.int32)
+
+
+def _labels_and_names(arch: Archive, images: Sequence[str]) -> Tuple[np.ndarray, List[str], str]:
+    """(labels int32 [N], class names, where the labels came from) of an NVIDIA dataset."""
+    meta = _read_meta(arch)
+    names = (meta or {}).get("class_names")
+    if meta is None or meta["labels"] is None:
+        one = names if names is not None and len(names) == 1 else [arch.path.stem or "images"]
+        return np.zeros(len(images), np.int32), list(one), "none"
+    labels = _labels_for(images, meta)
+    k = int(labels.max()) + 1
+    if names is not None and len(names) < k:
+        raise DatasetError(f'{meta["where"]}: "class_names" has {len(names)} name(s) but the labels go '
+                           f"up to {k - 1}; give one name per class, or remove it (names 0..{k - 1})")
+    return labels, list(names) if names is not None else [str(c) for c in range(k)], LABELS_FILE
+
+
+def _decode(data: bytes, resolution: int, channels: int):
+    """(array [R, R, C], source_info, stored (w, h), None) or (None, None, None, error) of one file."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            info = source_info(img, channels)
+            return prepare_image(img, resolution, channels), info, img.size, None
+    except Exception as e:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return None, None, None, f"{type(e).__name__}: {e}"
+
+
+def _decode_all(arch: Archive, images: Sequence[str], resolution: int, channels: int,
+                num_threads: Optional[int]) -> list:
+    """One `_decode` result per image: files read in chunks, decoded in threads."""
+    threads = num_threads or min(8, os.cpu_count() or 1)
+    results = []
+    with ThreadPoolExecutor(threads) as pool:
+        for start in range(0, len(images), _CHUNK):
+            blobs = [arch.read(n) for n in images[start:start + _CHUNK]]
+            results += pool.map(lambda b: _decode(b, resolution, channels), blobs)
+    return results
+
+
+def _check_sizes(arch: Archive, images: Sequence[str], sizes: Sequence[Tuple[int, int]]) -> None:
+    """NVIDIA's format holds one image size: refuse a dataset of mixed sizes, naming them."""
+    counts = collections.Counter(sizes)
+    if len(counts) > 1:
+        odd = next(n for n, s in zip(images, sizes) if s != counts.most_common(1)[0][0])
+        shown = ", ".join(f"{w}x{h}: {c}" for (w, h), c in counts.most_common(4))
+        raise DatasetError(f"the images of {arch.path} have {len(counts)} sizes ({shown}; e.g. {odd}) but "
+                           "NVIDIA's format has one: re-make it with dataset_tool.py --width/--height, or "
+                           "load the images as class folders (they are then resized and cropped)")
+
+
+def _cache_path(arch: Archive, resolution: int, channels: int, skip_corrupt: bool,
+                cache_dir) -> Optional[Path]:
+    """The .npz that holds (or will hold) this load, or None when caching is off."""
+    if cache_dir is None or str(cache_dir) == "":
+        return None
+    base = default_cache_dir() if cache_dir == "auto" else Path(cache_dir)
+    blob = json.dumps([_CACHE_VERSION, str(arch.path.resolve()), arch.stamp(), resolution, channels,
+                       skip_corrupt])
+    key = hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return base / f"{arch.path.resolve().stem}-nvidia-{resolution}-{key}.npz"
+
+
+def _decoded(arch: Archive, images: List[str], labels: np.ndarray, names: List[str], resolution: int,
+             channels: int, skip_corrupt: bool, num_threads: Optional[int]) -> ImageDataset:
+    """The decoded dataset with its summary (unreadable files raise, or are left out)."""
+    results = _decode_all(arch, images, resolution, channels, num_threads)
+    paths = [str(arch.path / n) for n in images]
+    bad = [(p, err) for p, (_, _, _, err) in zip(paths, results) if err is not None]
+    if bad and (not skip_corrupt or len(bad) == len(images)):
+        raise _unreadable_error(arch.path, bad, len(images))
+    keep = [i for i, r in enumerate(results) if r[3] is None]
+    _check_sizes(arch, [images[i] for i in keep], [results[i][2] for i in keep])
+    ds = ImageDataset(np.stack([results[i][0] for i in keep]), labels[keep], names, [paths[i] for i in keep])
+    ds.summary = folder_summary(arch.path, ds, [(paths[i], results[i][1]) for i in keep], bad)
+    return ds
+
+
+def load_nvidia_dataset(path: PathLike, resolution: int, channels: int = 3, require_labels: bool = False,
+                        min_classes: int = 1, skip_corrupt: bool = False,
+                        cache_dir: Union[PathLike, None, str] = "auto",
+                        num_threads: Optional[int] = None) -> ImageDataset:
+    """Read NVIDIA's dataset (a zip, or a folder with dataset.json) at `resolution`.
+
+    Images: every image file (PIL extensions, as NVIDIA's loader) sorted by relative name,
+    all of one size, each through `prepare_image` (converted to `channels`, resized when
+    stored at another size). Labels: dataset.json's integer classes (see the module
+    docstring); require_labels / min_classes / skip_corrupt / cache_dir as in
+    `load_image_folder`. Returns images uint8 [N, resolution, resolution, channels], labels
+    int32 [N], paths '<zip or folder>/<name>' and a `summary` (source 'nvidia'; labels:
+    'dataset.json' or 'none').
+    """
+    resolution = check_resolution(resolution, power_of_two=False)
+    channels = check_channels(channels)
+    with Archive(path) as arch:
+        images = arch.image_names()
+        if not images:
+            raise DatasetError(f"no images found in {arch.path} (looked for PNG/JPEG/... files at any "
+                               "depth); pass a zip written by NVIDIA's dataset_tool.py or jaxgen's export")
+        labels, names, origin = _labels_and_names(arch, images)
+        need = max(int(min_classes), 2 if require_labels else 1)
+        if len(names) < need:
+            raise DatasetError(
+                f"{arch.path} has {len(names)} class(es) but {need} are required for labelled "
+                "(conditional) training: its dataset.json gives no labels. Write one with integer "
+                "classes (e.g. python -m jaxgen.data.nvidia_dataset export from class folders), or "
+                "train unconditionally.")
+        cache_file = _cache_path(arch, resolution, channels, skip_corrupt, cache_dir)
+        ds = _read_cache(cache_file)
+        if ds is None:
+            ds = _decoded(arch, images, labels, names, resolution, channels, skip_corrupt, num_threads)
+            ds.summary.update(source="nvidia", labels=origin)
+            _write_cache(cache_file, ds)
+    warn_summary(ds.summary)
+    return ds
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+def nvidia_name(index: int) -> str:
+    """The archive name of image `index`, as dataset_tool.py writes it: '00001/img00001234.png'."""
+    return f"{index // 1000:05d}/img{index:08d}.png"
+
+
+def _png_bytes(img: np.ndarray, compress_level: int) -> bytes:
+    """One uint8 image [H, W, C] (C = 1 or 3) as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, format="png",
+                                                                     compress_level=compress_level)
+    return buf.getvalue()
+
+
+def _check_arrays(images: np.ndarray, labels: Optional[np.ndarray], class_names: Sequence[str]) -> None:
+    """The arrays NVIDIA's format can hold: uint8 [N, R, R, 1|3], R a power of two, labels in range."""
+    shape = getattr(images, "shape", None)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3) or not len(images):
+        raise DatasetError(f"images must be uint8 [N, R, R, 1 or 3] with N >= 1, got {images.dtype} {shape}")
+    r = images.shape[1]
+    if images.shape[2] != r or r < 4 or r & (r - 1):
+        raise DatasetError(f"NVIDIA's format needs square power-of-two images, got {r}x{images.shape[2]}: "
+                           "pass --resolution 32, 64, 128, ... to resize them")
+    if labels is not None:
+        if np.shape(labels) != (len(images),) or (len(labels) and (labels.min() < 0
+                                                                  or labels.max() >= len(class_names))):
+            raise DatasetError(f"labels must be [{len(images)}] classes in 0..{len(class_names) - 1}, "
+                               f"got shape {np.shape(labels)}")
+
+
+def check_fresh_folder(out: PathLike, kind: str, flag: str) -> Path:
+    """`out` if new or empty (else OutputError, also for an earlier conversion: no stale files mix in)."""
+    p = check_output(out, kind, flag)
+    if p.exists() and any(e.name != MARKER for e in p.iterdir()):
+        raise OutputError(f"{flag} {p} holds an earlier conversion; nothing was written: delete it or "
+                          f"choose a new folder with {flag}")
+    return p
+
+
+def check_nvidia_output(out: PathLike, flag: str = "OUT") -> Path:
+    """`out` if NVIDIA's dataset may be written there, else OutputError (creates nothing):
+    a .zip must not exist; a folder must be new or empty."""
+    p = Path(out).expanduser()
+    if p.suffix.lower() == ".zip":
+        if p.exists():
+            raise OutputError(f"{flag} {p} exists; nothing was written: choose a new .zip name or delete it")
+        return p
+    return check_fresh_folder(p, EXPORT_KIND, flag)
+
+
+def write_nvidia_dataset(images: np.ndarray, labels: Optional[np.ndarray], class_names: Sequence[str],
+                         out: PathLike, flag: str = "OUT", progress_every: float = 10.0,
+                         compress_level: int = 0, log=print) -> Path:
+    """Write uint8 images [N, R, R, C] in NVIDIA's layout to `out` (a .zip, else a folder).
+
+    labels int32 [N] in [0, len(class_names)), or None (unlabelled: "labels": null); one
+    class only is also written unlabelled. dataset.json also gets "class_names". PNGs are
+    uncompressed (compress_level=0) and the zip stored, as dataset_tool.py writes them, so
+    they decode fast in a training loop. A zip is written under a temporary name and
+    renamed when complete. Returns `out`.
+    """
+    images = np.asarray(images)
+    labels = None if labels is None or len(class_names) < 2 else np.asarray(labels)
+    _check_arrays(images, labels, class_names)
+    p = check_nvidia_output(out, flag)
+    entries = [nvidia_name(i) for i in range(len(images))]
+    meta = dict(labels=None if labels is None else [[n, int(c)] for n, c in zip(entries, labels)],
+                class_names=list(class_names))
+    bar = Progress(len(images), f"export: images to {p}", every=progress_every, log=log)
+    if p.suffix.lower() == ".zip":
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + f".tmp{os.getpid()}")
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+                for name, img in bar.iterate(zip(entries, images)):
+                    z.writestr(name, _png_bytes(img, compress_level))
+                z.writestr(LABELS_FILE, json.dumps(meta))
+            os.replace(tmp, p)
+        finally:
+            tmp.unlink(missing_ok=True)     # only left when interrupted
+        return p
+    claim_output(p, EXPORT_KIND, flag)
+    for name, img in bar.iterate(zip(entries, images)):
+        f = inside(p, p / name)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(_png_bytes(img, compress_level))
+    (p / LABELS_FILE).write_text(json.dumps(meta))
+    return p
+
+
+def write_class_folders(ds: ImageDataset, out: PathLike, flag: str = "OUT_DIR",
+                        progress_every: float = 10.0, log=print) -> Path:
+    """Write `ds` as jaxgen class folders: out/<class>/<name>.png (name: the file's own name
+    without its extension, or its whole relative name with '/' -> '_' when those repeat)."""
+    bad = [n for n in ds.class_names if not n or n.startswith(".") or any(c in n for c in "/\\:")]
+    if bad:
+        raise DatasetError(f"class name {bad[0]!r} cannot be a folder name; fix \"class_names\" in "
+                           "dataset.json (or remove it: classes are then named 0, 1, ...)")
+    rel = [os.path.splitext(_relative(ds, p))[0] for p in ds.paths]
+    base = [r.rsplit("/", 1)[-1] for r in rel]
+    names = base if len(set(base)) == len(base) else [r.replace("/", "_") for r in rel]
+    p = claim_output(out, IMPORT_KIND, flag)
+    bar = Progress(len(ds), f"import: images to {p}", every=progress_every, log=log)
+    for i in bar.iterate(range(len(ds))):
+        f = inside(p, p / ds.class_names[ds.labels[i]] / (names[i] + ".png"))
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(_png_bytes(ds.images[i], 6))
+    return p
+
+
+def _relative(ds: ImageDataset, path: str) -> str:
+    """The name of `path` inside the dataset's zip or folder ('00000/img00000000.png')."""
+    root = (ds.summary or {}).get("root")
+    return os.path.relpath(path, root).replace(os.sep, "/") if root else os.path.basename(path)

@@ -1,0 +1,239 @@
+"""Pictures from a StyleGAN2 run for a person to look at: seeds, style mixing, interpolation, projected w.
+
+  python -m jaxgen.workflows.images seeds  RUN --out DIR --seeds 0-7 [--class NAME] [--psi 0.7]
+         [--cutoff N] [--centre global|class] [--noise_mode const|random|none] [--which auto|latest|best]
+  python -m jaxgen.workflows.images mix    RUN --out DIR --rows 1,2 --cols 3-5 [--layers 0-3] [...]
+  python -m jaxgen.workflows.images interp RUN --out DIR --seeds 1,5,9 [--steps 8] [--space w|z]
+         [--fps 10] [...]
+  python -m jaxgen.workflows.images w      RUN --out DIR --projected_w projected_w.npz [--noise_mode ...]
+
+RUN is anything `jaxgen.runs.open_run` opens that holds a StyleGAN2 generator
+(workdir, networks directory, NVIDIA .pkl); a DCGAN or classifier run is refused.
+Seed s draws z as NVIDIA's generate.py does. A conditional generator needs
+--class (a name from its run.json, or an index). --psi truncates w towards
+G's mean w (--centre global) or the class's own mean w (--centre class) on the
+layers below --cutoff. What each mode writes (prefixed `<class>_` when --class is given):
+
+  seeds   seed0007.png per seed, seeds_grid.png, seeds_ws.npz ('w' [N, num_ws, w_dim]:
+          feed it back with `w --projected_w`), seeds.json
+  mix     mix.png: top row the column seeds, left column the row seeds, cell (r, c) the
+          row seed with the column seed's ws on --layers (default: the coarse ones), mix.json
+  interp  interp.png (one row per pair of seeds, both ends shown), interp.gif, interp.json
+  w       projected_0000.png per w of the file, projected_grid.png, w.json
+
+Everything is validated (run kind, seeds, class, layers against the run's num_ws,
+the w file's shape) before --out is created; --out must be new, empty or an earlier
+`images` output (`jaxgen.utils.outputs`). This command writes pictures; the
+checked synthetic DATASET export is `python -m jaxgen.workflows.generate`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import sys
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+from PIL import Image
+
+from jaxgen.cli import run_main, use_compile_cache
+from jaxgen.errors import ConfigError
+from jaxgen.runs import Run
+from jaxgen.stylegan2 import controls
+from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
+from jaxgen.utils.images import save_grid, to_uint8
+from jaxgen.utils.outputs import check_output, claim_output
+from jaxgen.utils.progress import Progress
+
+OUTPUT_KIND = "images"
+GIF_MIN_SIZE = 128       # small generators' frames are upscaled (nearest) to at least this
+Writer = Callable[[pathlib.Path], List[str]]
+
+
+def _prefix(run: Run, idx: Optional[int]) -> str:
+    """'' for an unconditional G, else '<class name>_' with unsafe characters replaced."""
+    return "" if idx is None else re.sub(r"[^A-Za-z0-9_.-]", "_", run.class_names[idx]) + "_"
+
+
+def _truncation(run: Run, a) -> Dict:
+    """The ws_for keyword arguments of the flags, validated (class, psi, cutoff, centre)."""
+    controls.check_truncation(run, a.psi, a.cutoff, a.centre)
+    return dict(cls=controls.class_index(run, a.cls), psi=a.psi, cutoff=a.cutoff, centre=a.centre,
+                class_mean_n=a.class_mean_n)
+
+
+def _render(run: Run, ws: np.ndarray, a, noise_seeds) -> np.ndarray:
+    """uint8 images [N, R, R, C] of ws, with a progress line every 10 s."""
+    bar = Progress(len(ws), "images: rendering", every=10.0)
+    return to_uint8(controls.render(run, ws, a.noise_mode, noise_seeds, progress=bar))
+
+
+def _record(out: pathlib.Path, name: str, run: Run, a, files: List[str], **fields) -> List[str]:
+    """Write `name`.json (what was asked and which files it wrote); the files plus it."""
+    rec = dict(mode=a.mode, run=str(run.path), which=a.which, step=run.step, noise_mode=a.noise_mode,
+               **fields, files=files)
+    write_text_atomic(inside(out, out / f"{name}.json"), json.dumps(rec, indent=1) + "\n")
+    return files + [f"{name}.json"]
+
+
+def _trunc_fields(run: Run, kw: Dict) -> Dict:
+    names = run.class_names
+    return dict(cls=None if kw["cls"] is None else names[kw["cls"]], psi=kw["psi"], cutoff=kw["cutoff"],
+                centre=kw["centre"])
+
+
+def plan_seeds(run: Run, a) -> Writer:
+    """Validate and map the seeds; the writer renders seed%04d.png, the grid and seeds_ws.npz."""
+    seeds = controls.parse_seeds(a.seeds)
+    kw = _truncation(run, a)
+    ws = controls.ws_for(run, seeds, **kw)
+    pre = _prefix(run, kw["cls"])
+
+    def write(out: pathlib.Path) -> List[str]:
+        imgs = _render(run, ws, a, seeds)
+        files = [f"{pre}seed{s:04d}.png" for s in seeds]
+        for f, img in zip(files, imgs):
+            save_png_atomic(inside(out, out / f), img)
+        save_grid(imgs, inside(out, out / f"{pre}seeds_grid.png"), cols=min(len(seeds), 8))
+        np.savez(inside(out, out / f"{pre}seeds_ws.npz"), w=ws, seeds=np.asarray(seeds, np.int64))
+        files += [f"{pre}seeds_grid.png", f"{pre}seeds_ws.npz"]
+        return _record(out, f"{pre}seeds", run, a, files, seeds=seeds, **_trunc_fields(run, kw))
+    return write
+
+
+def plan_mix(run: Run, a) -> Writer:
+    """Validate rows, cols and layers and mix; the writer renders the bordered grid mix.png."""
+    rows, cols = controls.parse_seeds(a.rows, "--rows"), controls.parse_seeds(a.cols, "--cols")
+    num_ws = run.model.num_ws
+    layers = controls.parse_layers(a.layers, num_ws) if a.layers else controls.default_layers(num_ws)
+    kw = _truncation(run, a)
+    row_ws, col_ws, mixed = controls.style_mix(run, rows, cols, layers, **kw)
+    pre = _prefix(run, kw["cls"])
+
+    def write(out: pathlib.Path) -> List[str]:
+        r, c = len(rows), len(cols)
+        ws = np.concatenate([row_ws, col_ws, mixed.reshape(r * c, *mixed.shape[2:])])
+        imgs = _render(run, ws, a, rows + cols + [s for s in rows for _ in cols])
+        row_img, col_img, cells = imgs[:r], imgs[r:r + c], imgs[r + c:].reshape(r, c, *imgs.shape[1:])
+        blank = np.full_like(imgs[:1], 255)
+        grid = [np.concatenate([blank, col_img])] + [np.concatenate([row_img[i:i + 1], cells[i]])
+                                                      for i in range(r)]
+        labels = [f"cols {a.cols}"] + [f"seed {s}" for s in rows]
+        save_grid(np.concatenate(grid), inside(out, out / f"{pre}mix.png"), cols=c + 1, row_labels=labels)
+        return _record(out, f"{pre}mix", run, a, [f"{pre}mix.png"], rows=rows, cols=cols, layers=layers,
+                       **_trunc_fields(run, kw))
+    return write
+
+
+def _save_gif(path: pathlib.Path, imgs: np.ndarray, fps: float) -> None:
+    """uint8 frames [N, H, W, C] -> a looping GIF, upscaled (nearest) to >= GIF_MIN_SIZE px."""
+    scale = max(1, -(-GIF_MIN_SIZE // imgs.shape[1]))
+    frames = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in imgs]
+    frames = [f.resize((f.width * scale, f.height * scale), Image.NEAREST) for f in frames]
+    tmp = path.with_name(path.stem + ".tmp.gif")
+    frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=int(round(1000 / fps)), loop=0)
+    tmp.replace(path)
+
+
+def plan_interp(run: Run, a) -> Writer:
+    """Validate and interpolate; the writer renders the strip interp.png and interp.gif."""
+    seeds = controls.parse_seeds(a.seeds)
+    if not a.fps > 0:
+        raise ConfigError(f"--fps {a.fps}: give a positive frame rate")
+    kw = _truncation(run, a)
+    ws = controls.interpolate(run, seeds, a.steps, a.space, **kw)
+    pre = _prefix(run, kw["cls"])
+
+    def write(out: pathlib.Path) -> List[str]:
+        imgs = _render(run, ws, a, [seeds[0]] * len(ws))    # one noise along the path: no flicker
+        rows = [imgs[i * a.steps:(i + 1) * a.steps + 1] for i in range(len(seeds) - 1)]
+        labels = [f"{x} -> {y}" for x, y in zip(seeds, seeds[1:])]
+        save_grid(np.concatenate(rows), inside(out, out / f"{pre}interp.png"), cols=a.steps + 1,
+                  row_labels=labels)
+        _save_gif(inside(out, out / f"{pre}interp.gif"), imgs, a.fps)
+        return _record(out, f"{pre}interp", run, a, [f"{pre}interp.png", f"{pre}interp.gif"], seeds=seeds,
+                       steps=a.steps, space=a.space, frames=len(ws), fps=a.fps, **_trunc_fields(run, kw))
+    return write
+
+
+def plan_w(run: Run, a) -> Writer:
+    """Validate the projected w file; the writer renders projected_%04d.png and a grid."""
+    ws = controls.load_projected_w(a.projected_w, run)
+
+    def write(out: pathlib.Path) -> List[str]:
+        imgs = _render(run, ws, a, None)
+        files = [f"projected_{i:04d}.png" for i in range(len(ws))]
+        for f, img in zip(files, imgs):
+            save_png_atomic(inside(out, out / f), img)
+        save_grid(imgs, inside(out, out / "projected_grid.png"), cols=min(len(ws), 8))
+        return _record(out, "w", run, a, files + ["projected_grid.png"],
+                       projected_w=str(pathlib.Path(a.projected_w).absolute()), count=len(ws))
+    return write
+
+
+PLANS = dict(seeds=plan_seeds, mix=plan_mix, interp=plan_interp, w=plan_w)
+
+
+def make_images(a, log=print) -> List[str]:
+    """Run one mode of parsed arguments `a`: validate everything, then claim --out and write.
+    Returns the paths written (relative to --out)."""
+    out = check_output(a.out, OUTPUT_KIND)
+    if a.noise_mode not in controls.NOISE_MODES:
+        raise ConfigError(f"--noise_mode {a.noise_mode!r}: choose {', '.join(controls.NOISE_MODES)}")
+    run = controls.open_stylegan2(a.run, a.which)
+    write = PLANS[a.mode](run, a)
+    out = claim_output(out, OUTPUT_KIND)
+    files = write(out)
+    shown = files if len(files) <= 6 else files[:2] + ["..."] + files[-3:]
+    log(f"images: {a.mode}: wrote {len(files)} files in {out}: {', '.join(shown)}")
+    return files
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per mode, sharing the run, output and noise flags."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("run", help="StyleGAN2 workdir, networks directory or NVIDIA .pkl")
+    common.add_argument("--out", required=True, help="folder for the pictures: new, empty or an earlier "
+                        "images output")
+    common.add_argument("--which", default="auto", choices=("auto", "latest", "best"),
+                        help="checkpoint of a workdir (auto = latest for generators)")
+    common.add_argument("--noise_mode", default="const", help="const | random (reproducible per seed) | none")
+    trunc = argparse.ArgumentParser(add_help=False)
+    trunc.add_argument("--class", dest="cls", default=None, metavar="NAME",
+                       help="class name (or index) of a conditional G")
+    trunc.add_argument("--psi", type=float, default=1.0, help="truncation psi (1 = none)")
+    trunc.add_argument("--cutoff", type=int, default=None, help="truncate only layers < cutoff (default all)")
+    trunc.add_argument("--centre", default="global", help="truncate towards G's mean w (global) or the "
+                       "class's mean w (class)")
+    trunc.add_argument("--class_mean_n", type=int, default=1000, help="latents averaged for --centre class")
+    p = argparse.ArgumentParser(prog="python -m jaxgen.workflows.images",
+                                description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="mode", required=True, metavar="{seeds,mix,interp,w}")
+    s = sub.add_parser("seeds", parents=[common, trunc], help="one PNG per seed and a grid")
+    s.add_argument("--seeds", required=True, help="e.g. 0-7 or 0-3,7,10-12")
+    m = sub.add_parser("mix", parents=[common, trunc], help="style-mixing grid")
+    m.add_argument("--rows", required=True, help="row seeds (their ws are kept), e.g. 1,2")
+    m.add_argument("--cols", required=True, help="column seeds (their ws replace --layers), e.g. 3-5")
+    m.add_argument("--layers", default="", help="w indices taken from the column seed, e.g. 0-3 "
+                   "(default: the coarse ones, NVIDIA's 0-6 or the first half)")
+    i = sub.add_parser("interp", parents=[common, trunc], help="interpolation strip and GIF between seeds")
+    i.add_argument("--seeds", required=True, help="two or more seeds to travel through, e.g. 1,5,9")
+    i.add_argument("--steps", type=int, default=8, help="frames from one seed to the next")
+    i.add_argument("--space", default="w", help="w (lerp of ws) or z (slerp of latents, then mapping)")
+    i.add_argument("--fps", type=float, default=10.0, help="GIF frame rate")
+    w = sub.add_parser("w", parents=[common], help="render ws from a file (a projector's projected_w.npz)")
+    w.add_argument("--projected_w", required=True, help=".npz with 'w' [1 or N, num_ws, w_dim] (or .npy)")
+    return p
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    use_compile_cache()
+    make_images(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
