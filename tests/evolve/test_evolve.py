@@ -239,7 +239,8 @@ def test_evolve_cli_two_devices(gan, tmp_path, jax_cache_dir):
         (real / cls).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(real / cls / f"{i}.png")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu",
                PYTHONPATH=str(REPO), JAXGEN_JAX_CACHE=str(jax_cache_dir))  # the session's cache
     out = tmp_path / "evolved"
     cmd = [sys.executable, str(REPO / "evolve.py"), "--config", str(REPO / "configs/evolve_acne.py:micro"),

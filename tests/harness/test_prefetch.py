@@ -154,7 +154,8 @@ def test_no_device_value_is_read_per_step(tmp_path, monkeypatch):
 
 def test_two_fake_cpu_devices_prefetch_without_deadlock(tmp_path):
     tests_dir = str(pathlib.Path(__file__).resolve().parents[1])   # toy_experiment, as pytest has it
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH", "")])))
     out = subprocess.run([sys.executable, __file__, str(tmp_path)], env=env, capture_output=True, text=True,
                          timeout=300, cwd=pathlib.Path(__file__).resolve().parents[2])
