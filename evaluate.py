@@ -11,11 +11,14 @@
   # class) and on both, 3 seeds each, all tested on held-out real (jaxgen/classifiers/utility.py):
   python evaluate.py --utility --real_train data/demo_acne --synthetic runs/pipeline/synthetic \
       --test data/demo_acne_test --classifier_config configs/acne_classifier.py:tiny --out runs/utility
+  #   add --synthetic_multiple 1,4,16 (arms on 4x, 16x the real count) and --teacher_arm (teacher labels)
 
   # a datasheet for a synthetic folder (fidelity, diversity, privacy, identity; each beside the
   # holdout's value; jaxgen/metrics/datasheet.py):
   python evaluate.py --datasheet --synthetic runs/pipeline/synthetic --real data/demo_acne \
       --holdout data/demo_acne_test --feature_net random_inception --identity pixel --out runs/sheet
+  # ... and fidelity in the features of a classifier trained on the real faces (and dlib's):
+  #     add --feature_classifier runs/pipeline/cls_real
 
   # one table across generators and baselines (jaxgen/workflows/compare.py, configs/depth_compare.py):
   python evaluate.py --compare configs/depth_compare.py:tiny --out runs/depth_compare
@@ -31,7 +34,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from jaxgen.classifiers.evaluate import evaluate_classifiers
-from jaxgen.classifiers.utility import run_utility
+from jaxgen.classifiers.utility import parse_multiples, run_utility
 from jaxgen.cli import run_absl, use_compile_cache
 from jaxgen.errors import ConfigError
 from jaxgen.metrics.datasheet import datasheet_for_folders
@@ -61,6 +64,10 @@ flags.DEFINE_string("classifier_config", "configs/acne_classifier.py:tiny",
                     "--utility: classifier config (path[:variants]).")
 flags.DEFINE_list("classifier_set", [], "--utility: classifier config overrides a.b=value.")
 flags.DEFINE_integer("seeds", 3, "--utility: classifier seeds per arm.")
+flags.DEFINE_list("synthetic_multiple", ["1"], "--utility: synthetic arms trained on m x the real images per "
+                  "class, e.g. 1,4,16 (1 is the standard 'synthetic' arm).")
+flags.DEFINE_bool("teacher_arm", False, "--utility: also train on the 1x synthetic images with the teacher "
+                  "labels (teacher_probs) of the export's metadata.jsonl (export with --label_by <classifier run>).")
 flags.DEFINE_integer("resolution", 0, "--utility, --datasheet: image size (0 = the classifier config's; the real images' own).")
 flags.DEFINE_bool("datasheet", False, "Write a datasheet for --synthetic against --real and --holdout.")
 flags.DEFINE_string("holdout", "", "--datasheet: real images the generator never saw (class sub-folders).")
@@ -71,6 +78,9 @@ flags.DEFINE_bool("with_utility", False, "--datasheet: also run the utility benc
                   "--seeds; tested on --holdout) into <out>/utility and add it to the datasheet.")
 flags.DEFINE_integer("projection_steps", 0, "--datasheet: also project up to 64 training and 64 holdout images "
                      "into --checkpoint's StyleGAN2 generator for N steps: projection membership AUC (0 = off).")
+flags.DEFINE_string("feature_classifier", "", "--datasheet: a classifier workdir trained on the real faces "
+                    "(e.g. the pipeline's cls_real): Frechet distance and precision/recall also in its "
+                    "penultimate features and in dlib's face descriptors (task_features).")
 config_flags.DEFINE_config_file("compare", None, "Comparison config (path[:variant]), e.g. "
                                 "configs/depth_compare.py:tiny; see jaxgen/workflows/compare.py.")
 
@@ -87,7 +97,8 @@ def main(argv):
         if not (FLAGS.real_train and FLAGS.synthetic and FLAGS.test and FLAGS.out):
             raise ConfigError("--utility needs --real_train, --synthetic, --test and --out")
         run_utility(FLAGS.real_train, FLAGS.synthetic, FLAGS.test, FLAGS.classifier_config, FLAGS.out,
-                    FLAGS.seeds, FLAGS.resolution, overrides=FLAGS.classifier_set)
+                    FLAGS.seeds, FLAGS.resolution, overrides=FLAGS.classifier_set,
+                    multiples=parse_multiples(FLAGS.synthetic_multiple), teacher=FLAGS.teacher_arm)
         return
     if FLAGS.datasheet:
         if not (FLAGS.synthetic and FLAGS.real and FLAGS.holdout and FLAGS.out):
@@ -100,7 +111,8 @@ def main(argv):
                                       utility=dict(classifier_config=FLAGS.classifier_config, seeds=FLAGS.seeds,
                                                    overrides=FLAGS.classifier_set) if FLAGS.with_utility else None,
                                       projection=dict(run=FLAGS.checkpoint, steps=FLAGS.projection_steps)
-                                      if FLAGS.projection_steps else None)
+                                      if FLAGS.projection_steps else None,
+                                      feature_classifier=FLAGS.feature_classifier)
         print(f"datasheet: {FLAGS.out}/datasheet.md (membership AUC "
               f"{sheet['privacy']['membership_auc']:.3f}, DCR ratio {sheet['privacy']['dcr']['ratio']:.3f})")
         return

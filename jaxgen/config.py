@@ -94,7 +94,7 @@ def data(source: str = "folder", path: str = "", resolution: int = 256, channels
     d.cache_dir = "auto"            # decoded-image cache ('' = off)
     d.num_per_class = 256           # demo images per class, for the demo sources
     d.seed = 0                      # demo rendering seed
-    d.demo_version = 2              # demo renderer version (1 = the first demo sets; see demo_faces)
+    d.demo_version = 3              # demo renderer version (1, 2 = earlier demo sets, redrawn bit for bit; see demo_faces)
     d.skip_corrupt = False          # skip (and list) unreadable images instead of stopping
     d.update(extra)
     return d
@@ -120,6 +120,8 @@ def stylegan2_ada() -> ml_collections.ConfigDict:
     c.model.channel_max = 512
     c.model.conv_clamp = ml_collections.FieldReference(None, field_type=float)
     c.model.mbstd_group_size = 4
+    c.model.use_noise = True        # G's per-pixel noise inputs; off: no speckle from the const noise
+                                    # buffers in short runs (bench/RESULTS.md, issue 27 study)
     c.model.dtype = "float32"       # compute dtype: 'bfloat16' (TPU/GPU) or 'float16' (GPU, needs
                                     # conv_clamp, e.g. 256 as NVIDIA); params stay float32
     c.model.num_lowp_res = 4        # highest resolutions computed in `dtype`

@@ -205,3 +205,34 @@ def _open_classifier(p: pathlib.Path, info: Dict[str, Any], which: str) -> Run:
     s, step = ckpt.restore_latest_raw(p, _subdir(p, which, "best"))
     return Run("classifier", str(p), model, {"params": s["params"], "batch_stats": s["batch_stats"]},
                names, int(info["resolution"]), int(info.get("channels", 3)), info, step=step)
+
+
+def checkpoint_steps(path) -> Tuple[int, ...]:
+    """The steps of the training checkpoints kept in workdir `path` (ascending; () when none)."""
+    d = pathlib.Path(path) / "checkpoints"
+    return tuple(sorted(int(c.name) for c in d.iterdir() if c.name.isdigit())) if d.is_dir() else ()
+
+
+def snapshot_networks(workdir, out, step: Optional[int] = None) -> pathlib.Path:
+    """Write the StyleGAN2 networks of `workdir`'s checkpoint at `step` (default the latest) as a
+    networks directory `out` that `open_run` opens: a generator frozen at that point of training
+    while the run goes on (the utility curve samples 1/4, 1/2 and all of a budget this way).
+
+    A missing step is a RunError listing the kept ones; `out` must not exist yet."""
+    p = pathlib.Path(workdir)
+    info = ckpt.read_descriptor(p)
+    if info["kind"] != "stylegan2":
+        raise RunError(f"{workdir} is a {info['kind']} run; snapshots are of StyleGAN2 runs")
+    kept = checkpoint_steps(p)
+    if step is not None and int(step) not in kept:
+        raise RunError(f"{workdir} has no checkpoint at step {step}; kept steps: {list(kept)}")
+    ck = ckpt.TrainCheckpointer(p, max_to_keep=None, create=False)
+    try:
+        step = ck.latest_step() if step is None else int(step)
+        s = ck.restore_raw(step)
+    finally:
+        ck.close()
+    nets = dict(G=dict(params=s["g_params"], buffers=s["g_buffers"]), D=dict(params=s["d_params"]),
+                G_ema=dict(params=s["ema_params"], buffers=s["ema_buffers"]))
+    return ckpt.save_networks(out, info["G_kwargs"], info["D_kwargs"], nets, class_names=info.get("class_names", []),
+                              source=str(p.absolute()), step=int(step))

@@ -5,6 +5,12 @@ harness (`jaxgen.harness.loop`):
   * data: `config.data` (an image folder, usually the synthetic dataset), split
     80/20 per class with `config.data.val_fraction` unless `config.data.val_path`
     names a separate validation folder;
+  * labels: the class folders, or soft targets: `config.data.soft_labels_from` names a
+    JSONL file (relative to `config.data.path`; one object per image with "file", its
+    path relative to `config.data.path`, and "teacher_probs", K probabilities in the
+    sorted class-folder order) and the training loss becomes the cross-entropy against
+    those vectors (teacher labels, as the acne paper labels its generated faces).
+    Validation still scores the folder labels;
   * model: `config.model.name` from the registry (small_cnn, resnet50v2,
     resnet152v2, inception_resnet_v2), optional Keras ImageNet weights for a new run;
   * Adam (lr 1e-4, batch 16, 15 epochs in the acne paper), on-device augmentation,
@@ -19,6 +25,7 @@ Evaluation of a trained classifier is `jaxgen.classifiers.evaluate`.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 from typing import Any, Dict, Iterator, List, Tuple
 
@@ -33,9 +40,10 @@ from jaxgen.classifiers.keras_h5 import load_keras_h5
 from jaxgen.classifiers.models import build_classifier
 from jaxgen.classifiers.report import plot_curves
 from jaxgen.data import load_dataset, load_image_folder
+from jaxgen.data.folder import DatasetError
 from jaxgen.errors import ConfigError
 from jaxgen.harness import loop
-from jaxgen.harness.batches import batch_at_step
+from jaxgen.harness.batches import batch_at_step, batch_indices
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.trees import copy_matching
 
@@ -84,16 +92,33 @@ def init_state(model, tx, resolution: int, channels: int, key) -> ClsState:
                     batch_stats=variables.get("batch_stats", {}), opt=tx.init(params))
 
 
-def make_steps(model, tx, aug_cfg: Any):
-    """(train_step(state, images uint8 [B,R,R,C], labels int [B], key) -> (state, metrics),
-    eval_step(state, images, labels, mask float [B]) -> sums and logits [B, K]).
+def classification_loss(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+    """Mean cross-entropy [] of logits [B, K] against labels: int [B] class indices, or
+    float [B, K] probability vectors (soft/teacher labels: -sum_k p_k log softmax(logits)_k).
 
-    The train step augments on the device from fold_in(key, step); its metrics are
-    train_loss and train_acc (the batch means)."""
+    The choice is made while tracing (labels.ndim), so hard labels compile exactly the
+    integer-label program."""
+    if labels.ndim == 2:
+        return optax.softmax_cross_entropy(logits, labels).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def hard_labels(labels: jnp.ndarray) -> jnp.ndarray:
+    """int [B] class indices of labels int [B] (as they are) or probabilities [B, K] (argmax)."""
+    return jnp.argmax(labels, -1) if labels.ndim == 2 else labels
+
+
+def make_steps(model, tx, aug_cfg: Any):
+    """(train_step(state, images uint8 [B,R,R,C], labels, key) -> (state, metrics),
+    eval_step(state, images, labels int [B], mask float [B]) -> sums and logits [B, K]).
+
+    Training labels are int [B] or soft float [B, K] (`classification_loss`). The train
+    step augments on the device from fold_in(key, step); its metrics are train_loss and
+    train_acc (the batch means; soft labels count their argmax as the class)."""
     def loss_fn(params, batch_stats, x, y):
         logits, mutated = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                                       mutable=["batch_stats"])
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        loss = classification_loss(logits, y)
         return loss, (logits, mutated.get("batch_stats", batch_stats))
 
     def train_step(state: ClsState, images, labels, key):
@@ -103,7 +128,7 @@ def make_steps(model, tx, aug_cfg: Any):
         (loss, (logits, bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.batch_stats, _inputs(x), labels)
         upd, opt = tx.update(grads, state.opt, state.params)
-        acc = jnp.mean(jnp.argmax(logits, -1) == labels)
+        acc = jnp.mean(jnp.argmax(logits, -1) == hard_labels(labels))
         return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, upd),
                              batch_stats=bs, opt=opt), dict(train_loss=loss, train_acc=acc)
 
@@ -152,12 +177,45 @@ def _epochs(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             for r in rows]
 
 
+def soft_labels(ds, root: str, jsonl: str) -> np.ndarray:
+    """float32 [N, K]: the "teacher_probs" of every image of `ds` (row i for ds.paths[i]),
+    read from the JSONL file `jsonl` (relative to `root`; "file" paths relative to `root`),
+    each vector checked (K non-negative numbers) and normalised to sum 1."""
+    path = pathlib.Path(root, jsonl)
+    if not path.is_file():
+        raise DatasetError(f"config.data.soft_labels_from={jsonl}: {path} not found; export with "
+                           "--label_by <classifier run>")
+    probs = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                if row.get("teacher_probs") is not None:
+                    probs[pathlib.PurePath(row["file"]).as_posix()] = row["teacher_probs"]
+    rel = [pathlib.PurePath(os.path.relpath(p, root)).as_posix() for p in ds.paths]
+    missing = [r for r in rel if r not in probs]
+    if missing:
+        raise DatasetError(f"{path} has no teacher_probs for {len(missing)} of {len(rel)} images "
+                           f"(e.g. {missing[0]}); export with --label_by <classifier run>")
+    k = ds.num_classes
+    wrong = [r for r in rel if len(probs[r]) != k]
+    if wrong:
+        raise DatasetError(f"{path}: {wrong[0]} has {len(probs[wrong[0]])} teacher_probs, the dataset {k} "
+                           f"classes ({', '.join(ds.class_names)}); export with --label_by <classifier run>")
+    out = np.asarray([probs[r] for r in rel], np.float32).reshape(len(rel), k)
+    if not np.all(np.isfinite(out)) or np.any(out < 0) or np.any(out.sum(1) <= 0):
+        raise DatasetError(f"{path}: teacher_probs must be non-negative numbers with a positive sum per image")
+    return out / out.sum(1, keepdims=True)
+
+
 def _load_split(config: Any):
     """(class names, train images uint8 [N,R,R,C], train labels [N], val images, val labels,
-    data summary {'train': ..., 'validation': ...} or {'train': ...} with the split's counts)."""
+    data summary {'train': ..., 'validation': ...} or {'train': ...} with the split's counts,
+    train soft labels float32 [N, K] or None (see `soft_labels`))."""
     d = config.data
     cache_dir = d.get("cache_dir", "auto") or None
     ds = load_dataset(dict(d.to_dict(), require_labels=True, min_classes=2, cache_dir=cache_dir))
+    soft = soft_labels(ds, d.path, d.soft_labels_from) if d.get("soft_labels_from") else None
     if d.get("val_path"):
         val = load_image_folder(d.val_path, int(d.resolution), int(d.channels), cache_dir=cache_dir,
                                 skip_corrupt=bool(d.get("skip_corrupt", False)))
@@ -166,15 +224,17 @@ def _load_split(config: Any):
                               f"differ from the training classes {ds.class_names}; give it the same "
                               "class sub-folders")
         return (list(ds.class_names), ds.images, ds.labels, val.images, val.labels,
-                dict(train=ds.summary, validation=val.summary))
+                dict(train=ds.summary, validation=val.summary), soft)
     tr, va = split_per_class(ds.labels, float(d.val_fraction), int(config.seed))
     summary = dict(ds.summary, split=dict(train=len(tr), validation=len(va)))
-    return list(ds.class_names), ds.images[tr], ds.labels[tr], ds.images[va], ds.labels[va], dict(train=summary)
+    return (list(ds.class_names), ds.images[tr], ds.labels[tr], ds.images[va], ds.labels[va], dict(train=summary),
+            None if soft is None else soft[tr])
 
 
 class ClassifierExperiment(loop.Experiment):
     """A classifier for `jaxgen.harness.loop.train`; batches are (images uint8 [B,R,R,C],
-    labels int32 [B]); best/ follows the validation accuracy."""
+    labels int32 [B]), or (images, teacher probabilities float32 [B, K]) with
+    config.data.soft_labels_from; best/ follows the validation accuracy (folder labels)."""
 
     kind = "classifier"
     resolution_range = (16, 1024)
@@ -185,7 +245,7 @@ class ClassifierExperiment(loop.Experiment):
     def __init__(self, config: Any, workdir: pathlib.Path):
         d, t = config.data, config.train
         self.config, self.workdir, self.seed = config, workdir, int(config.seed)
-        names, self.tr_x, self.tr_y, self.va_x, self.va_y, self.data_summary = _load_split(config)
+        names, self.tr_x, self.tr_y, self.va_x, self.va_y, self.data_summary, self.tr_soft = _load_split(config)
         self.num_examples = len(self.tr_x)
         self.model = build(config, len(names))
         self.tx = optax.adam(float(t.lr))
@@ -198,7 +258,8 @@ class ClassifierExperiment(loop.Experiment):
     def banner(self) -> str:
         return (f"Classifier {self.config.model.name}: {self.config.train.epochs} epochs, "
                 f"{len(self.tr_x)} training / {len(self.va_x)} validation images, "
-                f"{len(self.descriptor['class_names'])} classes")
+                f"{len(self.descriptor['class_names'])} classes"
+                + (", soft (teacher) labels" if self.tr_soft is not None else ""))
 
     def init_state(self, key: jax.Array) -> ClsState:
         d = self.config.data
@@ -216,7 +277,10 @@ class ClassifierExperiment(loop.Experiment):
         return state.replace(params=merged["params"], batch_stats=merged["batch_stats"])
 
     def batch(self, step: int):
-        return batch_at_step(self.tr_x, self.tr_y, step, self.schedule.batch_size, self.seed)
+        if self.tr_soft is None:
+            return batch_at_step(self.tr_x, self.tr_y, step, self.schedule.batch_size, self.seed)
+        idx = batch_indices(len(self.tr_x), self.schedule.batch_size, self.seed, step)
+        return self.tr_x[idx], self.tr_soft[idx]
 
     def evaluate(self, state: ClsState, tick: loop.TickInfo, stats: Dict[str, float]) -> Dict[str, float]:
         v = run_eval(self._eval, state, self.va_x, self.va_y, self.schedule.batch_size)

@@ -25,8 +25,14 @@ comparable to published numbers):
              threshold; the share of training faces within the threshold of another
              training face tells whether the model separates these faces at all
 
-Each diversity and privacy measure is given beside the holdout set's value scored as
-if it were synthetic: what fresh draws from the real distribution would get.
+  task_features  (with a classifier trained on the real faces, --feature_classifier) the
+             Frechet distance and precision/recall (k=3) in that classifier's penultimate
+             features and in dlib's face descriptors (jaxgen/metrics/task_features.py): spaces
+             that see what the task needs, where random-Inception features may not; dlib's
+             entry carries a caveat instead of figures where it finds no faces (drawn faces)
+
+Each diversity, privacy and task-feature measure is given beside the holdout set's value scored
+as if it were synthetic: what fresh draws from the real distribution would get.
 """
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ from jaxgen.data.folder import ImageDataset, load_image_folder, scan_image_folde
 from jaxgen.errors import ConfigError
 from jaxgen.evolve import identity as identity_models
 from jaxgen.evolve.identity import IdentityCheck
-from jaxgen.metrics import formulas, privacy
+from jaxgen.metrics import formulas, privacy, task_features
 from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.projector import datasheet_membership
@@ -131,7 +137,8 @@ def _versions() -> Dict[str, str]:
 
 
 def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_dc: int = 5,
-            projection: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+            projection: Optional[Dict[str, Any]] = None, feature_classifier=None,
+            task_dlib: bool = True) -> Dict[str, Any]:
     """Every measure of the datasheet for ImageDatasets syn, train, hold (same class names).
 
     embedder: an identity embedder (train's faces are then embedded here), an IdentityCheck
@@ -139,6 +146,8 @@ def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_d
     projection: {'run': Run, 'steps': N, 'max_images': 64, 'config': ProjectConfig} (the last two
     optional) also projects training and holdout images into the run's generator (privacy's
     'projection_membership'; jaxgen/stylegan2/projector.py's datasheet_membership).
+    feature_classifier: a classifier Run (or workdir) trained on the real faces: adds the
+    'task_features' section (its penultimate features; dlib's descriptors unless task_dlib=False).
     Returns the JSON-ready sheet plus '_per_image' (arrays for images.csv and the sheet)."""
     names = list(train.class_names)
     syn_f, train_f, hold_f = (_features(net, d.images) for d in (syn, train, hold))
@@ -152,6 +161,9 @@ def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_d
         versions=_versions(), date=datetime.datetime.now().isoformat(timespec="seconds"))
     if projection is not None:
         sheet["privacy"]["projection_membership"] = datasheet_membership(train=train, holdout=hold, **projection)
+    if feature_classifier is not None:
+        sheet["task_features"] = task_features.datasheet_section(
+            feature_classifier, train.images, syn.images, hold.images, dlib=task_dlib, k=k_pr)
     d_feat, i_feat = privacy.nearest(syn_f, train_f, 1)
     per_image = dict(feature_distance=d_feat[:, 0], feature_index=i_feat[:, 0])
     if embedder is not None:
@@ -214,6 +226,8 @@ def markdown(sheet: Dict[str, Any], meta: Dict[str, Any]) -> str:
         lines.append(f"| membership AUC (projection, {pm['steps']} steps: training images reconstruct "
                      f"better) | {_f(pm['auc'])} | | median pixel MSE train {pm['train_median_mse']:.4g}, "
                      f"holdout {pm['holdout_median_mse']:.4g}; 0.5 = nothing leaks |")
+    if "task_features" in sheet:
+        lines += _task_features_md(sheet["task_features"])
     if "identity" in sheet:
         lines += _identity_md(sheet["identity"])
     if "utility" in sheet:
@@ -222,6 +236,31 @@ def markdown(sheet: Dict[str, Any], meta: Dict[str, Any]) -> str:
               "(feature space), worst first, each beside that training image:", "",
               "![nearest real](nearest_real.png)", ""]
     return "\n".join(lines)
+
+
+def _task_features_md(task: Dict[str, Any]) -> list:
+    """The 'Fidelity in task features' tables: FD and precision/recall beside the holdout's."""
+    c = task["classifier"]
+    lines = ["", "## Fidelity in task features", "",
+             f"Features a task sees: the penultimate layer of `{c['run']}` ({c['model']}, {c['feature_dim']}-d, "
+             "trained on the real faces), and dlib's face descriptor. Synthetic vs real training "
+             "images, beside the real holdout scored the same way.", "",
+             "| space | measure | synthetic | holdout scored as synthetic | reading |",
+             "| --- | --- | ---: | ---: | --- |"]
+    spaces = [("classifier", c)] + ([("dlib", task["dlib"])] if "dlib" in task else [])
+    for space, r in spaces:
+        if "fd" not in r:
+            continue
+        h = r["holdout_as_synthetic"]
+        lines += [f"| {space} | Frechet distance | {_f(r['fd'])} | {_f(h['fd'])} | "
+                  f"ratio {_f(r['fd_vs_holdout'], '.2f')}: ~1 as close as real faces |",
+                  f"| {space} | precision (k=3) | {_f(r['precision'])} | {_f(h['precision'])} | "
+                  "share inside the real manifold |",
+                  f"| {space} | recall (k=3) | {_f(r['recall'])} | {_f(h['recall'])} | "
+                  "share of real inside the synthetic manifold |"]
+    notes = [(space, r.get("caveat")) for space, r in spaces]
+    lines += [""] + [f"- **Caveat ({space})**: {note}" for space, note in notes if note]
+    return lines
 
 
 def _identity_md(ident: Dict[str, Any]) -> list:
@@ -326,16 +365,20 @@ def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inc
                           feature_net: str = "", identity_model: str = "dlib", threshold: float = -1.0,
                           resolution: int = 0, meta: Optional[Dict[str, Any]] = None,
                           utility: Optional[Dict[str, Any]] = None,
-                          projection: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                          projection: Optional[Dict[str, Any]] = None,
+                          feature_classifier: str = "") -> Dict[str, Any]:
     """Check the three folders and `out`, then compute and write the datasheet; returns it.
 
     utility: {'classifier_config', 'seeds', 'overrides'} also runs the utility benchmark (real
     train vs synthetic, tested on the holdout) into out/utility and adds its accuracies; a dict
     with 'real_train_acc' is a section measured elsewhere (utility_summary's keys), kept as is.
-    projection: {'run': path, 'steps': N} adds the projection membership AUC (see compute)."""
+    projection: {'run': path, 'steps': N} adds the projection membership AUC (see compute).
+    feature_classifier: a classifier workdir trained on the real faces (the pipeline's cls_real)
+    adds the task_features section (see compute)."""
     folders = {"--real": real, "--synthetic": synthetic, "--holdout": holdout}
     _, side = _check_folders(folders)
     out_dir = check_output(out, OUTPUT_KIND)
+    clf = task_features.open_feature_classifier(feature_classifier) if feature_classifier else None
     net = make_feature_net(inception_weights, feature_net)
     embedder = make_embedder(identity_model, threshold)
     if projection:
@@ -343,7 +386,7 @@ def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inc
     res = int(resolution) or side
     train, syn, hold = (load_image_folder(f, res, 3, cache_dir=None) for f in (real, synthetic, holdout))
     out_dir = claim_output(out_dir, OUTPUT_KIND)
-    sheet = compute(syn, train, hold, net, embedder, projection=projection)
+    sheet = compute(syn, train, hold, net, embedder, projection=projection, feature_classifier=clf)
     if utility and "real_train_acc" in utility:
         sheet["utility"] = dict(utility)
     elif utility:
@@ -369,11 +412,12 @@ def only_classes(ds: ImageDataset, names: Sequence[str]) -> ImageDataset:
 
 
 def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageDataset, net: FeatureNet,
-                         check: IdentityCheck, meta: Dict[str, Any]) -> Dict[str, Any]:
+                         check: IdentityCheck, meta: Dict[str, Any], feature_classifier=None) -> Dict[str, Any]:
     """The datasheet of an export's own folder `out` (class sub-folders), written into it beside
     the images: datasheet.json/.md, nearest_real.png, images.csv. train and holdout are cut to
     the classes `out` holds; identity uses the export's own check (every training face, embedded
-    once)."""
+    once). feature_classifier: a classifier workdir or Run trained on the real faces adds the
+    task_features section."""
     res = int(train.images.shape[1])
     with warnings.catch_warnings():   # nearest_real.png of an earlier sheet lies in `out` itself
         warnings.filterwarnings("ignore", message="ignoring .* image")
@@ -381,5 +425,6 @@ def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageD
     rgb = [ImageDataset(np.repeat(d.images, 3, -1) if d.images.shape[-1] == 1 else d.images,
                         d.labels, d.class_names, d.paths) for d in (train, holdout)]
     train, holdout = (only_classes(d, syn.class_names) for d in rgb)
-    sheet = compute(syn, train, holdout, net, check)
+    clf = task_features.open_feature_classifier(feature_classifier) if feature_classifier else None
+    sheet = compute(syn, train, holdout, net, check, feature_classifier=clf)
     return write(out, sheet, syn, train, dict(meta, synthetic=str(out), resolution=res))

@@ -34,6 +34,8 @@ def model_kwargs(model_cfg: Any, resolution: int, channels: int, c_dim: int) -> 
                   dtype=model_cfg.dtype)
     g = dict(common, z_dim=int(model_cfg.z_dim), w_dim=int(model_cfg.w_dim),
              mapping_layers=int(model_cfg.mapping_layers))
+    if not bool(model_cfg.get("use_noise", True)):
+        g["use_noise"] = False      # only when off, so the kwargs of earlier runs stay as they were
     d = dict(common, mbstd_group_size=int(model_cfg.mbstd_group_size))
     return g, d
 

@@ -284,7 +284,7 @@ class Pipeline:
         sheet = datasheet_for_folders(str(self.w / "synthetic"), str(self.real_root), self.test,
                                       str(self.w / "datasheet"), str(m.inception_weights),
                                       str(m.feature_net) or "random_inception", self._evolve_identity(),
-                                      meta=meta, utility=utility)
+                                      meta=meta, utility=utility, feature_classifier=str(self.w / "cls_real"))
         self.log(f"pipeline: datasheet: membership AUC {sheet['privacy']['membership_auc']:.3f}, "
                  f"DCR ratio {sheet['privacy']['dcr']['ratio']:.3f} -> {self.w / 'datasheet'}/datasheet.md")
         return dict(membership_auc=sheet["privacy"]["membership_auc"], dcr_ratio=sheet["privacy"]["dcr"]["ratio"])

@@ -352,15 +352,21 @@ def _redness(img):
     return float(np.mean(x[..., 0] - (x[..., 1] + x[..., 2]) / 2))
 
 
-def test_renderer_versions_draw_the_same_people_with_bigger_lesions_in_v2(tmp_path):
+def test_renderer_versions_draw_the_same_people_with_bigger_lesions_in_later_ones(tmp_path):
     rng = lambda s, i: np.random.default_rng([0, s, i])   # noqa: E731
-    for i in range(3):      # healthy: no lesions, the same draws in both versions
-        assert np.array_equal(render_face(rng(0, i), 0, 32, version=1), render_face(rng(0, i), 0, 32, version=2))
-    for s in (1, 3):        # more / larger lesions on the same faces: redder in v2
+    for i in range(3):      # healthy: no lesions, the same draws in every version
+        v1 = render_face(rng(0, i), 0, 32, version=1)
+        assert np.array_equal(v1, render_face(rng(0, i), 0, 32, version=2))
+        assert np.array_equal(v1, render_face(rng(0, i), 0, 32, version=3))
+    for s in (1, 3):        # larger lesions on the same faces: redder in v2 than v1 (64 px), in v3 than v2 (32 px)
         gain = [_redness(render_face(rng(s, i), s, 64, version=2)) -
                 _redness(render_face(rng(s, i), s, 64, version=1)) for i in range(4)]
         assert min(gain) > 0, (s, gain)
+    for s in (2, 3):        # v3's mild has fewer lesions than v2's, so only moderate and severe are compared
+        gain = [_redness(render_face(rng(s, i), s, 32, version=3)) -
+                _redness(render_face(rng(s, i), s, 32, version=2)) for i in range(4)]
+        assert min(gain) > 0, (s, gain)
     write_demo_dataset(tmp_path / "v1", 1, 16, version=1, progress=False)
-    with pytest.raises(DatasetError, match="generator_version: 1 != 2.*renderer version 1"):
+    with pytest.raises(DatasetError, match="generator_version: 1 != 3.*renderer version 1"):
         write_demo_dataset(tmp_path / "v1", 1, 16, progress=False)
     assert write_demo_dataset(tmp_path / "v1", 1, 16, version=1, progress=False)["rendered"] == 0

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import tiny_gan
+from jaxgen.errors import OutputError
 from jaxgen.metrics import suite
 from jaxgen.metrics.evaluate import run
 from jaxgen.metrics.fid_tracker import FIDTracker
@@ -123,5 +124,9 @@ def test_generate_exports_checked_resumable_dataset_with_datasheet(trained, tmp_
     r2 = generate.export_dataset(str(trained["workdir"]), str(out), num_per_class=3, datasheet=False)
     assert r2["written"] == 2                                   # only the missing and the broken one
     assert (out / "mild" / "mild_00001.png").read_bytes() == first   # same latent -> same image
-    with pytest.raises(ValueError, match=r"has no class '../evil'"):
+    with pytest.raises(OutputError, match=r"other settings \(class_names: \[\] -> \['../evil'"):
         generate.export_dataset(str(trained["workdir"]), str(out), 1, class_names=["../evil", "b", "c", "d"])
+    with pytest.raises(ValueError, match=r"has no class '../evil'"):     # a new folder: the name check
+        generate.export_dataset(str(trained["workdir"]), str(tmp_path / "evil"), 1,
+                                class_names=["../evil", "b", "c", "d"])
+    assert not (tmp_path / "evil").exists()

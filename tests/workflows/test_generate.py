@@ -1,14 +1,19 @@
 """generate: checks every image against the real faces, refuses near-copies, picks classes by name,
-shows progress, resumes its own output, refuses the user's folder."""
+shows progress, resumes its own output, refuses the user's folder and a changed rerun; --label_by
+labels an unconditional generator's candidates with a classifier run (top / threshold rules)."""
 import json
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
+from jaxgen.classifiers.models import build_classifier
 from jaxgen.errors import ConfigError, OutputError
+from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
 from jaxgen.metrics.suite import FeatureNet
+from jaxgen.runs import open_run as real_open_run
 from jaxgen.workflows import generate
 
 NAMES = ("healthy", "mild", "severe")
@@ -193,3 +198,199 @@ def test_user_folder_is_refused_before_the_generator_is_opened(fake_run, real, t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --out {user} is not empty")
     assert opened == [] and g.calls == 0 and _snapshot(user) == before
+
+
+# ---- --label_by: an unconditional generator labelled by a (real, hand-set) classifier run ----
+
+A, T = 10.0, 6.0        # the classifier's slope and its 'mild' bonus: mild <=> |brightness| < T / (2 A)
+
+
+class FakeUnconditional:
+    """An unconditional stand-in: brightness 0.75 tanh(z_0) (the class a brightness classifier sees)
+    plus a faint texture; a latent with z_1 > copy_above returns a training face at that brightness
+    (lower contrast: a near-copy to the pixel check, which ignores brightness and contrast)."""
+
+    num_classes, class_names, z_dim, resolution, channels, path = 0, (), Z, RES, 3, "runs/u"
+
+    def __init__(self, real: pathlib.Path, copy_above: float = 1.2):
+        self.copy_above, self.calls = copy_above, 0
+        self.faces = [np.asarray(Image.open(p), np.float32) / 127.5 - 1 for p in sorted(real.rglob("*.png"))]
+
+    def generate(self, z, labels=None, psi=1.0):
+        self.calls += 1
+        z = np.asarray(z)
+        bright = 0.75 * np.tanh(z[:, :1, None, None])
+        out = bright + 0.05 * _pattern(z, np.zeros(len(z)))
+        for k in np.flatnonzero(z[:, 1] > self.copy_above):
+            out[k] = bright[k] + 0.2 * self.faces[int(abs(z[k, 2]) * 100) % len(self.faces)]
+        return np.clip(out, -1, 1)
+
+
+def _np_probs(images_uint8):
+    """The hand-set classifier in numpy: softmax of A*(f1-f0), T-A*(f0+f1), A*(f0-f1), where
+    f0, f1 are the mean of relu(+-m) over pixels of the channel-mean m in [-1, 1]."""
+    m = (np.asarray(images_uint8, np.float64) / 127.5 - 1).mean(-1)
+    f0, f1 = np.maximum(m, 0).mean((1, 2)), np.maximum(-m, 0).mean((1, 2))
+    logits = np.stack([A * (f1 - f0), T - A * (f0 + f1), A * (f0 - f1)], -1)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def brightness_classifier(tmp_path_factory):
+    """A real classifier run (small_cnn, 1 conv of 2 channels) whose weights compute `_np_probs`."""
+    model = build_classifier("small_cnn", 3, width=2, stages=1, convs_per_stage=1)
+    v = model.init(jax.random.key(0), np.zeros([1, RES, RES, 3]), train=False)
+    kernel = np.zeros([3, 3, 3, 2], np.float32)
+    kernel[1, 1, :, 0], kernel[1, 1, :, 1] = 1 / 3, -1 / 3          # channel mean, and its negative
+    params = dict(v["params"], stage1_conv1=dict(conv=dict(kernel=kernel), bn=dict(
+        scale=np.ones(2, np.float32), bias=np.zeros(2, np.float32))), predictions=dict(
+        kernel=np.array([[-A, -A, A], [A, -A, -A]], np.float32), bias=np.array([0, T, 0], np.float32)))
+    stats = dict(stage1_conv1=dict(bn=dict(mean=np.zeros(2, np.float32), var=np.full(2, 0.999, np.float32))))
+    same = jax.tree_util.tree_map(lambda a, b: a.shape == b.shape, (params, stats),
+                                  (v["params"], v["batch_stats"]))
+    assert all(jax.tree_util.tree_leaves(same))          # the hand-set weights fill the model exactly
+    cd = tmp_path_factory.mktemp("clf") / "bright"
+    ck = TrainCheckpointer(cd, subdir="best")
+    ck.save(1, dict(step=np.int32(1), params=params, batch_stats=stats), dict(tick=1))
+    ck.close()
+    write_descriptor(cd, "classifier", class_names=NAMES, resolution=RES, channels=3, model="small_cnn",
+                     model_kwargs=dict(width=2, stages=1, convs_per_stage=1))
+    return str(cd)
+
+
+@pytest.fixture
+def uncond_run(monkeypatch, real):
+    """generate.open_run: the fake unconditional generator for 'runs/u', the fake conditional one for
+    'runs/x', real classifier runs."""
+    gens = dict(u=FakeUnconditional(pathlib.Path(real)), x=FakeGenerator(pathlib.Path(real)))
+
+    def open_run(path, which="auto", kinds=()):
+        return real_open_run(path, which, kinds) if "classifier" in kinds else gens[str(path)[-1]]
+    monkeypatch.setattr(generate, "open_run", open_run)
+    return gens
+
+
+def _pool(g, size, seed=0):
+    """What the test expects of the pool: probs [size, K] of the uint8 images, near-copy flags."""
+    z = np.stack([np.random.default_rng([seed, i]).standard_normal(Z) for i in range(size)])
+    imgs = np.clip(np.rint((g.generate(z) + 1) * 127.5), 0, 255).astype(np.uint8)
+    return _np_probs(imgs), z[:, 1] > g.copy_above
+
+
+def _kept_ids(out, name):
+    return sorted(int(p.stem.split("_")[-1]) for p in (out / name).glob("*.png"))
+
+
+def test_label_by_keeps_the_most_confident_per_class(uncond_run, brightness_classifier, real, tmp_path,
+                                                     capsys):
+    out, n = tmp_path / "top", 6
+    r = generate.export_dataset("runs/u", str(out), n, batch=16, real=real, datasheet=False, identity="pixel",
+                                label_by=brightness_classifier, progress_every=0.0)
+    probs, copy = _pool(uncond_run["u"], 4 * n * 3)
+    acc = json.loads((out / "acceptance.json").read_text())
+    assert acc["keep"] == "top" and acc["pool_per_stream"] == 72 and acc["teacher"] == brightness_classifier
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("generate: acceptance")]
+    for k, name in enumerate(NAMES):
+        order = [i for i in np.argsort(-probs[:, k], kind="stable") if probs[i].argmax() == k]
+        tried = order[:[j for j, i in enumerate(order) if not copy[i]][n - 1] + 1]   # up to the n-th non-copy
+        want = sorted(i for i in tried if not copy[i])
+        assert _kept_ids(out, name) == want, name
+        a = acc["per_class"][name]
+        assert (a["drawn"], a["argmax"], a["qualifying"], a["kept"]) == (72, len(order), len(order), n)
+        assert a["argmax_counts"] == {c: int((probs.argmax(-1) == j).sum()) for j, c in enumerate(NAMES)}
+        assert a["refused_identity"] == int(copy[tried].sum()) == r["refused"][name]
+        assert a["mean_conf_kept"] == pytest.approx(probs[want, k].mean(), abs=1e-5)
+        assert lines[k].startswith(f"generate: acceptance {name}: 72 drawn, argmax {len(order)}, ")
+    assert sum(acc["per_class"][c]["refused_identity"] for c in NAMES) > 0      # near-copies were met
+    rows = _rows(out)
+    assert len(rows) == 3 * n == r["total"] == r["written"]
+    on_disk = _np_probs(np.stack([np.asarray(Image.open(out / row["file"])) for row in rows]))
+    got = np.array([row["teacher_probs"] for row in rows])
+    np.testing.assert_allclose(got.sum(-1), 1, atol=1e-5)
+    np.testing.assert_allclose(got, on_disk, atol=1e-5)
+    for row in rows:
+        i = int(row["file"][-9:-4])
+        assert row["latent_seed"] == [0, i] and row["teacher"] == brightness_classifier
+        assert row["class_index"] == NAMES.index(row["class_name"]) and row["identity"]["passed"]
+    # Resume with the same settings: nothing new. A changed rerun is refused, nothing written.
+    assert generate.export_dataset("runs/u", str(out), n, batch=16, real=real, datasheet=False,
+                                   identity="pixel", label_by=brightness_classifier)["written"] == 0
+    before, calls = _snapshot(out), uncond_run["u"].calls
+    for change in (dict(psi=0.7), dict(num_per_class=5), dict(keep="threshold"), dict(pool_multiple=8),
+                   dict(label_by="")):
+        kw = dict(num_per_class=n, real=real, datasheet=False, identity="pixel",
+                  label_by=brightness_classifier)
+        with pytest.raises(OutputError, match=r"holds an export made with other settings \(.*\); nothing was"):
+            generate.export_dataset("runs/u", str(out), **dict(kw, **change))
+    assert _snapshot(out) == before and uncond_run["u"].calls == calls
+
+
+def test_label_by_threshold_short_and_allow_short(uncond_run, brightness_classifier, real, tmp_path):
+    n, kw = 4, dict(real=real, datasheet=False, identity="pixel", label_by=brightness_classifier)
+    probs, copy = _pool(uncond_run["u"], 4 * n * 3)
+    out = tmp_path / "thr"
+    generate.export_dataset("runs/u", str(out), n, keep="threshold", min_conf=0.9, **kw)
+    for k, name in enumerate(NAMES):   # stream order: the first qualifying candidates that are no copies
+        ok = [i for i in range(len(probs)) if probs[i].argmax() == k and probs[i, k] >= 0.9 and not copy[i]]
+        assert _kept_ids(out, name) == ok[:n], name
+    # A pool of 1 x 4 x 3 = 12 candidates cannot fill every class at confidence 0.95.
+    probs, copy = _pool(uncond_run["u"], 12)
+    qualify = [(probs.argmax(-1) == k) & (probs[:, k] >= 0.95) for k in range(3)]
+    found = [int(q.sum()) for q in qualify]
+    first = next(k for k in range(3) if found[k] < n)
+    short = dict(keep="threshold", min_conf=0.95, pool_multiple=1, **kw)
+    with pytest.raises(ConfigError, match=rf"{NAMES[first]}: only {found[first]} of 12 candidates .* raise "
+                                          r"--pool_multiple \(now 1\), lower --min_conf or train"):
+        generate.export_dataset("runs/u", str(tmp_path / "short"), n, **short)
+    assert not (tmp_path / "short").exists()
+    r = generate.export_dataset("runs/u", str(tmp_path / "short"), n, allow_short=True, **short)
+    acc = json.loads((tmp_path / "short" / "acceptance.json").read_text())["per_class"]
+    fine = [int((q & ~copy).sum()) for q in qualify]       # qualifying and not a near-copy
+    assert r["short"] == {NAMES[k]: fine[k] for k in range(3) if fine[k] < n} and NAMES[first] in r["short"]
+    for k, c in enumerate(NAMES):
+        assert (acc[c]["short"], acc[c]["qualifying"], acc[c]["kept"]) == \
+            (fine[k] < n, found[k], min(n, fine[k]))
+        assert len(_kept_ids(tmp_path / "short", c)) == min(n, fine[k])
+
+
+def test_label_by_errors_before_output_and_conditional_filter(uncond_run, brightness_classifier, real,
+                                                               tmp_path, capsys):
+    out = tmp_path / "none"
+    with pytest.raises(ConfigError, match="runs/u is an unconditional generator: it has no classes; pass "
+                                          "--label_by"):
+        generate.export_dataset("runs/u", str(out), 2, real=real, datasheet=False)
+    with pytest.raises(ConfigError, match=r"--label_by .*bright: its classes \(healthy, mild, severe\) are "
+                                          r"not the export's classes of runs/u \(a, b, c, in this order\)"):
+        generate.export_dataset("runs/u", str(out), 2, class_names=["a", "b", "c"], real=real, datasheet=False,
+                                label_by=brightness_classifier)
+    uncond_run["x"].class_names = NAMES[::-1]
+    with pytest.raises(ConfigError, match=r"are not the export's classes of runs/x \(severe, mild, healthy"):
+        generate.export_dataset("runs/x", str(out), 2, real=real, datasheet=False,
+                                label_by=brightness_classifier)
+    with pytest.raises(ConfigError, match="--keep, --min_conf: only with --label_by"):
+        generate.main(["--checkpoint", "runs/x", "--out", str(out), "--keep", "top", "--min_conf", "0.2"])
+    assert not out.exists()
+    # A conditional generator: class-filtered sampling, each kept face put in its own class.
+    uncond_run["x"].class_names = NAMES
+    cond = tmp_path / "cond"
+    assert generate.main(["--checkpoint", "runs/x", "--out", str(cond), "--num_per_class", "3", "--real", real,
+                          "--no_datasheet", "--identity", "pixel", "--label_by", brightness_classifier,
+                          "--allow_short", "--pool_multiple", "2"]) == 0
+    acc = json.loads((cond / "acceptance.json").read_text())["per_class"]
+    for k, name in enumerate(NAMES):
+        z = np.stack([np.random.default_rng([0, k, i]).standard_normal(Z) for i in range(6)])
+        p = _np_probs(np.clip(np.rint((_pattern(z, np.full(6, k)) + 1) * 127.5), 0, 255).astype(np.uint8))
+        order = [i for i in np.argsort(-p[:, k], kind="stable") if p[i].argmax() == k]
+        assert _kept_ids(cond, name) == sorted(order[:3]) and acc[name]["argmax"] == len(order)
+    rows = _rows(cond)
+    assert rows and all(r["latent_seed"][:2] == [0, r["class_index"]] and
+                        np.argmax(r["teacher_probs"]) == r["class_index"] for r in rows)
+    assert "wrote" in capsys.readouterr().out
+    # A plain conditional export rerun with another psi: refused, nothing written (no stale images).
+    plain = tmp_path / "plain"
+    generate.export_dataset("runs/x", str(plain), 2, real=real, datasheet=False, identity="pixel")
+    before = _snapshot(plain)
+    with pytest.raises(OutputError, match=r"other settings \(psi: 1\.0 -> 0\.5\); nothing was written"):
+        generate.export_dataset("runs/x", str(plain), 2, psi=0.5, real=real, datasheet=False, identity="pixel")
+    assert _snapshot(plain) == before
