@@ -154,7 +154,7 @@ def test_a_workdir_of_another_config_is_refused_in_one_line_before_the_data(tmp_
         sg2_train.train_and_evaluate(_config("acne.py:tiny"), str(run))
     msg = _one_line(e)
     for diff in ("model.channel_base 256 vs 1024", "model.channel_max 16 vs 64", "model.z_dim 16 vs 64",
-                 "data.resolution 16 vs 32", "train.batch_size 4 vs 8"):
+                 "data.resolution 16 vs 32", "model.use_noise true vs false", "and 1 more"):
         assert diff in msg, msg
     assert "start fresh with a new --workdir" in msg and len(msg) < 600
     assert not guard and (run / "config.json").read_bytes() == before
