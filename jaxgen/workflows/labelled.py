@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import pathlib
 import sys
-import time
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
@@ -50,9 +48,9 @@ from jaxgen.data.demo_faces import write_demo_holdout
 from jaxgen.errors import ConfigError, InputMissing
 from jaxgen.runs import snapshot_networks
 from jaxgen.stylegan2.train import train_and_evaluate
-from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.workflows.generate import export_dataset
+from jaxgen.workflows.pipeline import run_marked_step
 
 STEPS = ("gan", "sorter", "export", "curve")
 DEFAULTS = dict(gan="configs/acne.py:tiny", classifier="configs/acne_classifier.py:tiny")
@@ -119,15 +117,7 @@ class Labelled:
 
     def run_step(self, name: str) -> None:
         """Run step `name` unless its `.name.done` marker says it finished before."""
-        marker = self.w / f".{name}.done"
-        if marker.exists():
-            self.log(f"labelled: {name}: done before, skipped")
-            return
-        t0 = time.time()
-        self.log(f"labelled: === {name} ===")
-        info = getattr(self, "step_" + name)() or {}
-        self.timing[name] = round(time.time() - t0, 1)
-        write_text_atomic(marker, json.dumps(dict(info, seconds=self.timing[name])))
+        run_marked_step(self, name, "labelled")
 
     def step_gan(self) -> dict:
         """1: the unconditional GAN, stage by stage, each stage's networks frozen in snapshots/."""

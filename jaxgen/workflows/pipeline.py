@@ -83,6 +83,21 @@ def _legacy_workdir(folder: pathlib.Path) -> bool:
     return any((folder / f".{step}.done").is_file() for step in STEPS)
 
 
+def run_marked_step(runner: Any, name: str, prefix: str) -> None:
+    """Run `runner.step_<name>()` unless `runner.w/.<name>.done` says it finished before; the
+    marker then holds the step's summary dict and its seconds (also in runner.timing). The
+    resume points of the multi-step workflows (this pipeline, `jaxgen.workflows.labelled`)."""
+    marker = runner.w / f".{name}.done"
+    if marker.exists():
+        runner.log(f"{prefix}: {name}: done before, skipped")
+        return
+    t0 = time.time()
+    runner.log(f"{prefix}: === {name} ===")
+    info = getattr(runner, "step_" + name)() or {}
+    runner.timing[name] = round(time.time() - t0, 1)
+    write_text_atomic(marker, json.dumps(dict(info, seconds=runner.timing[name])))
+
+
 @dataclasses.dataclass
 class Configs:
     """The four configs of a pipeline run: base GAN, its per-class fine-tune variant,
@@ -196,15 +211,7 @@ class Pipeline:
 
     def run_step(self, name: str) -> None:
         """Run step `name` unless its `.name.done` marker says it finished before."""
-        marker = self.w / f".{name}.done"
-        if marker.exists():
-            self.log(f"pipeline: {name}: done before, skipped")
-            return
-        t0 = time.time()
-        self.log(f"pipeline: === {name} ===")
-        info = getattr(self, "step_" + name)() or {}
-        self.timing[name] = round(time.time() - t0, 1)
-        write_text_atomic(marker, json.dumps(dict(info, seconds=self.timing[name])))
+        run_marked_step(self, name, "pipeline")
 
     def step_base(self) -> None:
         """1: StyleGAN2-ADA on all classes, conditional."""
