@@ -8,11 +8,15 @@ evolve.py, evaluate.py); `run_main(main)` wraps an argparse `main()` of a
 `python -m jaxgen....` module. An exception that is not a `jaxgen.errors.UserError`
 is a bug and keeps its traceback. A `--config.<field>=value` naming a field the
 config does not have fails inside absl's flag parsing; it is reported as one line
-that names the flag and the config file.
+that names the flag and the config file. A training run stopped by SIGTERM, SIGINT
+or SIGUSR1 (`jaxgen.errors.TrainingStopped`, raised once its checkpoint is saved)
+prints one line naming the signal, the step and kimg saved and the command that
+resumes it, and exits with status 75 (EX_TEMPFAIL: unfinished, run it again).
 """
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from typing import Callable, List, NoReturn, Optional, Sequence
 
@@ -20,7 +24,7 @@ import jax
 from absl import app
 
 from jaxgen.config import load_config
-from jaxgen.errors import UserError
+from jaxgen.errors import TrainingStopped, UserError
 
 DEBUG_ENV = "JAXGEN_DEBUG"
 CACHE_ENV = "JAXGEN_JAX_CACHE"
@@ -51,14 +55,26 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def stopped(stop: TrainingStopped) -> NoReturn:
+    """Print the stop's line (signal, step, kimg, checkpoint) and the command that resumes the
+    run, this process's own command line, to stderr; exit with `stop.exit_status` (75)."""
+    line = " ".join(str(stop).split())
+    print(f"{line}; to resume, run the same command again: {shlex.join(sys.orig_argv)}",
+          file=sys.stderr, flush=True)
+    sys.exit(stop.exit_status)
+
+
 def run_main(main: Callable[[], object]) -> object:
-    """`main()`'s result; a UserError becomes one line and exit status 2 (unless debugging)."""
+    """`main()`'s result; a UserError becomes one line and exit status 2 (unless debugging),
+    a TrainingStopped its line and exit status 75 (`stopped`)."""
     try:
         return main()
     except UserError as e:
         if debugging():
             raise
         fail(str(e))
+    except TrainingStopped as e:
+        stopped(e)
 
 
 def run_absl(main: Callable[[List[str]], object], config_flags: Sequence[str] = ("config",)) -> None:
@@ -75,6 +91,8 @@ def run_absl(main: Callable[[List[str]], object], config_flags: Sequence[str] = 
         if debugging():
             raise
         fail(str(e))
+    except TrainingStopped as e:
+        stopped(e)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         if started or debugging():
             raise

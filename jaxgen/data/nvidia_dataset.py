@@ -25,7 +25,7 @@ from PIL import Image
 from jaxgen.cli import run_main
 from jaxgen.data.folder import DatasetError, ImageDataset, _is_gray, load_image_folder, scan_image_folder
 from jaxgen.data.nvidia_format import (EXPORT_KIND, IMPORT_KIND, LABELS_FILE, Archive, PathLike,
-                                       check_fresh_folder, check_nvidia_output, is_nvidia_dataset,
+                                       check_fresh_folder, check_nvidia_output, check_pixels, is_nvidia_dataset,
                                        load_nvidia_dataset, nvidia_name, write_class_folders,
                                        write_nvidia_dataset)
 
@@ -34,14 +34,30 @@ __all__ = ["EXPORT_KIND", "IMPORT_KIND", "LABELS_FILE", "check_nvidia_output", "
            "write_class_folders", "write_nvidia_dataset"]
 
 
-def _native_format(files: Sequence[Union[str, BinaryIO]]) -> Optional[Tuple[int, int]]:
-    """(resolution, channels) the image files (paths or file objects) are stored at: one square
-    size; 1 channel if all are grayscale. None for no files (the loader then says so)."""
-    sizes, gray = collections.Counter(), True
-    for f in files:
+def _header(name: str, f: Union[str, BinaryIO]) -> Tuple[Tuple[int, int], str]:
+    """(size, mode) of image file `f` from its header; DatasetError naming `name` when it is not
+    an image PIL reads or has over MAX_PIXELS pixels (its native size would not fit in memory)."""
+    try:
         with Image.open(f) as img:      # reads the header only
-            sizes[img.size] += 1
-            gray = gray and _is_gray(img.mode)
+            check_pixels(img, name)
+            return img.size, img.mode
+    except DatasetError:
+        raise
+    except Image.DecompressionBombError as e:       # PIL's own bound, checked on open: over 2x MAX_IMAGE_PIXELS
+        raise DatasetError(f"{name} has too many pixels to decode ({e}); resize it or leave it out") from None
+    except Exception as e:  # noqa: BLE001 - any decoder failure
+        raise DatasetError(f"{name} is not a readable image ({type(e).__name__}: {' '.join(str(e).split())[:100]}); "
+                           "delete or re-save it") from None
+
+
+def _native_format(files: Sequence[Tuple[str, Union[str, BinaryIO]]]) -> Optional[Tuple[int, int]]:
+    """(resolution, channels) the image files ((name, path or file object) pairs) are stored at:
+    one square size; 1 channel if all are grayscale. None for no files (the loader then says so)."""
+    sizes, gray = collections.Counter(), True
+    for name, f in files:
+        size, mode = _header(name, f)
+        sizes[size] += 1
+        gray = gray and _is_gray(mode)
     if not sizes:
         return None
     (w, h), _ = sizes.most_common(1)[0]
@@ -59,9 +75,9 @@ def load_any(src: PathLike, resolution: Optional[int] = None, channels: Optional
     if not (resolution and channels):
         if nvidia:
             with Archive(src) as arch:          # NVIDIA's format has one size: its first image tells
-                files = [io.BytesIO(arch.read(n)) for n in arch.image_names()[:1]]
+                files = [(f"{n} in {arch.path}", io.BytesIO(arch.read(n))) for n in arch.image_names()[:1]]
         else:
-            files = [p for p, _ in scan_image_folder(src)[0]]
+            files = [(p, p) for p, _ in scan_image_folder(src)[0]]
         found = _native_format(files) or (64, 3)
         resolution, channels = resolution or found[0], channels or found[1]
     load = load_nvidia_dataset if nvidia else load_image_folder

@@ -33,6 +33,13 @@ to `resolution` when stored at another size); all of them must have the one size
 NVIDIA's format requires. Every problem is a one-line `DatasetError` naming the
 file and the fix; outputs are never overwritten: a zip must be new, a folder new or
 empty (`jaxgen.utils.outputs` marks it as jaxgen's).
+
+A zip is untrusted input, so what it may cost is bounded before it is spent: labels must
+lie within "class_names" (or below MAX_CLASSES without names) before any per-class list
+is made; names repeat no class; entries may not point outside the zip; every file's
+declared size (MAX_ENTRY_BYTES, MAX_JSON_BYTES) and inflation ratio (MAX_RATIO) are
+checked before it is read, and files are read in chunks of at most _CHUNK_BYTES; an
+image's pixel count (MAX_PIXELS) is checked from its header before it is decoded.
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -62,6 +70,14 @@ EXPORT_KIND = "nvidia_dataset"          # marker kind of an NVIDIA folder jaxgen
 IMPORT_KIND = "nvidia_import"           # marker kind of class folders imported from NVIDIA's format
 _CACHE_VERSION = 1
 _CHUNK = 256                            # images read from the zip, then decoded in threads, at a time
+_CHUNK_BYTES = 256 << 20                # ... and at most this many file bytes (one file may be more)
+# Bounds on hostile or broken archives, checked before anything is allocated for them:
+MAX_CLASSES = 100_000                   # classes a dataset.json without "class_names" may number
+MAX_ENTRY_BYTES = 256 << 20             # one image file read into memory (a 4096 px RGBA PNG is 64 MiB)
+MAX_JSON_BYTES = 128 << 20              # dataset.json (labels of ~3M images)
+MAX_RATIO = 1100                        # inflated / stored bytes of a zip entry (deflate's ceiling is ~1032)
+RATIO_FLOOR = 1 << 20                   # ... checked on entries that inflate to more than this
+MAX_PIXELS = 1 << 26                    # pixels of one image (8192 x 8192), read from its header
 PathLike = Union[str, os.PathLike]
 
 
@@ -78,12 +94,26 @@ def _is_image_name(name: str, extensions: Tuple[str, ...]) -> bool:
     return not hidden and os.path.splitext(name)[1].lower() in extensions
 
 
-class Archive:
-    """The files of a zip or a folder by relative '/'-separated name: `names` (sorted), `read`."""
+def _outside(name: str) -> bool:
+    """True for an archive entry naming a place outside the archive: absolute ('/etc/x.png',
+    'C:/x.png', '\\x.png') or with a '..' part. zipfile lists such names as they are stored."""
+    parts = name.replace("\\", "/").split("/")
+    drive = len(name) > 1 and name[1] == ":" and name[0].isalpha()
+    return name.startswith(("/", "\\")) or drive or ".." in parts
 
-    def __init__(self, path: PathLike):
+
+class Archive:
+    """The files of a zip or a folder by relative '/'-separated name: `names` (sorted), `read`.
+
+    Why the bounds: a zip is untrusted input. Entries that name a place outside it are refused
+    when it is opened; `read` refuses a file over `max_entry_bytes` (from the zip's declared
+    size or the file's, before reading) and a zip entry that inflates over `max_ratio` times its
+    stored size (a zip bomb), each in one line naming the entry, instead of filling memory."""
+
+    def __init__(self, path: PathLike, max_entry_bytes: int = MAX_ENTRY_BYTES, max_ratio: float = MAX_RATIO):
         self.path = Path(path).expanduser()
         self.zip = None
+        self.max_entry_bytes, self.max_ratio = int(max_entry_bytes), float(max_ratio)
         if self.path.is_dir():
             names = [os.path.relpath(os.path.join(d, f), self.path).replace(os.sep, "/")
                      for d, _, files in os.walk(self.path) for f in files]
@@ -94,6 +124,12 @@ class Archive:
                 raise DatasetError(f"{self.path} is not a readable zip ({e}); pass a zip written by "
                                    "NVIDIA's dataset_tool.py (or jaxgen's export), or re-create it") from None
             names = [n for n in self.zip.namelist() if not n.endswith("/")]
+            bad = next((n for n in self.zip.namelist() if _outside(n)), None)
+            if bad is not None:
+                self.zip.close()
+                raise DatasetError(f"{self.path} holds the entry {bad!r}, a path outside the zip (absolute or "
+                                   "with '..'), which no dataset has: re-make the zip from the dataset's "
+                                   "folder (dataset_tool.py, or python -m jaxgen.data.nvidia_dataset export)")
         else:
             raise DatasetError(f"dataset not found: {self.path}. Pass a zip written by NVIDIA's "
                                "dataset_tool.py, or a folder of images with its dataset.json")
@@ -104,10 +140,36 @@ class Archive:
         extensions = _image_extensions()
         return [n for n in self.names if _is_image_name(n, extensions)]
 
-    def read(self, name: str) -> bytes:
+    def size(self, name: str) -> int:
+        """Bytes of file `name` (a zip entry's declared inflated size: zipfile reads no more)."""
         if self.zip is not None:
-            return self.zip.read(name)
-        return (self.path / name).read_bytes()
+            return self.zip.getinfo(name).file_size
+        return (self.path / name).stat().st_size
+
+    def check(self, name: str, limit: Optional[int] = None) -> int:
+        """The size of `name` if reading it is safe, else DatasetError naming it: over `limit`
+        (default max_entry_bytes) bytes, or a zip entry inflating over max_ratio times."""
+        limit, size = self.max_entry_bytes if limit is None else int(limit), self.size(name)
+        where = f"{name} in {self.path}" if self.zip is not None else str(self.path / name)
+        if size > limit:
+            raise DatasetError(f"{where} is {size:,} bytes, over the {limit:,} one file of a dataset may "
+                               "have (a corrupt or hostile zip?); remove it, or re-make the zip with "
+                               "dataset_tool.py at the size you train at")
+        stored = self.zip.getinfo(name).compress_size if self.zip is not None else size
+        if size > RATIO_FLOOR and size > self.max_ratio * max(stored, 1):
+            raise DatasetError(f"{where} inflates from {stored:,} to {size:,} bytes (over {self.max_ratio:g}x: "
+                               "a zip bomb?); re-make the zip with dataset_tool.py (it stores images uncompressed)")
+        return size
+
+    def read(self, name: str, limit: Optional[int] = None) -> bytes:
+        """The bytes of `name` after `check`: read as a stream of at most its checked size."""
+        size = self.check(name, limit)
+        try:
+            with self.zip.open(name) if self.zip is not None else open(self.path / name, "rb") as f:
+                return f.read(size)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
+            raise DatasetError(f"{name} in {self.path} cannot be read ({type(e).__name__}: {str(e)[:80]}); "
+                               "the file is damaged: re-make or re-download the dataset") from None
 
     def stamp(self) -> list:
         """What the cache key depends on: the zip's size and mtime, or every file's in a folder."""
@@ -132,8 +194,10 @@ def is_nvidia_dataset(path: PathLike) -> bool:
     if p.suffix.lower() == ".zip":
         return True
     try:
+        if (p / LABELS_FILE).stat().st_size > MAX_JSON_BYTES:
+            return True                 # the loader refuses it in one line
         meta = json.loads((p / LABELS_FILE).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(meta, dict) and "labels" in meta
 
@@ -147,10 +211,11 @@ def _read_meta(arch: Archive) -> Optional[dict]:
                                "tools read the labels: zip the contents of that folder, not the folder")
         return None
     where = f"{arch.path}/{LABELS_FILE}" if arch.zip is None else f"{LABELS_FILE} in {arch.path}"
+    text = arch.read(LABELS_FILE, MAX_JSON_BYTES)     # a DatasetError (a ValueError) when too big
     try:
-        meta = json.loads(arch.read(LABELS_FILE))
-    except ValueError as e:
-        raise DatasetError(f"{where} is not valid JSON ({e}); fix it, or delete it to load the "
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise DatasetError(f"{where} is not valid JSON ({str(e)[:80]}); fix it, or delete it to load the "
                            "images unlabelled") from None
     if not isinstance(meta, dict) or "labels" not in meta:
         raise DatasetError(f'{where} has no "labels": write {{"labels": [["00000/img00000000.png", 3], '
@@ -158,7 +223,13 @@ def _read_meta(arch: Archive) -> Optional[dict]:
     names = meta.get("class_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise DatasetError(f'{where}: "class_names" must be a list of strings (one per class), '
-                           f"got {names!r}; fix or remove it (classes are then named 0, 1, ...)")
+                           f"got {json.dumps(names)[:80]}; fix or remove it (classes are then named 0, 1, ...)")
+    first = {}
+    for k, name in enumerate(names or []):      # two classes of one name would merge into one folder
+        if name in first:
+            raise DatasetError(f'{where}: "class_names" has {name[:40]!r} twice (classes {first[name]} and {k}); '
+                               "give each class its own name")
+        first[name] = k
     return dict(meta, where=where)
 
 
@@ -204,7 +275,17 @@ def _labels_for(images: Sequence[str], meta: dict) -> np.ndarray:
                 else "not integer classes >= 0")
         raise DatasetError(f"{where}: {len(bad)} label(s) are {kind} (e.g. {bad[0][0]}: "
                            f"{json.dumps(bad[0][1])[:60]}); use class numbers 0, 1, 2, ...")
-    return np.array([_class_index(table[n]) for n in images], np.int32)
+    classes = [_class_index(table[n]) for n in images]
+    top, k = max(classes), classes.index(max(classes))     # checked before any per-class list is made
+    names = meta.get("class_names")
+    if names is not None and top >= len(names):
+        raise DatasetError(f'{where}: "class_names" has {len(names)} name(s) but the labels go up to {top} '
+                           f"(e.g. {images[k]}); give one name per class, or fix the label")
+    if names is None and top >= MAX_CLASSES:
+        raise DatasetError(f"{where}: label {top} (of {images[k]}) is over the {MAX_CLASSES:,} classes a "
+                           'dataset.json without "class_names" may have; number the classes 0, 1, 2, ... '
+                           'or add "class_names" (one name per class)')
+    return np.array(classes, np.int32)
 
 
 def _labels_and_names(arch: Archive, images: Sequence[str]) -> Tuple[np.ndarray, List[str], str]:
@@ -214,18 +295,25 @@ def _labels_and_names(arch: Archive, images: Sequence[str]) -> Tuple[np.ndarray,
     if meta is None or meta["labels"] is None:
         one = names if names is not None and len(names) == 1 else [arch.path.stem or "images"]
         return np.zeros(len(images), np.int32), list(one), "none"
-    labels = _labels_for(images, meta)
+    labels = _labels_for(images, meta)          # in range of the names, or of MAX_CLASSES
     k = int(labels.max()) + 1
-    if names is not None and len(names) < k:
-        raise DatasetError(f'{meta["where"]}: "class_names" has {len(names)} name(s) but the labels go '
-                           f"up to {k - 1}; give one name per class, or remove it (names 0..{k - 1})")
     return labels, list(names) if names is not None else [str(c) for c in range(k)], LABELS_FILE
+
+
+def check_pixels(img: Image.Image, name: str = "") -> None:
+    """DatasetError unless `img` (opened: its header read, not its pixels) has at most MAX_PIXELS
+    pixels. Why: a PNG of one colour stores 30000 x 30000 pixels in a few MB; decoded, GBs."""
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise DatasetError(f"{name + ': ' if name else ''}{w}x{h} is {w * h:,} pixels, over the {MAX_PIXELS:,} "
+                           "(8192 x 8192) one image may have; resize it or leave it out")
 
 
 def _decode(data: bytes, resolution: int, channels: int):
     """(array [R, R, C], source_info, stored (w, h), None) or (None, None, None, error) of one file."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            check_pixels(img)               # from the header, before the pixels are decoded
             img.load()
             info = source_info(img, channels)
             return prepare_image(img, resolution, channels), info, img.size, None
@@ -235,13 +323,20 @@ def _decode(data: bytes, resolution: int, channels: int):
 
 def _decode_all(arch: Archive, images: Sequence[str], resolution: int, channels: int,
                 num_threads: Optional[int]) -> list:
-    """One `_decode` result per image: files read in chunks, decoded in threads."""
+    """One `_decode` result per image: files read in chunks (of _CHUNK files and _CHUNK_BYTES
+    bytes: the memory they hold is bounded), decoded in threads. Every file's size is checked
+    (`Archive.check`) before the first is read, so a zip bomb costs no decoding."""
     threads = num_threads or min(8, os.cpu_count() or 1)
-    results = []
+    sizes = [arch.check(n) for n in images]
+    results, start = [], 0
     with ThreadPoolExecutor(threads) as pool:
-        for start in range(0, len(images), _CHUNK):
-            blobs = [arch.read(n) for n in images[start:start + _CHUNK]]
+        while start < len(images):
+            end, held = start + 1, sizes[start]
+            while end < min(len(images), start + _CHUNK) and held + sizes[end] <= _CHUNK_BYTES:
+                held, end = held + sizes[end], end + 1
+            blobs = [arch.read(n) for n in images[start:end]]
             results += pool.map(lambda b: _decode(b, resolution, channels), blobs)
+            start = end
     return results
 
 

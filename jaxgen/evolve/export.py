@@ -6,7 +6,9 @@ final population (plus the best-ever genome) is scored once more and the best
 candidates that pass every export check are written:
 
   identity   nearest real training face farther than the embedder's threshold
-             (de-identification); a face the embedder cannot embed is rejected
+             (de-identification); a face the embedder cannot embed is rejected. With
+             the pixel embedder: its shift-tolerant near-copy distance and threshold
+             (calibrated on the real faces), ``ClassTask.near_copy``
   class      (``require_class``) the classifier's top class is the target
   diversity  nearest pixel-feature distance to every image already exported
              for the class (and in this round) above ``min_diversity``
@@ -30,7 +32,14 @@ Resumable: a round's images, latents and metadata are written before its
 ``progress.json`` entry; on restart, metadata rows of unfinished rounds are
 dropped and those rounds re-run (deterministic: the key of round r of class k
 is ``fold_in(fold_in(seed, k), r)``), so an interrupted export ends with the
-same files as an uninterrupted one. Every path is checked to stay in ``out``.
+same files as an uninterrupted one. The folder holds exactly the images (and
+latents) metadata.jsonl lists: on resume, pattern files no row lists are removed.
+What decides the images (``export_settings``: GA, export settings, per class the
+weights' SHA-256, terms, near-copy threshold; evolve.py's config) is stored in the
+output marker; a rerun with other settings is refused with one line naming the
+difference (``rebuild=True``, evolve.py --rebuild, replaces the export instead);
+asking for more images (num_per_class, max_rounds) resumes. Every path is checked
+to stay in ``out``.
 
 ``out`` must be new, empty, or an export of this command (its
 ``.jaxgen-output.json`` marker, or the ``progress.json`` of an export made
@@ -42,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import pathlib
@@ -54,13 +64,14 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from PIL import Image
 
+from jaxgen.errors import OutputError
 from jaxgen.evolve.fitness import Inputs, Scorer, jit_terms
 from jaxgen.evolve.ga import GAConfig, run_ga
 from jaxgen.evolve.identity import pixel_features
 from jaxgen.evolve.terms import FEATURE_SIZE
 from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
-from jaxgen.utils.outputs import check_output, claim_output
+from jaxgen.utils.outputs import MARKER, check_output, claim_output, read_marker
 from jaxgen.utils.progress import Progress
 
 OUTPUT_KIND = "evolve"
@@ -77,6 +88,8 @@ class ClassTask:
     generator: str                     # where G came from (for the metadata)
     ref_files: List[str]               # identity references, for nearest-face metadata
     identity_name: str = ""            # the identity embedder's name, for the metadata
+    near_copy: Any = None              # identity.IdentityCheck of a pixel identity: the shift-tolerant
+                                       # check (calibrated threshold) export applies instead of the term's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,15 +177,130 @@ def check_export_folder(out, flag: str = "--out") -> pathlib.Path:
     return check_output(out, OUTPUT_KIND, flag, legacy=_legacy_export)
 
 
-def _open_export(out: pathlib.Path, ga_cfg: GAConfig, cfg: ExportConfig, log) -> _Export:
-    """Claim `out` (new, empty or an export) or resume it: keep the metadata rows of finished rounds."""
+def settings_diff(stored: Any, now: Any, key: str = "") -> List[str]:
+    """'key: old -> new' of every leaf where two settings dicts differ (keys joined by dots)."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        return [d for k in sorted(set(stored) | set(now), key=str)
+                for d in settings_diff(stored.get(k), now.get(k), f"{key}.{k}" if key else str(k))]
+    return [] if stored == now else [f"{key}: {stored!r} -> {now!r}"]
+
+
+def refuse_changed(out: pathlib.Path, now: Dict[str, Any], flag: str = "--out") -> None:
+    """OutputError (one line, nothing written) when the export in `out` was made with other
+    settings: the sections of `now` that its marker also holds are compared ('config': the evolve
+    config before any model is built; 'export': `export_settings`, once they are)."""
+    stored = (read_marker(out) or {}).get("settings") if out.is_dir() else None
+    if not isinstance(stored, dict):
+        return
+    now = json.loads(json.dumps(now, default=str))
+    diff = [d for k in now if k in stored for d in settings_diff(stored[k], now[k], k)]
+    if diff:
+        more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+        raise OutputError(f"{flag} {out} holds an export made with other settings ({'; '.join(diff[:4])}{more}); "
+                          f"nothing was written: rerun with its settings to resume it, choose a new {flag}, or "
+                          "pass --rebuild to replace that export's images with new ones")
+
+
+def store_settings(out: pathlib.Path, now: Dict[str, Any]) -> None:
+    """Record the settings sections `now` in the export's marker (beside those it holds)."""
+    marker = read_marker(out) or {}
+    settings = dict(marker.get("settings") or {}, **json.loads(json.dumps(now, default=str)))
+    if marker.get("settings") != settings:
+        write_text_atomic(out / MARKER, json.dumps(dict(marker, settings=settings), indent=1) + "\n")
+
+
+def _sha256(tree: Any, cache: Dict[int, str]) -> Optional[str]:
+    """A SHA-256 (20 hex digits) of a pytree of arrays (model weights); cached by the tree's id."""
+    if id(tree) not in cache:
+        leaves = jax.tree_util.tree_leaves(tree)
+        h = hashlib.sha256()
+        for leaf in leaves:
+            a = np.ascontiguousarray(np.asarray(leaf))
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        cache[id(tree)] = h.hexdigest()[:20] if leaves else None
+    return cache[id(tree)]
+
+
+def export_settings(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig) -> Dict[str, Any]:
+    """What decides an export's images, compared when it is resumed: the GA, the export settings
+    but how many images (num_per_class, max_rounds: a rerun may ask for more), and per class the
+    generator (path, SHA-256 of its weights and of the term models'), the fitness terms, the
+    target class, the identity references and the near-copy threshold in use."""
+    cache: Dict[int, str] = {}
+    export = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("num_per_class", "max_rounds")}
+    classes = {t.name: dict(generator=t.generator, weights=_sha256(t.inputs.g_vars, cache),
+                            term_models={k: _sha256(v, cache) for k, v in sorted(t.inputs.term_vars.items())},
+                            terms=[term.describe() for term in t.scorer.terms], target=t.target,
+                            references=len(t.ref_files), identity=t.identity_name,
+                            threshold=None if t.near_copy is None else round(float(t.near_copy.threshold), 4))
+               for t in tasks}
+    return dict(ga=dataclasses.asdict(ga_cfg), export=export, classes=classes)
+
+
+def config_settings(config: Dict[str, Any]) -> Dict[str, Any]:
+    """evolve.py's config (a dict) as an export compares it: without where it writes, how it is
+    distributed and how many images it asks for (a rerun may ask for more of the same)."""
+    return {k: v for k, v in config.items() if k not in ("out", "distributed", "num_per_class", "max_rounds")}
+
+
+def _own_files(folder: pathlib.Path, name: str, ext: str) -> List[pathlib.Path]:
+    """The export-pattern files <name>_NNNNN<ext> of a folder, with the .tmp<ext> of a cut write."""
+    digits = "[0-9]" * 5
+    return sorted(list(folder.glob(f"{name}_{digits}{ext}")) + list(folder.glob(f"{name}_{digits}.tmp{ext}")))
+
+
+def remove_unlisted(out: pathlib.Path, rows: List[dict]) -> int:
+    """Delete the export-pattern images (<class>/<class>_NNNNN.png) and latents
+    (latents/<class>/<class>_NNNNN.npy) that no metadata row lists: written by a round that did
+    not finish, or by an earlier export (--rebuild passes no rows). Other files stay; class
+    folders left empty are removed. Returns how many images."""
+    keep = {r.get("file") for r in rows} | {r.get("latent") for r in rows}
+    n = 0
+    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "latents"):
+        for folder, ext in ((d, ".png"), (out / "latents" / d.name, ".npy")):
+            gone = [p for p in _own_files(folder, d.name, ext) if p.relative_to(out).as_posix() not in keep]
+            for p in gone:
+                p.unlink()
+            n += len(gone) if ext == ".png" else 0
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+    return n
+
+
+def clear_export(out: pathlib.Path) -> int:
+    """--rebuild: delete what the export in `out` wrote (its images and latents, metadata.jsonl,
+    progress.json, evolve.json, the plots) and forget its settings; returns images removed."""
+    n = remove_unlisted(out, [])
+    for f in ("metadata.jsonl", "progress.json", "evolve.json", "fitness.png", "preview.png"):
+        (out / f).unlink(missing_ok=True)
+    marker = read_marker(out)
+    if marker is not None and "settings" in marker:
+        marker.pop("settings")
+        write_text_atomic(out / MARKER, json.dumps(marker, indent=1) + "\n")
+    return n
+
+
+def _open_export(out: pathlib.Path, ga_cfg: GAConfig, cfg: ExportConfig, log, settings: Dict[str, Any],
+                 rebuild: bool = False) -> _Export:
+    """Claim `out` (new, empty or an export) or resume it: an export made with other `settings`
+    is refused (cleared with `rebuild`); keep the metadata rows of finished rounds and remove the
+    images no row lists, so the folder holds exactly what metadata.jsonl lists."""
+    check_export_folder(out)
+    if rebuild and out.is_dir():
+        log(f"evolve: --rebuild: removed {clear_export(out)} images of the earlier export in {out}")
+    refuse_changed(out, settings)
     claim_output(out, OUTPUT_KIND, legacy=_legacy_export)
+    store_settings(out, settings)
     ex = _Export(out, ga_cfg, cfg, log, {}, [])
     if ex.prog_path.exists():
         ex.progress = json.loads(ex.prog_path.read_text())
     ex.rows = [r for r in _read_jsonl(ex.meta_path)
                if r.get("round", 0) < ex.progress.get(r.get("class_name"), {}).get("rounds", 0)]
     write_text_atomic(ex.meta_path, "".join(json.dumps(r) + "\n" for r in ex.rows))
+    stray = remove_unlisted(out, ex.rows)
+    if stray:
+        log(f"evolve: removed {stray} images of {out} that metadata.jsonl does not list (a round cut short)")
     return ex
 
 
@@ -215,9 +343,15 @@ def _class_state(ex: _Export, task: ClassTask) -> _ClassState:
 
 
 def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, out: str,
-                   settings: Optional[dict] = None, log: Callable[[str], None] = print) -> dict:
-    """Run the GA rounds for every class task and export; returns the summary (evolve.json)."""
-    ex = _open_export(pathlib.Path(out), ga_cfg, cfg, log)
+                   settings: Optional[dict] = None, log: Callable[[str], None] = print,
+                   rebuild: bool = False, config: Optional[dict] = None) -> dict:
+    """Run the GA rounds for every class task and export; returns the summary (evolve.json).
+
+    A rerun into `out` resumes it when its settings (`export_settings`, and `config`: evolve.py's
+    config as `config_settings` keeps it) are those of the export there, and is refused
+    (OutputError) when not; rebuild=True replaces that export instead (`clear_export`)."""
+    now = dict(export=export_settings(tasks, ga_cfg, cfg), **({"config": config} if config is not None else {}))
+    ex = _open_export(pathlib.Path(out), ga_cfg, cfg, log, now, rebuild)
     summary = dict(settings=settings or {}, classes={}, out=str(ex.out))
     for ci, task in enumerate(tasks):
         summary["classes"][task.name] = _export_class(ex, ci, task)
@@ -274,8 +408,25 @@ def _candidates(ex: _Export, ci: int, rnd: int, st: _ClassState) -> _Candidates:
     values, raw = jit_terms(scorer)(cand, inputs)
     values = {k: np.asarray(v) for k, v in values.items()}
     imgs = np.clip(np.asarray(raw, np.float32), -1.0, 1.0)
+    if st.task.near_copy is not None and "identity_distance" in values:
+        values.update(_near_copy_values(st.task.near_copy, imgs))
     return _Candidates(cand, values, np.asarray(scorer.total(values)), imgs,
                        np.asarray(_features(imgs, _feature_size(scorer))[0]), inputs, res)
+
+
+def _near_copy_values(check: Any, imgs: np.ndarray) -> Dict[str, np.ndarray]:
+    """The identity extras of the candidates (images [n, R, R, C] in [-1, 1]) by the export's
+    near-copy check: the shift-tolerant distance to the nearest real face (NaN: not embedded),
+    its index and ok; they replace the fitness term's plain-pixel ones for the checks and rows."""
+    r = check.check(to_uint8(imgs))
+    ok = ~np.isnan(r["distance"])
+    return dict(identity_distance=r["distance"], identity_index=np.where(ok, r["index"], -1),
+                identity_ok=ok)
+
+
+def _identity_threshold(task: ClassTask) -> float:
+    """The distance a candidate must exceed: the near-copy check's (calibrated), else the term's."""
+    return float(task.near_copy.threshold if task.near_copy is not None else task.scorer.term("identity").threshold)
 
 
 def _export_round(ex: _Export, ci: int, st: _ClassState) -> None:
@@ -323,7 +474,7 @@ def _reject_reason(i: int, c: _Candidates, st: _ClassState, cfg: ExportConfig,
     if identity is not None:
         if not c.values["identity_ok"][i]:
             return "identity_not_embedded"
-        if not c.values["identity_distance"][i] > identity.threshold:
+        if not c.values["identity_distance"][i] > _identity_threshold(st.task):
             return "identity_too_close_to_real"
     if cfg.require_class and st.task.target is not None and "predicted_class" in c.values:
         if int(c.values["predicted_class"][i]) != st.task.target:
@@ -364,8 +515,10 @@ def _row(task: ClassTask, stem: str, rnd: int, rank: int, i: int, c: _Candidates
         j = int(c.values["identity_index"][i])
         r["identity"] = dict(nearest_real_distance=_json_num(c.values["identity_distance"][i]),
                              nearest_real_file=task.ref_files[j] if 0 <= j < len(task.ref_files) else None,
-                             threshold=float(identity.threshold),
+                             threshold=_identity_threshold(task),
                              embedder=task.identity_name or identity.embedder_name)
+        if task.near_copy is not None and task.near_copy.calibration is not None:
+            r["identity"]["calibration"] = task.near_copy.calibration_summary()
     if "predicted_class" in c.values:
         r["classifier"] = dict(target=task.target, predicted=int(c.values["predicted_class"][i]),
                                confidence=_json_num(c.values["class"][i]))

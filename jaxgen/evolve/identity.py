@@ -38,7 +38,9 @@ photo-realistic GAN faces with it, not the cartoons.
 Functions: `make_embedder(kind)` (what a --identity flag names),
 `nearest_identity(query, reference) -> (distance [N], index [N])`,
 `IdentityCheck(embedder, references, files).check(images)` (references embedded once;
-the per-image records every export path writes) and
+the per-image records every export path writes; a pixel check is shift-tolerant and,
+without a given threshold, calibrated on the references by
+`calibrate_near_copy(embedder, references, ref_emb)`) and
 `deidentification_report(candidates, references, embedder) -> dict`.
 """
 from __future__ import annotations
@@ -55,13 +57,17 @@ from PIL import Image
 
 __all__ = ["IdentityEmbedder", "EmbedResult", "DlibEmbedder", "PixelEmbedder",
            "nearest_identity", "deidentification_report", "dlib_model_dir", "make_embedder",
-           "IdentityCheck"]
+           "IdentityCheck", "calibrate_near_copy"]
 
 # Per-image status strings (EmbedResult.status).
 DETECTED = "detected"                # a face detector found the face
 WHOLE_IMAGE = "whole_image_fallback"  # no detection; the whole image was the face box
 NO_FACE = "no_face_detected"         # no detection and no fallback: not embedded
 WHOLE = "whole_image"                # detect=False: the whole image is the face box by request
+
+FIXED_PIXEL_THRESHOLD = 0.3   # the pixel check's fixed near-copy distance (set on 128 px demo faces)
+CALIBRATION_FLOOR = 0.05      # a calibrated pixel threshold never falls below (noise copies: < 0.03)
+CALIBRATION_SAMPLE = 512      # training faces measured for the calibration (all, in a smaller set)
 
 
 @runtime_checkable
@@ -273,41 +279,139 @@ class PixelEmbedder:
     Each image is resized to `size` x `size` x 3 (`jax.image.resize`,
     linear with antialiasing), mean-centred and scaled to unit L2 norm, so the
     distance (0..2) ignores global brightness/contrast changes and pixel
-    noise, and tolerates shifts of a few pixels. It recognises *the same
-    picture*, not the same person: a new photo of a training patient would
-    pass it. Use only where a face model cannot run (tests, CPU demos on the
-    drawn demo faces). `threshold` (default 0.3) was set on the 128 px demo
-    faces: near-copies measure < 0.03 (pixel noise, 4% brighter) and
-    0.15-0.17 (shifted 1 px down, 2 px right); different faces 0.67-1.46.
+    noise. It recognises *the same picture*, not the same person: a new photo
+    of a training patient would pass it. Use only where a face model cannot run
+    (tests, CPU demos on the drawn demo faces).
+
+    The near-copy check (`IdentityCheck`) is shift-tolerant: it compares centre crops
+    (`max_shift` px cut from each side) and takes the least distance over the candidate's
+    crops moved by up to `max_shift` px each way (`near_copy_shifts`), so a copy moved by a
+    pixel or two matches. The plain vectors do not: a 32 px demo face moved by 1 px is 0.25-0.36
+    from its original in median (up to 0.48), a 128 px one moved 1 px down and 2 right 0.15-0.17.
+
+    `threshold`: a number, or None (`make_embedder('pixel')`): `IdentityCheck` then calibrates
+    it on its training faces (`calibrate_near_copy`, at the `percentile`th percentile). Why: the
+    fixed 0.3 was set on the 128 px demo faces (near-copies < 0.17, different faces 0.67-1.46);
+    on a low-variation 32 px set 72% of held-out real images lie within 0.3 of a training image,
+    so a fixed 0.3 refuses what fresh real samples look like.
     """
 
     name = "pixel_not_identity"
     is_identity_model = False
 
-    def __init__(self, size: int = 16, threshold: float = 0.3):
-        if size < 1:
-            raise ValueError(f"size must be >= 1, got {size}")
-        self.size, self.threshold = int(size), float(threshold)
+    def __init__(self, size: int = 16, threshold: Optional[float] = FIXED_PIXEL_THRESHOLD,
+                 max_shift: int = 2, percentile: float = 1.0):
+        if size < 1 or max_shift < 0:
+            raise ValueError(f"size must be >= 1 and max_shift >= 0, got {size}, {max_shift}")
+        if not 0.0 <= percentile <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+        self.size, self.max_shift, self.percentile = int(size), int(max_shift), float(percentile)
+        self.threshold = None if threshold is None else float(threshold)
         self.dim = self.size * self.size * 3
 
     def __repr__(self):
-        return f"PixelEmbedder(size={self.size}, threshold={self.threshold})"
+        return (f"PixelEmbedder(size={self.size}, threshold={self.threshold}, max_shift={self.max_shift}, "
+                f"percentile={self.percentile})")
 
     def embed_detailed(self, images) -> EmbedResult:
-        """float32 [N, size*size*3] unit vectors; ok=False only for flat (constant) images."""
+        """float32 [N, size*size*3] unit vectors; ok=False only for flat (constant) images.
+
+        Compiled once per image size and batch bucket (8, 16, 32 or 64 images; larger sets go
+        64 at a time, the last batch padded): a few programs serve every batch of a run."""
         ims = _as_images(images)
         emb = np.zeros((len(ims), self.dim), np.float32)
         ok = np.zeros(len(ims), bool)
         for shape in dict.fromkeys(im.shape for im in ims):  # one resize per image size
             idx = [i for i, im in enumerate(ims) if im.shape == shape]
-            e, k = pixel_features(np.stack([ims[i] for i in idx]).astype(np.float32), self.size)
-            emb[idx], ok[idx] = np.asarray(e), np.asarray(k)
+            for s in range(0, len(idx), 64):
+                part = idx[s:s + 64]
+                x = np.stack([ims[i] for i in part] + [ims[part[0]]] * (_bucket(len(part)) - len(part)))
+                e, k = _pixel_features_jit(x.astype(np.float32), self.size)
+                emb[part], ok[part] = np.asarray(e)[:len(part)], np.asarray(k)[:len(part)]
         return EmbedResult(emb, ok, ["pixels" if k else "flat_image" for k in ok])
 
     def embed(self, images) -> Tuple[np.ndarray, np.ndarray]:
         """uint8 [N, H, W, 3] -> (float32 [N, size*size*3], ok bool [N])."""
         r = self.embed_detailed(images)
         return r.embeddings, r.ok
+
+    def _crops(self, ims: List[np.ndarray], dy: int, dx: int) -> List[np.ndarray]:
+        """Each image's centre crop (margin max_shift; less for images under 4 * max_shift + 1
+        px) moved by (dy, dx) px: the same-size windows the near-copy check compares."""
+        out = []
+        for im in ims:
+            h, w = im.shape[:2]
+            m = min(self.max_shift, (min(h, w) - 1) // 4)
+            y, x = m + max(-m, min(m, dy)), m + max(-m, min(m, dx))
+            out.append(im[y:h - 2 * m + y, x:w - 2 * m + x])
+        return out
+
+    def near_copy_embed(self, images) -> EmbedResult:
+        """The reference side of the near-copy check: vectors of the centre crops."""
+        return self.embed_detailed(self._crops(_as_images(images), 0, 0))
+
+    def near_copy_shifts(self, images) -> Tuple[np.ndarray, np.ndarray]:
+        """The candidate side: (float32 [S, N, size*size*3], the vectors of the crops moved by
+        every (dy, dx) in [-max_shift, max_shift]^2, S = (2 max_shift + 1)^2; ok bool [N])."""
+        ims = _as_images(images)
+        steps = range(-self.max_shift, self.max_shift + 1)
+        embs = [self.embed_detailed(self._crops(ims, dy, dx)) for dy in steps for dx in steps]
+        return np.stack([e.embeddings for e in embs]), embs[0].ok
+
+
+def calibrate_near_copy(embedder: PixelEmbedder, images, ref_emb: np.ndarray, percentile: float = 1.0,
+                        sample: int = CALIBRATION_SAMPLE, seed: int = 0) -> dict:
+    """The near-copy threshold of a training set: what fresh real images look like to the check.
+
+    A random sample of up to `sample` training faces (all of them in a smaller set), each
+    one's shift-tolerant distance to its nearest *other* training face: how far a real face
+    the generator never saw lies from the training set. Candidates closer than the
+    `percentile`th percentile of those distances are refused; kept within [CALIBRATION_FLOOR
+    (noise-level copies are always refused), FIXED_PIXEL_THRESHOLD (never stricter than the
+    fixed near-copy check)]. images uint8 [M, H, W, 3], ref_emb [M, D] their near_copy_embed
+    vectors. Returns the record: method, percentile, threshold, the measured percentile, floor,
+    cap, sample (n held out), references, max_shift, seed, distance quantiles and the share
+    within the fixed threshold.
+    """
+    ims, ref = _as_images(images), np.asarray(ref_emb, np.float32)
+    base = dict(percentile=float(percentile), floor=CALIBRATION_FLOOR, cap=FIXED_PIXEL_THRESHOLD,
+                references=len(ims), max_shift=embedder.max_shift, seed=int(seed))
+    if len(ims) < 2:   # no other training face to compare with
+        return dict(base, method="fixed (fewer than 2 training faces to calibrate on)",
+                    threshold=FIXED_PIXEL_THRESHOLD, sample=0)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(ims))[:min(sample, len(ims))])
+    d = np.concatenate([_nearest_other(embedder, [ims[i] for i in pick[s:s + 64]], ref, pick[s:s + 64])
+                        for s in range(0, len(pick), 64)])
+    measured = float(np.percentile(d, percentile))
+    q = np.percentile(d, [1, 5, 25, 50])
+    return dict(base, method="calibrated", threshold=float(np.clip(measured, CALIBRATION_FLOOR,
+                                                                   FIXED_PIXEL_THRESHOLD)),
+                measured=measured, sample=int(len(pick)),
+                quantiles=dict(min=float(d.min()), p1=float(q[0]), p5=float(q[1]), p25=float(q[2]),
+                               p50=float(q[3])),
+                share_within_fixed=float(np.mean(d <= FIXED_PIXEL_THRESHOLD)))
+
+
+def _nearest_other(embedder: PixelEmbedder, ims: List[np.ndarray], ref: np.ndarray,
+                   own: np.ndarray) -> np.ndarray:
+    """Shift-tolerant distance [n] of each image (n <= 64) to its nearest reference other than
+    itself (row own[i] of ref [M, D])."""
+    n = len(ims)
+    shifted, _ = embedder.near_copy_shifts(ims + ims[:1] * (64 - n))  # [S, 64, D]: one compiled shape
+    d2 = np.array(_least_sq_distance(jnp.asarray(shifted), jnp.asarray(ref)))[:n]   # [n, M]
+    d2[np.arange(n), own] = np.inf
+    return np.sqrt(np.maximum(d2.min(1), 0.0))
+
+
+@jax.jit
+def _least_sq_distance(q, r):
+    """[n, M] least over the shifts of |q_s,i - r_j|^2 for q [S, n, D], r [M, D] (one [n, M] at a time)."""
+    r2 = jnp.sum(r * r, axis=1)[None, :]
+
+    def step(best, qs):
+        d2 = jnp.sum(qs * qs, axis=1)[:, None] + r2 - 2.0 * jnp.matmul(qs, r.T, precision=jax.lax.Precision.HIGHEST)
+        return jnp.minimum(best, d2), None
+    return jax.lax.scan(step, jnp.full((q.shape[1], r.shape[0]), jnp.inf, jnp.float32), q)[0]
 
 
 def pixel_features(images, size: int = 16, scale: float = 1.0 / 255.0):
@@ -329,6 +433,14 @@ def pixel_features(images, size: int = 16, scale: float = 1.0 / 255.0):
     ok = norm[:, 0] > 1e-3  # flat image: only rounding residue is left
     emb = jnp.where(ok[:, None], small / jnp.maximum(norm, 1e-12), 0.0)
     return emb, ok
+
+
+_pixel_features_jit = jax.jit(pixel_features, static_argnums=1)
+
+
+def _bucket(n: int) -> int:
+    """The batch size n images are padded to: the next of 8, 16, 32, 64."""
+    return next(b for b in (8, 16, 32, 64) if n <= b)
 
 
 # --------------------------------------------------------------------------- search
@@ -370,14 +482,16 @@ def nearest_identity(query_emb, reference_emb, chunk: int = 1024
     return dist, index
 
 
-def make_embedder(kind: str, threshold: float = -1.0, detect: bool = True, fallback: str = "whole"):
+def make_embedder(kind: str, threshold: float = -1.0, detect: bool = True, fallback: str = "whole",
+                  percentile: float = 1.0):
     """The embedder named by a --identity flag or config field: 'dlib' (threshold 0.6, dlib's
-    same-person distance, unless `threshold` >= 0), 'pixel' (0.3; NOT an identity model) or
+    same-person distance, unless `threshold` >= 0), 'pixel' (NOT an identity model; unless
+    `threshold` >= 0, calibrated on the training faces at `percentile` by the IdentityCheck) or
     'none' (None). fallback='whole': a face dlib's detector misses is embedded whole."""
     if kind == "none":
         return None
     if kind == "pixel":
-        return PixelEmbedder(16, 0.3 if threshold < 0 else float(threshold))
+        return PixelEmbedder(16, None if threshold < 0 else float(threshold), percentile=float(percentile))
     if kind == "dlib":
         return DlibEmbedder(detect=bool(detect), detect_fallback=fallback or None,
                             threshold=0.6 if threshold < 0 else float(threshold))
@@ -400,18 +514,46 @@ class IdentityCheck:
     references uint8 [M, H, W, C] (C = 1 or 3) with their `files` [M] (for the records).
     `require()` raises ValueError when no reference could be embedded (nothing to compare
     with); without references every candidate gets distance NaN and fails.
+
+    A PixelEmbedder's check is its shift-tolerant near-copy distance (`near_copy_shifts`), and
+    its threshold None is calibrated here on the references (`calibrate_near_copy`); the
+    record is `calibration` (None: the threshold was given or is the model's own).
     """
 
     def __init__(self, embedder, references, files: Sequence[str]):
         self.embedder, self.files = embedder, list(files)
         self.name = getattr(embedder, "name", type(embedder).__name__)
         self.is_identity_model = bool(getattr(embedder, "is_identity_model", not self.name.startswith("pixel")))
-        self.threshold = float(embedder.threshold)
-        ref = embed_with_status(embedder, _rgb_uint8(references))
+        self.near_copy = hasattr(embedder, "near_copy_shifts")
+        refs = _rgb_uint8(references)
+        ref = embedder.near_copy_embed(refs) if self.near_copy else embed_with_status(embedder, refs)
         self.ref_index = np.flatnonzero(ref.ok)
         self.ref_emb = ref.embeddings[self.ref_index]
         self.ref_status = list(ref.status)
         self.not_embedded = [{"index": int(i), "reason": ref.status[i]} for i in np.flatnonzero(~ref.ok)]
+        self.calibration = None
+        if embedder.threshold is None:
+            self.calibration = calibrate_near_copy(embedder, [refs[i] for i in self.ref_index], self.ref_emb,
+                                                   embedder.percentile)
+        self.threshold = float(self.calibration["threshold"] if self.calibration else embedder.threshold)
+
+    def _nearest(self, images) -> Tuple[np.ndarray, np.ndarray, EmbedResult]:
+        """(distance [n], reference row [n], candidate embedding) of the embeddable candidates:
+        the least over the shifted crops for a near-copy check."""
+        if not self.near_copy:
+            cand = embed_with_status(self.embedder, images)
+            if not cand.ok.any():
+                return np.zeros(0, np.float32), np.zeros(0, np.int64), cand
+            d, j = nearest_identity(cand.embeddings[cand.ok], self.ref_emb)
+            return d, j, cand
+        shifted, ok = self.embedder.near_copy_shifts(images)
+        cand = EmbedResult(shifted[0], ok, ["pixels" if k else "flat_image" for k in ok])
+        n = int(ok.sum())
+        if not n:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64), cand
+        d, j = nearest_identity(shifted[:, ok].reshape(-1, shifted.shape[-1]), self.ref_emb)
+        best = np.argmin(d.reshape(-1, n), axis=0)
+        return d.reshape(-1, n)[best, np.arange(n)], j.reshape(-1, n)[best, np.arange(n)], cand
 
     def require(self) -> "IdentityCheck":
         """self, or ValueError when none of the references could be embedded."""
@@ -423,12 +565,16 @@ class IdentityCheck:
     def check(self, images) -> dict:
         """uint8 [N, H, W, C] -> dict distance float32 [N] (NaN: not embedded), index int64 [N]
         (into the references, -1: none), passed bool [N], status [N]."""
-        cand = embed_with_status(self.embedder, _rgb_uint8(images))
+        images = _rgb_uint8(images)
+        if not self.ref_index.size:
+            cand = embed_with_status(self.embedder, images)
+            d, j = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        else:
+            d, j, cand = self._nearest(images)
         n = len(cand.ok)
         distance, index = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64)
         ok_idx = np.flatnonzero(cand.ok)
         if ok_idx.size and self.ref_index.size:
-            d, j = nearest_identity(cand.embeddings[ok_idx], self.ref_emb)
             distance[ok_idx], index[ok_idx] = d, self.ref_index[j]
         passed = np.asarray(cand.ok) & (np.nan_to_num(distance, nan=-np.inf) > self.threshold)
         return dict(distance=distance, index=index, passed=passed, status=list(cand.status))
@@ -436,10 +582,20 @@ class IdentityCheck:
     def record(self, result: dict, i: int) -> dict:
         """Candidate i's metadata record: nearest real file and distance, threshold, model."""
         j, d = int(result["index"][i]), float(result["distance"][i])
-        return dict(nearest_real_file=self.files[j] if j >= 0 else None,
-                    nearest_real_distance=None if np.isnan(d) else d, threshold=self.threshold,
-                    embedder=self.name, is_identity_model=self.is_identity_model,
-                    passed=bool(result["passed"][i]), status=result["status"][i])
+        rec = dict(nearest_real_file=self.files[j] if j >= 0 else None,
+                   nearest_real_distance=None if np.isnan(d) else d, threshold=self.threshold,
+                   embedder=self.name, is_identity_model=self.is_identity_model,
+                   passed=bool(result["passed"][i]), status=result["status"][i])
+        return rec if self.calibration is None else dict(rec, calibration=self.calibration_summary())
+
+    def calibration_summary(self) -> Optional[dict]:
+        """The calibration in a metadata row: method, percentile, threshold, n measured (held out
+        of the nearest-other search), the distance quantiles (None: not calibrated)."""
+        c = self.calibration
+        if c is None:
+            return None
+        return {k: c[k] for k in ("method", "percentile", "threshold", "sample", "max_shift", "quantiles",
+                                  "share_within_fixed") if k in c}
 
 
 def deidentification_report(candidates, references, embedder) -> dict:

@@ -35,7 +35,7 @@ from jaxgen.evolve import terms as T
 from jaxgen.evolve.export import ClassTask, ExportConfig
 from jaxgen.evolve.fitness import Inputs, Scorer, Term, make_scorer
 from jaxgen.evolve.ga import GAConfig
-from jaxgen.evolve.identity import make_embedder
+from jaxgen.evolve.identity import IdentityCheck, PixelEmbedder, make_embedder
 from jaxgen.evolve.latents import decoder_for, w_statistics
 from jaxgen.harness.checkpoint import CheckpointError
 from jaxgen.runs import GENERATOR_KINDS, Run, RunError, open_run
@@ -49,6 +49,7 @@ class IdentityRefs:
     emb: jax.Array                     # float32 [M, E] embeddings of the real faces
     ok: jax.Array                      # bool [M]: embedded (the others are left out)
     files: List[str]                   # [M] their files, for the nearest-face metadata
+    check: Any = None                  # pixel: the export's shift-tolerant near-copy check (calibrated)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,13 +146,14 @@ def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:
     imgs = ds.images if ds.images.shape[-1] == 3 else np.repeat(ds.images, 3, -1)
     r = emb.embed_detailed(imgs)
     bad = int((~r.ok).sum())
+    check = IdentityCheck(emb, imgs, list(ds.paths)) if isinstance(emb, PixelEmbedder) and bad < len(imgs) else None
     log(f"evolve: identity references: {len(imgs)} real faces from {e.real.path}, "
-        f"{len(imgs) - bad} embedded by {emb.name} (threshold {emb.threshold})"
+        f"{len(imgs) - bad} embedded by {emb.name} (threshold {check.threshold if check else emb.threshold:g})"
         + (f"; {bad} not embedded and left out: {sorted(set(np.asarray(r.status)[~r.ok]))}" if bad else ""))
     if bad == len(imgs):
         raise ConfigError(f"no real face could be embedded by {emb.name}; check --config.real "
                          "or use --config.dlib_fallback=whole")
-    return IdentityRefs(emb, jnp.asarray(r.embeddings), jnp.asarray(r.ok), list(ds.paths))
+    return IdentityRefs(emb, jnp.asarray(r.embeddings), jnp.asarray(r.ok), list(ds.paths), check)
 
 
 def open_models(e: Any, log=print) -> Models:
@@ -200,7 +202,7 @@ def fitness_terms(e: Any, gen: Run, models: Models) -> List[Tuple[Term, Any]]:
         (T.ClassConfidence(model=clf.model, resolution=clf.resolution, channels=clf.channels,
                            weight=float(e.w_class)), clf.variables) if clf else None,
         realism_term(e, gen, models.detector),
-        (T.Identity(embed=T.jit_embed(ident.embedder), threshold=float(ident.embedder.threshold),
+        (T.Identity(embed=T.jit_embed(ident.embedder), threshold=float((ident.check or ident.embedder).threshold),
                     embedder_name=ident.embedder.name, weight=float(e.w_identity)), None) if ident else None,
         (T.ImageStats(stats_std=float(e.stats_std), stats_mean=float(e.stats_mean),
                       weight=float(e.w_stats)), None),
@@ -272,7 +274,7 @@ def build_tasks(config: Any, log=print) -> tuple:
         ident = models.identity
         tasks.append(ClassTask(name, scorer, class_inputs(e, gen, c, target, term_vars, ident),
                                target, path, ident.files if ident else [],
-                               ident.embedder.name if ident else "none"))
+                               ident.embedder.name if ident else "none", near_copy=ident.check if ident else None))
     settings = dict(evolve=e.to_dict(), devices=jax.device_count(),
                     fitness={t.name: t.describe() for t in tasks[0].scorer.terms},
                     identity_embedder=tasks[0].identity_name)

@@ -16,6 +16,9 @@ The harness owns everything else:
     against the images and compares the descriptor with the workdir's run.json;
     only then is the workdir created, with config.json, run.json and
     data_summary.json (the experiment's `data_summary`, also printed in a line);
+  * one writer per run: process 0 holds the workdir's `.jaxgen-lock` from before
+    its first write until `train` returns or raises (a second trainer is refused
+    in one line naming the holder; a dead holder's lock is taken over);
   * resume: the latest checkpoint is restored into `jax.eval_shape(init_state)`
     (nothing is initialised for nothing); batches are a function of the step and
     the step's RNG is `fold_in(key, step)`, so the continuation is exactly the
@@ -30,7 +33,11 @@ The harness owns everything else:
   * metrics.jsonl + TensorBoard + one progress line per tick (`jaxgen.harness.logs`);
   * samples/reals.png once, samples/fakes_<nimg:08d>.png every image snapshot,
     checkpoints every `snapshot_ticks` and at the end (the last `keep_checkpoints`
-    kept), best/ by the experiment's score, a checkpoint on Ctrl-C;
+    kept), best/ by the experiment's score;
+  * SIGTERM, SIGINT (Ctrl-C) and SIGUSR1 (`StopSignals`): a checkpoint at the next step
+    boundary (every process stops at the same step), then `jaxgen.errors.TrainingStopped`
+    (the commands exit with status 75); a KeyboardInterrupt raised otherwise (a second
+    Ctrl-C) saves what it can;
   * data parallelism over all local devices (`jaxgen.harness.parallel`).
 
 The state must be a pytree with an int32 scalar field `step` (steps done).
@@ -41,14 +48,17 @@ import dataclasses
 import json
 import math
 import pathlib
+import signal
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxgen.data.folder import summary_line
-from jaxgen.errors import ConfigError, UserError
+from jaxgen.errors import ConfigError, TrainingStopped, UserError
 from jaxgen.harness.batches import Grid, Prefetcher
 from jaxgen.harness.checkpoint import CheckpointError, TrainCheckpointer, write_descriptor
 from jaxgen.harness.logs import MetricsLog, non_finite, progress_line, reduce_metrics
@@ -57,6 +67,7 @@ from jaxgen.harness.validate import (RESUME_FIELDS, check_config, check_same_con
                                      check_same_descriptor, check_workdir)
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import save_grid
+from jaxgen.utils.outputs import FolderLock, check_unlocked
 
 INIT_FOLD = 10 ** 6   # init_state gets fold_in(key(seed), INIT_FOLD); steps get key(seed) itself
 
@@ -220,23 +231,41 @@ def train(make_experiment: Callable[[Any, pathlib.Path], Experiment], config: An
     check_config(config, getattr(make_experiment, "resolution_range", (4, 1024)), resuming,
                  power_of_two=getattr(make_experiment, "power_of_two", True))
     check_same_config(config, workdir, RESUME_FIELDS + tuple(getattr(make_experiment, "resume_fields", ())))
+    if jax.process_index() == 0:
+        check_unlocked(workdir)      # another trainer writes there: refuse before the data loads
     exp = make_experiment(config, workdir)
     dp = DataParallel()
     dp.check_batch(exp.schedule.batch_size, exp.num_examples, exp.batch_setting)
     check_same_descriptor(exp.kind, exp.descriptor, workdir)
     state, meta = _restore_or_init(exp, workdir, dp)
-    if jax.process_index() == 0:
-        _write_run_files(exp, config, workdir)
-    return _Loop(exp, workdir, dp, state, meta).run()
+    lock = _write_run_files(exp, config, workdir) if jax.process_index() == 0 else None
+    try:
+        return _Loop(exp, workdir, dp, state, meta).run()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def _write_run_files(exp: Experiment, config: Any, workdir: pathlib.Path) -> None:
-    """Create the workdir: config.json, run.json and data_summary.json (printed in one line
-    per dataset role), all written atomically."""
+def _write_run_files(exp: Experiment, config: Any, workdir: pathlib.Path) -> FolderLock:
+    """Create the workdir, take its lock (`jaxgen.utils.outputs.FolderLock`: one writer per run;
+    OutputError naming the holder when another trainer has it), then write run.json (first:
+    it is what marks the folder as a run), config.json and data_summary.json (printed in one
+    line per dataset role), all atomically. Returns the lock, held: the caller releases it."""
     workdir.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(workdir, "--workdir").acquire()
+    try:
+        _write_descriptor_and_config(exp, config, workdir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _write_descriptor_and_config(exp: Experiment, config: Any, workdir: pathlib.Path) -> None:
+    """run.json, config.json and data_summary.json of a run (see `_write_run_files`)."""
+    write_descriptor(workdir, exp.kind, **exp.descriptor)
     text = config.to_json_best_effort(indent=2) if hasattr(config, "to_json_best_effort") else str(config)
     write_text_atomic(workdir / "config.json", text)
-    write_descriptor(workdir, exp.kind, **exp.descriptor)
     if exp.data_summary:
         write_text_atomic(workdir / "data_summary.json", json.dumps(exp.data_summary, indent=1))
         for role, summary in exp.data_summary.items():
@@ -285,6 +314,67 @@ def _kimg(meta: Dict[str, Any]) -> str:
     return f"{nimg / 1000:.3f}"
 
 
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")   # stop at the next step boundary, with a checkpoint
+STOP_SYNC_STEPS = 10     # several processes agree on a stop every this many steps and at tick ends
+
+
+class StopSignals:
+    """SIGTERM, SIGINT (Ctrl-C) and SIGUSR1 as a request to stop at a step boundary.
+
+    Schedulers send SIGTERM before they kill a job (Slurm, Kubernetes, Docker, spot VMs; some
+    clusters SIGUSR1): the loop saves a checkpoint at the next step boundary and stops instead
+    of losing the steps since the last periodic one. A context: entered in the main thread
+    (the one Python runs handlers in; in another it installs nothing), its handler records the
+    first signal; leaving it puts the previous handlers back. A signal set to SIG_IGN (SIGINT
+    of a background job) stays ignored. Repeated signals change nothing, so a second SIGTERM
+    cannot cut the save short; only a second Ctrl-C outside the stop's save (`saving`) raises
+    KeyboardInterrupt at once, for a user who will not wait for a long evaluation.
+
+    `poll` decides, the same on every process. One process needs no collective: it stops at
+    the step after the signal. Several share their flags with
+    `multihost_utils.process_allgather`, only after steps that are multiples of `sync_every`
+    and at tick ends: a collective waits for every queued step, which once a step would
+    stall the device. (jax's own preemption sync point needs jax.distributed and only hears
+    SIGTERM, so it cannot serve a one-process run or SIGINT/SIGUSR1.)
+    """
+
+    def __init__(self, sync_every: int = STOP_SYNC_STEPS):
+        self.sync_every = max(int(sync_every), 1)
+        self.processes = jax.process_count()
+        self.received: Optional[int] = None      # the first signal this process got
+        self.saving = False                      # the stop's checkpoint is being written
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for name in STOP_SIGNALS:
+                sig = getattr(signal, name, None)          # Windows has no SIGUSR1
+                if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._previous.items():     # None: a handler not set from Python
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        elif signum == signal.SIGINT and not self.saving:
+            raise KeyboardInterrupt
+
+    def poll(self, step: int, tick_end: bool = False) -> Optional[int]:
+        """The signal to stop on now that `step` steps are done (the same on every process),
+        or None to go on. Every process must call it after each step."""
+        if self.processes == 1:
+            return self.received
+        if step % self.sync_every and not tick_end:
+            return None
+        flags = np.ravel(multihost_utils.process_allgather(np.int32(self.received or 0)))
+        return next((int(f) for f in flags if f), None)
+
+
 class _Loop:
     """One run of an experiment: host counters, checkpointers, logs, and the tick loop."""
 
@@ -306,6 +396,13 @@ class _Loop:
         self.step_fn = dp.jit_step(exp.train_step, tuple(exp.step_options(self.step)))
 
     def run(self) -> Dict[str, Any]:
+        """Train to the end of the schedule; returns `train`'s dict.
+
+        While it trains, SIGTERM, SIGINT and SIGUSR1 stop it at the next step boundary with a
+        checkpoint (`StopSignals`, `_stop`: TrainingStopped); a KeyboardInterrupt (a second
+        Ctrl-C, or raised by a hook) saves what it can and goes on up. The handlers stay
+        until the checkpointers are closed, so every save is complete before they go.
+        """
         exp, sched = self.exp, self.sched
         print(f"{exp.banner()}; {sched.total_steps} steps of {sched.batch_size} on {self.dp.num_devices} "
               f"device(s) -> {self.workdir}", flush=True)
@@ -314,19 +411,21 @@ class _Loop:
             save_grid(grid.reals, self.workdir / "samples" / "reals.png", cols=grid.cols,
                       row_labels=grid.row_labels)
         exp.begin(self.step)
-        try:
-            while self.step < sched.total_steps:
-                self._tick()
-            if self.ckpt.latest_step() != self.step:   # e.g. a run of 0 steps
-                self.ckpt.save(self.step, self.state, self._meta())
-        except KeyboardInterrupt:
-            self._save_interrupted()
-            raise
-        finally:
-            self.ckpt.close()
-            if self.best_ckpt is not None:
-                self.best_ckpt.close()
-            self.log.close()
+        self.signals, self.stop_signal = StopSignals(), None
+        with self.signals:
+            try:
+                while self.step < sched.total_steps:
+                    self._tick()
+                if self.ckpt.latest_step() != self.step:   # e.g. a run of 0 steps
+                    self.ckpt.save(self.step, self.state, self._meta())
+            except KeyboardInterrupt:
+                self._save_interrupted()
+                raise
+            finally:
+                self.ckpt.close()
+                if self.best_ckpt is not None:
+                    self.best_ckpt.close()
+                self.log.close()
         exp.finish(self.state, self._info(done=True, image_snapshot=False))
         print(f"Done: step {self.step}, {self.nimg / 1000:.3f} kimg; checkpoints in {self.ckpt.directory}",
               flush=True)
@@ -339,12 +438,18 @@ class _Loop:
         `self.tick` counts logged ticks: it moves on only when the tick's metrics row is
         written, so a Ctrl-C during the evaluation saves a checkpoint whose meta does not
         claim a tick metrics.jsonl lacks (the resumed run logs the next tick under that
-        number: the ticks in metrics.jsonl stay unique and consecutive).
+        number: the ticks in metrics.jsonl stay unique and consecutive). A tick ends at a
+        multiple of `tick_steps`: a run resumed from a stop mid-tick finishes that tick first,
+        so its rows, image snapshots and checkpoints fall on the uninterrupted run's steps.
+        A stop (`StopSignals`) ends the tick early: its steps are checked, then `_stop` saves.
         """
         t0, start, tick = time.time(), self.step, self.tick + 1
-        end = min(self.step + self.sched.tick_steps, self.sched.total_steps)
+        ts = self.sched.tick_steps
+        end = min((self.step // ts + 1) * ts, self.sched.total_steps)
         stats = reduce_metrics(self._steps(end), self.exp.last_keys)
         self._check_finite(stats, tick)
+        if self.stop_signal is not None:
+            self._stop()
         dt = time.time() - t0
         n = (self.step - start) * self.sched.batch_size
         stats.update(tick=tick, step=self.step, kimg=self.nimg / 1000, sec_per_tick=dt,
@@ -373,6 +478,9 @@ class _Loop:
         next batch is gathered and put on the devices while a step runs; the prefetch thread
         ends with the tick, also when a step, a batch or Ctrl-C raises. Nothing here waits for
         the devices except `block_every_step` (several CPU devices), which awaits each step.
+        After each step but the run's last, `StopSignals.poll` may end the steps early
+        (`self.stop_signal`); a signal in the last step lets the run finish (its final tick is
+        evaluated, logged and saved: nothing is left to resume).
         """
         per_step = []
         with Prefetcher(self._device_batch, self.step, end, int(self.exp.prefetch)) as feed:
@@ -385,6 +493,10 @@ class _Loop:
                 per_step.append(metrics)
                 if self.dp.block_every_step:
                     jax.block_until_ready(self.state)
+                if self.step < self.sched.total_steps:     # after the last step the run ends anyway
+                    self.stop_signal = self.signals.poll(self.step, self.step == end)
+                    if self.stop_signal is not None:
+                        break
         return per_step
 
     def _device_batch(self, step: int) -> Tuple[jax.Array, ...]:
@@ -432,6 +544,7 @@ class _Loop:
 
     def _save_interrupted(self) -> None:
         """Ctrl-C: checkpoint the current state, unless it was donated to the interrupted step."""
+        self.signals.saving = True      # a further Ctrl-C does not cut this save short
         try:
             step = int(self.state.step)
             self.nimg += (step - self.step) * self.sched.batch_size
@@ -441,3 +554,21 @@ class _Loop:
         except Exception as e:  # noqa: BLE001 - report and keep the last periodic checkpoint
             print(f"Interrupted mid-step ({type(e).__name__}); the last checkpoint is step "
                   f"{self.ckpt.latest_step()} in {self.ckpt.directory}", flush=True)
+
+    def _stop(self) -> None:
+        """A stop signal at a step boundary: save a checkpoint there, then raise TrainingStopped.
+
+        The steps of the unfinished tick are in the checkpoint but in no metrics row (its meta
+        keeps the last logged tick, as `_save_interrupted`'s does). The save is synchronous and
+        `StopSignals.saving` holds off a second Ctrl-C, so the checkpoint is whole on disk when
+        the exception leaves; the entry points turn it into one line and exit status 75.
+        """
+        self.signals.saving = True
+        name = signal.Signals(self.stop_signal).name
+        where = f"step {self.step} (kimg {self.nimg / 1000:.3f})"
+        if self.is_main:
+            print(f"{name}: saving a checkpoint at {where} before exiting", flush=True)
+        if self.ckpt.latest_step() != self.step:
+            self.ckpt.save(self.step, self.state, self._meta())
+        raise TrainingStopped(f"stopped by {name}: saved a checkpoint at {where} in {self.ckpt.directory}",
+                              name, self.step)

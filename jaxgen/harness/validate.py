@@ -6,12 +6,14 @@ checks, in the order `train` runs them:
 
   * `check_config`: the values every trainer shares (config.train.batch_size > 0
     and a multiple of the devices, config.data.resolution in the experiment's
-    range and a power of two where its models need one, channels 1 or 3, kimg/epochs >= 0, tick settings >= 1)
-    and the paths it names (data.path of a folder source, data.val_path, and for
-    a new run transfer.init_from / model.keras_weights) -- `ConfigError` /
-    `InputMissing` naming the --config flag;
-  * `check_workdir`: a --workdir that holds files jaxgen did not write is
-    refused (`OutputError`); a run's own workdir is resumed;
+    range and a power of two where its models need one, channels 1 or 3, kimg/epochs >= 0, tick settings >= 1,
+    every float finite (a NaN learning rate would fail only after the compilation),
+    the model's sizes >= 1) and the paths it names (data.path of a folder source,
+    data.val_path, and for a new run transfer.init_from / model.keras_weights) --
+    `ConfigError` / `InputMissing` naming the --config flag;
+  * `check_workdir`: a --workdir that holds files jaxgen did not write, lies below
+    a file, in a folder that cannot be written or inside another run or output is
+    refused (`OutputError`); a run's own workdir (its run.json) is resumed;
   * `check_same_config` (before the data) and `check_same_descriptor` (after the
     experiment is built, before any checkpoint is restored): a workdir made by
     another config is refused in one line that lists the fields that differ,
@@ -32,6 +34,7 @@ import jax
 
 from jaxgen.errors import ConfigError, InputMissing, OutputError
 from jaxgen.harness.checkpoint import DESCRIPTOR, CheckpointError, descriptor_fields, read_descriptor
+from jaxgen.utils import outputs
 
 # Config fields whose change makes a workdir another run ("model" = every model.* field).
 RESUME_FIELDS = ("task", "data.resolution", "data.channels", "data.conditional", "model",
@@ -39,9 +42,11 @@ RESUME_FIELDS = ("task", "data.resolution", "data.channels", "data.conditional",
 # ... except these: compute precision and a fresh run's initial weights do not change the state.
 MAY_CHANGE = ("model.dtype", "model.num_lowp_res", "model.keras_weights")
 _KWARGS_MAY_CHANGE = ("dtype", "num_lowp_res")
-# What a jaxgen training workdir holds (run.json of older versions: model.json, dcgan.json, classes.json).
-RUN_FILES = (DESCRIPTOR, "config.json", "checkpoints", "metrics.jsonl", "model.json", "dcgan.json",
-             "classes.json")
+# The descriptors of runs made before run.json: such a folder is a run when it also has checkpoints.
+LEGACY_DESCRIPTORS = ("model.json", "dcgan.json", "classes.json")
+# Model sizes (any trainer's config that has them) that must be whole numbers >= 1.
+MODEL_SIZES = ("model.channel_base", "model.channel_max", "model.z_dim", "model.w_dim", "model.mapping_layers",
+               "model.kwargs.width")
 _MISSING = object()
 
 
@@ -96,14 +101,45 @@ def check_config(config: Any, resolution_range: Tuple[int, int] = (4, 1024), res
         v = field(config, f"train.{name}")
         if v is not _MISSING and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= lo):
             raise ConfigError(f"config.train.{name}={v!r} must be a number >= {lo}")
+    check_finite(config)
+    check_model_sizes(config)
     check_paths(config, resuming)
+
+
+def check_finite(config: Any) -> None:
+    """ConfigError naming the flag for the first float of `config` (at any depth, in tuples too)
+    that is NaN or infinite: such a value passes every range check and fails only after the
+    train step compiled (a minute), or trains to NaN."""
+    for name, value in _leaves(_plain(config)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"config.{name}={value!r} must be a finite number (not NaN or infinite); "
+                              f"pass --config.{name.split('[')[0]}=<a number>")
+
+
+def check_model_sizes(config: Any) -> None:
+    """ConfigError unless the model's sizes that the config has are integers >= 1 (a zero
+    channel_max builds layers of no channels, which fail deep in initialisation) and
+    model.channel_base leaves >= 1 feature map at config.data.resolution."""
+    for name in MODEL_SIZES:
+        v = field(config, name)
+        if v is not _MISSING and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"config.{name}={v!r} must be a whole number >= 1, e.g. --config.{name}=16")
+    widths = field(config, "model.widths")
+    if widths is not _MISSING and not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1
+                                          for w in widths):
+        raise ConfigError(f"config.model.widths={tuple(widths)!r}: each must be a whole number >= 1")
+    base, res = field(config, "model.channel_base"), field(config, "data.resolution")
+    if isinstance(base, int) and isinstance(res, int) and res >= 1 and base // res < 1:
+        raise ConfigError(f"config.model.channel_base={base} gives no feature maps at {res} px (channel_base "
+                          f"// resolution); give at least --config.model.channel_base={res}")
 
 
 def check_paths(config: Any, resuming: bool = False) -> None:
     """The files and folders `config` names exist (InputMissing naming the flag)."""
     if field(config, "data.source", None) == "folder":
-        _must_exist(field(config, "data.path", ""), "config.data.path", "a folder of images or of class "
-                    "sub-folders", folder=True)
+        path = str(field(config, "data.path", ""))      # a .zip is NVIDIA's dataset_tool.py format
+        _must_exist(path, "config.data.path", "a folder of images or of class sub-folders, or a "
+                    "dataset_tool.py .zip", folder=not path.lower().endswith(".zip"))
     needed = [("data.val_path", "a folder of validation images", True)]
     if field(config, "metrics.every_ticks", 0):
         needed.append(("metrics.inception_weights", "pt_inception-2015-12-05-6726825d.pth", False))
@@ -125,17 +161,46 @@ def _must_exist(value: Any, setting: str, what: str, folder: bool) -> None:
 
 
 def check_workdir(workdir: pathlib.Path) -> bool:
-    """True when `workdir` holds a checkpoint to resume; OutputError when it is a file or a
-    non-empty folder with none of a run's files (the user's own: nothing is written there)."""
+    """True when `workdir` holds a checkpoint to resume. OutputError (one line; nothing is
+    written) when it lies below a file, in a folder that cannot be written or inside a folder
+    jaxgen owns (another run, another command's output: `outputs.check_location`), when it is
+    a file, another command's output, or a non-empty folder that is not a run (`is_run`):
+    common names (config.json, checkpoints/) do not make the user's folder a run."""
+    outputs.check_location(workdir, "--workdir", writes_existing=True)
     if not workdir.exists():
         return False
     if not workdir.is_dir():
         raise OutputError(f"--workdir {workdir} is a file; choose a new --workdir (a folder)")
+    marker = outputs.read_marker(workdir)     # training never marks its workdir: a networks dir,
+    if marker is not None:                    # an export, a workflow's folder are another's
+        raise OutputError(f"--workdir {workdir} holds the output of another jaxgen command "
+                          f"({marker.get('kind')!r}), not a training run; choose a new --workdir")
     visible = sorted(p.name for p in workdir.iterdir() if not p.name.startswith("."))
-    if visible and not any((workdir / name).exists() for name in RUN_FILES):
+    if visible and not is_run(workdir):
         shown = ", ".join(visible[:5]) + (" ..." if len(visible) > 5 else "")
         raise OutputError(f"--workdir {workdir} holds files jaxgen did not write ({shown}); choose a "
                           "new --workdir (a new or empty folder, or a run of this config to resume)")
+    return _has_checkpoint(workdir)
+
+
+def is_run(workdir: pathlib.Path) -> bool:
+    """Whether `workdir` is a jaxgen training run: its run.json descriptor (format jaxgen-run;
+    written before the first checkpoint, with config.json), or a descriptor of a jaxgen from
+    before run.json (model.json, dcgan.json, classes.json, as `read_descriptor` reads them)
+    beside checkpoints."""
+    if outputs.run_kind(workdir) is not None:
+        return True
+    if (workdir / DESCRIPTOR).exists() or not any((workdir / n).is_file() for n in LEGACY_DESCRIPTORS):
+        return False
+    try:
+        read_descriptor(workdir)
+    except (CheckpointError, OSError, ValueError):
+        return False
+    return _has_checkpoint(workdir)
+
+
+def _has_checkpoint(workdir: pathlib.Path) -> bool:
+    """Whether workdir/checkpoints holds a saved step (a folder named by its number)."""
     ckpt = workdir / "checkpoints"
     return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
 
@@ -206,6 +271,18 @@ def _plain(config: Any) -> Dict[str, Any]:
     if hasattr(config, "to_json_best_effort"):
         return json.loads(config.to_json_best_effort())
     return json.loads(json.dumps(dict(config), default=str))
+
+
+def _leaves(tree: Any, prefix: str = "") -> Iterable[Tuple[str, Any]]:
+    """('train.betas[1]', value) for every leaf of plain JSON values, lists entered."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(tree, (list, tuple)):
+        for i, v in enumerate(tree):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, tree
 
 
 def _flat(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:

@@ -42,7 +42,7 @@ import json
 import pathlib
 import platform
 import warnings
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import flax
 import jax
@@ -51,7 +51,7 @@ import numpy as np
 from PIL import Image
 
 from jaxgen.classifiers.utility import run_utility
-from jaxgen.data.folder import ImageDataset, load_image_folder, scan_image_folder
+from jaxgen.data.folder import ImageDataset, load_image_folder, prepare_image, scan_image_folder
 from jaxgen.errors import ConfigError
 from jaxgen.evolve import identity as identity_models
 from jaxgen.evolve.identity import IdentityCheck
@@ -59,11 +59,12 @@ from jaxgen.metrics import formulas, privacy, task_features
 from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.projector import datasheet_membership
-from jaxgen.utils.files import write_text_atomic
+from jaxgen.utils.files import inside, write_text_atomic
 from jaxgen.utils.images import save_grid
 from jaxgen.utils.outputs import check_output, claim_output
 
 OUTPUT_KIND = "datasheet"
+PathLike = Union[str, pathlib.Path]
 
 UNINFORMATIVE_SHARE = 0.05   # training faces "matching" another training face above this: caveat
 
@@ -110,7 +111,7 @@ def identity(check: IdentityCheck, syn_images) -> Dict[str, Any]:
     return dict(embedder=check.name, is_identity_model=check.is_identity_model, threshold=thr,
                 distance=dist, index=r["index"], embedded=int(np.sum(~np.isnan(dist))), references=n_ref,
                 matches=int(np.sum(dist <= thr)), match_share=float(np.mean(dist <= thr)),
-                train_self_match_share=self_match)
+                train_self_match_share=self_match, calibration=getattr(check, "calibration", None))
 
 
 def identity_caveat(ident: Dict[str, Any]) -> str:
@@ -269,6 +270,16 @@ def _identity_md(ident: Dict[str, Any]) -> list:
              f"({ident['match_share']:.1%}) of {ident['embedded']} embedded",
              f"- training faces within the threshold of another training face: "
              f"{_f(ident['train_self_match_share'], '.1%')}"]
+    c = ident.get("calibration")
+    if c and c.get("method") == "calibrated":
+        q = c["quantiles"]
+        lines.append(f"- threshold calibrated on the training faces: percentile {c['percentile']:g} of {c['sample']} "
+                     f"training faces' distances to their nearest other one (min {q['min']:.3f}, 1% {q['p1']:.3f}, "
+                     f"5% {q['p5']:.3f}, median {q['p50']:.3f}; {c['share_within_fixed']:.0%} within the fixed "
+                     f"{c['cap']:g}), kept within [{c['floor']:g}, {c['cap']:g}]; shifts up to {c['max_shift']} px "
+                     "count as copies")
+    elif c:
+        lines.append(f"- threshold: {c['method']}")
     if ident["caveat"]:
         lines.append(f"- **Caveat**: {ident['caveat']}")
     return lines
@@ -376,7 +387,7 @@ def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inc
     feature_classifier: a classifier workdir trained on the real faces (the pipeline's cls_real)
     adds the task_features section (see compute)."""
     folders = {"--real": real, "--synthetic": synthetic, "--holdout": holdout}
-    _, side = _check_folders(folders)
+    names, side = _check_folders(folders)
     out_dir = check_output(out, OUTPUT_KIND)
     clf = task_features.open_feature_classifier(feature_classifier) if feature_classifier else None
     net = make_feature_net(inception_weights, feature_net)
@@ -384,7 +395,8 @@ def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inc
     if projection:
         projection = dict(projection, run=open_run(projection["run"], kinds=("stylegan2",)))
     res = int(resolution) or side
-    train, syn, hold = (load_image_folder(f, res, 3, cache_dir=None) for f in (real, synthetic, holdout))
+    train, hold = (load_image_folder(f, res, 3, cache_dir=None) for f in (real, holdout))
+    syn = synthetic_images(synthetic, res, names)   # an export's: exactly the images it lists
     out_dir = claim_output(out_dir, OUTPUT_KIND)
     sheet = compute(syn, train, hold, net, embedder, projection=projection, feature_classifier=clf)
     if utility and "real_train_acc" in utility:
@@ -411,6 +423,55 @@ def only_classes(ds: ImageDataset, names: Sequence[str]) -> ImageDataset:
     return ImageDataset(ds.images[keep], new[keep], list(names), [ds.paths[i] for i in keep])
 
 
+def listed_files(folder: PathLike) -> Optional[List[str]]:
+    """The images an export's metadata.jsonl lists (paths relative to `folder`), or None when the
+    folder has no metadata.jsonl of jaxgen's export rows (each with 'file' and 'class_name')."""
+    try:
+        rows = [json.loads(line) for line in (pathlib.Path(folder) / "metadata.jsonl").read_text().splitlines()
+                if line.strip()]
+    except (OSError, ValueError):
+        return None
+    if not rows or not all(isinstance(r, dict) and {"file", "class_name"} <= set(r) for r in rows):
+        return None
+    return [str(r["file"]) for r in rows]
+
+
+def load_listed(folder: PathLike, files: Sequence[str], resolution: int,
+                names: Optional[Sequence[str]] = None) -> ImageDataset:
+    """The listed images of an export (RGB at `resolution`), classes = `names` (default: their
+    sorted class folders), so the datasheet scores exactly what metadata.jsonl lists; ConfigError
+    naming a listed file that is missing or unreadable (the export is incomplete: rerun it to
+    resume) or in a class not among `names`."""
+    root = pathlib.Path(folder)
+    names = list(names or sorted({f.split("/", 1)[0] for f in files}))
+    stray = sorted({f.split("/", 1)[0] for f in files} - set(names))
+    if stray:
+        raise ConfigError(f"{root}/metadata.jsonl lists images of class(es) {', '.join(stray)}, which the real "
+                          f"folders lack ({', '.join(names)}); give real folders with the same classes")
+    images = []
+    for f in files:
+        path = inside(root, root / f)
+        try:
+            with Image.open(path) as im:
+                images.append(prepare_image(im, resolution, 3))
+        except OSError as e:
+            raise ConfigError(f"{root}/metadata.jsonl lists {f}, which cannot be read ({type(e).__name__}); "
+                              "rerun the export into the same folder to resume it") from None
+    labels = np.asarray([names.index(f.split("/", 1)[0]) for f in files], np.int32)
+    return ImageDataset(np.stack(images), labels, names, [str(root / f) for f in files])
+
+
+def synthetic_images(folder: PathLike, resolution: int, names: Optional[Sequence[str]] = None) -> ImageDataset:
+    """The synthetic set a datasheet scores: the images metadata.jsonl lists for an export
+    (generate, evolve; classes `names` if given), else every image of the class folders."""
+    files = listed_files(folder)
+    if files is not None:
+        return load_listed(folder, files, resolution, names)
+    with warnings.catch_warnings():   # nearest_real.png of an earlier sheet may lie in the folder
+        warnings.filterwarnings("ignore", message="ignoring .* image")
+        return load_image_folder(folder, resolution, 3, cache_dir=None)
+
+
 def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageDataset, net: FeatureNet,
                          check: IdentityCheck, meta: Dict[str, Any], feature_classifier=None) -> Dict[str, Any]:
     """The datasheet of an export's own folder `out` (class sub-folders), written into it beside
@@ -419,9 +480,7 @@ def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageD
     once). feature_classifier: a classifier workdir or Run trained on the real faces adds the
     task_features section."""
     res = int(train.images.shape[1])
-    with warnings.catch_warnings():   # nearest_real.png of an earlier sheet lies in `out` itself
-        warnings.filterwarnings("ignore", message="ignoring .* image")
-        syn = load_image_folder(out, res, 3, cache_dir=None)
+    syn = synthetic_images(out, res)     # exactly the images its metadata.jsonl lists
     rgb = [ImageDataset(np.repeat(d.images, 3, -1) if d.images.shape[-1] == 1 else d.images,
                         d.labels, d.class_names, d.paths) for d in (train, holdout)]
     train, holdout = (only_classes(d, syn.class_names) for d in rgb)

@@ -43,6 +43,8 @@ NOISE_MODES = ("const", "random", "none")
 CENTRES = ("global", "class")
 SPACES = ("w", "z")
 MAX_SEED = 2 ** 32 - 1          # np.random.RandomState's seed range
+MAX_SEEDS = 10_000              # seeds (or latents) one call maps: their ws are held in memory
+MAX_FRAMES = 1024               # images assembled into one picture or GIF (interp frames, mix cells)
 MAP_BATCH = 64                  # mapping and synthesis run in fixed batches: one compile each
 SYNTH_BATCH = 8
 ClassArg = Union[None, int, str]
@@ -50,29 +52,35 @@ ClassArg = Union[None, int, str]
 _ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
-def parse_ints(text: str, flag: str, hi: Optional[int] = None) -> List[int]:
+def parse_ints(text: str, flag: str, hi: Optional[int] = None, max_count: Optional[int] = None) -> List[int]:
     """'0-3,7,10-12' -> [0, 1, 2, 3, 7, 10, 11, 12] (order kept); ConfigError naming `flag`.
 
-    hi: the largest value allowed (inclusive); None = no bound but MAX_SEED."""
+    hi: the largest value allowed (inclusive); None = no bound but MAX_SEED. max_count: the
+    most values in all (counted from the ranges before any list is made: '0-99999999' is
+    one line, not 4 GB of ints); None = no bound."""
     top = MAX_SEED if hi is None else hi
-    out: List[int] = []
+    ranges: List[Tuple[int, int]] = []
     for part in str(text).split(","):
         m = _ITEM.match(part)
         if not m:
-            raise ConfigError(f"{flag} {text!r}: {part.strip()!r} is not a number or range; "
+            raise ConfigError(f"{flag} {text[:60]!r}: {part.strip()[:30]!r} is not a number or range; "
                               "write e.g. 0-3,7,10-12")
         a, b = int(m.group(1)), int(m.group(2) or m.group(1))
         if b < a:
-            raise ConfigError(f"{flag} {text!r}: range {a}-{b} runs backwards; write {b}-{a}")
+            raise ConfigError(f"{flag} {text[:60]!r}: range {a}-{b} runs backwards; write {b}-{a}")
         if b > top:
-            raise ConfigError(f"{flag} {text!r}: {b} is out of range; values run from 0 to {top}")
-        out.extend(range(a, b + 1))
-    return out
+            raise ConfigError(f"{flag} {text[:60]!r}: {b} is out of range; values run from 0 to {top}")
+        ranges.append((a, b))
+    count = sum(b - a + 1 for a, b in ranges)
+    if max_count is not None and count > max_count:
+        raise ConfigError(f"{flag} {text[:60]!r}: {count:,} values, over the {max_count:,} one call takes; "
+                          "give fewer (a large synthetic dataset: python -m jaxgen.workflows.generate)")
+    return [v for a, b in ranges for v in range(a, b + 1)]
 
 
 def parse_seeds(text: str, flag: str = "--seeds") -> List[int]:
-    """Seeds from '0-3,7,10-12' (each 0 .. 2**32-1, NumPy's seed range)."""
-    return parse_ints(text, flag)
+    """Seeds from '0-3,7,10-12' (each 0 .. 2**32-1, NumPy's seed range; at most MAX_SEEDS)."""
+    return parse_ints(text, flag, max_count=MAX_SEEDS)
 
 
 def parse_layers(text: str, num_ws: int, flag: str = "--layers") -> List[int]:
@@ -164,8 +172,8 @@ def w_avg(run: Run) -> np.ndarray:
 def class_mean_w(run: Run, cls: ClassArg, n: int = 1000, seed: int = 0) -> np.ndarray:
     """Mean mapped w [w_dim] of class `cls` over n latents z ~ N(0, I) drawn from `seed`."""
     idx = class_index(run, cls)
-    if int(n) < 1:
-        raise ConfigError(f"class mean over n={n} latents: give n >= 1")
+    if not 1 <= int(n) <= MAX_SEEDS:                      # their ws are held in memory
+        raise ConfigError(f"class mean over n={n} latents (--class_mean_n): give 1 .. {MAX_SEEDS}")
     rng = np.random.default_rng([int(seed), 0 if idx is None else idx + 1])
     z = rng.standard_normal([int(n), run.z_dim]).astype(np.float32)
     return map_z(run, z, one_hot(run, idx, int(n)))[:, 0].mean(axis=0)
@@ -233,6 +241,10 @@ def style_mix(run: Run, row_seeds: Sequence[int], col_seeds: Sequence[int], laye
     if bad:
         raise ConfigError(f"--layers: {bad} out of range; this generator has {run.model.num_ws} ws "
                           f"(layers 0-{run.model.num_ws - 1})")
+    cells = len(row_seeds) * len(col_seeds)               # before the [R, C, num_ws, w_dim] ws are made
+    if cells > MAX_FRAMES:
+        raise ConfigError(f"--rows x --cols: {len(row_seeds)} x {len(col_seeds)} = {cells:,} cells, over the "
+                          f"{MAX_FRAMES} one grid holds; give fewer row or column seeds")
     ws = ws_for(run, list(row_seeds) + list(col_seeds), cls, psi, cutoff, centre, class_mean_n)
     row_ws, col_ws = ws[:len(row_seeds)], ws[len(row_seeds):]
     return row_ws, col_ws, mix_ws(row_ws, col_ws, layers)
@@ -261,6 +273,11 @@ def interpolate(run: Run, seeds: Sequence[int], steps: int, space: str = "w", cl
         raise ConfigError(f"--seeds {','.join(map(str, seeds))}: give at least two seeds to travel between")
     if int(steps) < 1:
         raise ConfigError(f"--steps {steps}: give at least 1 frame per pair of seeds")
+    count = (len(seeds) - 1) * int(steps) + 1           # before any per-frame list is made
+    if count > MAX_FRAMES:
+        raise ConfigError(f"--steps {steps} with {len(seeds)} seeds: {count:,} frames, over the {MAX_FRAMES} "
+                          f"one strip and GIF hold; give at most --steps {max(1, (MAX_FRAMES - 1) // (len(seeds) - 1))}"
+                          " or fewer seeds")
     if space not in SPACES:
         raise ConfigError(f"--space {space!r}: choose {' or '.join(SPACES)}")
     frames = interp_weights(len(seeds), int(steps))

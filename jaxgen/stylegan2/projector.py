@@ -81,6 +81,11 @@ from jaxgen.utils.xla_options import jit_train_step
 OUTPUT_KIND = "projection"
 NPZ = "projected_w.npz"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Upper bounds (NVIDIA's projector: 1000 steps, 10000 w_avg samples, 299 px Inception): every
+# step keeps its losses, the samples' z and w are held at once, the target is resized to the size.
+MAX_STEPS = 100_000
+MAX_W_AVG_SAMPLES = 100_000
+MAX_INCEPTION_SIZE = 1024
 INCEPTION_STAGES = ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e")
 
 
@@ -124,6 +129,12 @@ class ProjectConfig:
             if is_bad:
                 raise ConfigError(f"projection setting {what} cannot work: steps, batch and ramps must be "
                                   "positive (rampup >= 0), weights >= 0 with one loss weight > 0")
+        for flag, value, top in (("--steps", self.steps, MAX_STEPS),
+                                 ("--w_avg_samples", self.w_avg_samples, MAX_W_AVG_SAMPLES),
+                                 ("--inception_size", self.inception_size, MAX_INCEPTION_SIZE)):
+            if value > top:
+                raise ConfigError(f"projection setting {flag} {value} is over {top:,}, more than memory holds "
+                                  f"or any use needs; give at most {top:,} (NVIDIA's projector: 1000 steps)")
         return self
 
 

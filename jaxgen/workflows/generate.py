@@ -2,7 +2,8 @@
 
   python -m jaxgen.workflows.generate --checkpoint runs/acne_tiny --out data/synthetic_tiny \
       --num_per_class 64 [--classes healthy,severe] [--psi 1.0] [--seed 0] [--best] \
-      [--real DIR] [--holdout DIR] [--identity auto|dlib|pixel] [--no_datasheet]
+      [--real DIR] [--holdout DIR] [--identity auto|dlib|pixel] [--identity_threshold T]
+      [--identity_percentile P] [--no_datasheet] [--rebuild]
       [--label_by CLASSIFIER_RUN [--keep top|threshold] [--min_conf P] [--pool_multiple M]
        [--allow_short]] [--batch B]
 
@@ -20,9 +21,14 @@ and a class where fewer than one in --max_tries pass stops the export with an
 error (the generator copies its training faces). Identity models
 (jaxgen/evolve/identity.py): dlib's face descriptor (threshold 0.6); 'auto' uses
 the pixel near-copy check, which is NOT an identity model, for a run trained on the
-drawn demo faces, which dlib cannot tell apart. `metadata.jsonl` has one line per
-image: file, class, latent seed, truncation psi, generator, and `identity`: the
-nearest real file, its distance, the threshold and the model.
+drawn demo faces, which dlib cannot tell apart. The pixel check is shift-tolerant (a
+copy moved by 1-2 px is found) and, without --identity_threshold, its threshold is
+calibrated on the training faces: the --identity_percentile (1st) percentile of their
+distances to their nearest other training face, so fresh faces of the real distribution
+pass and only closer candidates are refused (within [0.05, 0.3]). `metadata.jsonl` has one
+line per image: file, class, latent seed, truncation psi, generator, and `identity`: the
+nearest real file, its distance, the threshold, the model and (calibrated) the calibration:
+percentile, faces measured, distance quantiles.
 
 The datasheet (jaxgen/metrics/datasheet.py: fidelity, diversity, privacy,
 identity) is written beside the images (datasheet.json, datasheet.md,
@@ -56,12 +62,18 @@ written to acceptance.json. Each metadata row then also has `teacher_probs`
 candidate's `latent_seed` is [seed, i].
 
 Resumable: images already present are re-checked and kept, so an interrupted
-export continues where it stopped. The settings that decide which images are
-written (checkpoint, psi, seed, num_per_class, class names, --real, identity
-model and threshold, --label_by, keep rule, --min_conf, --pool_multiple) are
-stored in the output marker; a rerun into the same folder with other settings is
-refused before anything is opened or written (stale images would mix in);
---classes may differ between runs (adds classes). --out must be new, empty or an
+export continues where it stopped; the class folders then hold exactly the images
+metadata.jsonl lists (`<class>_NNNNN.png` files it does not list, e.g. written before a
+crash or at candidate numbers this run did not reach, are removed; other files are left
+alone), and the datasheet scores exactly the listed images. The settings that decide
+which images are written (checkpoint, psi, seed, num_per_class, class names, --real,
+identity model, threshold and percentile, --label_by, keep rule, --min_conf,
+--pool_multiple; once opened: the generator's kind, step and weights' SHA-256, the model
+and threshold in use) are stored in the output marker; a rerun into the same folder with
+other settings is refused in one line naming the difference, before anything is written
+(stale images would mix in); --rebuild instead removes that export's own files (its
+images, metadata.jsonl, acceptance.json, datasheet) once every input is checked, and
+writes the new one. --classes may differ between runs (adds classes). --out must be new, empty or an
 earlier generate output (its `.jaxgen-output.json` marker); a folder of other
 files, a missing --real/--holdout, or class names the real folder lacks are
 refused before anything is written (`jaxgen.utils.outputs`). Paths are checked to stay
@@ -71,6 +83,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import pathlib
 import sys
@@ -156,8 +169,9 @@ def _holdout_faces(g: Run, holdout: str, data: Optional[dict], names: Sequence[s
 
 def prepare_checks(g: Run, checkpoint: str, picked: Sequence[str], real: str = "", holdout: str = "",
                    identity: str = "auto", threshold: float = -1.0, datasheet: bool = True,
-                   log=print) -> Checks:
-    """Load and embed what the export is checked against; one-line errors name the flag."""
+                   log=print, percentile: float = 1.0) -> Checks:
+    """Load and embed what the export is checked against (the pixel check's threshold calibrated
+    on the training faces unless --identity_threshold gives it); one-line errors name the flag."""
     data = _run_data(g)
     train, source = _training_faces(g, checkpoint, real, data)
     unconditional = list(picked) == ["all"]     # one class: compared with every real face
@@ -170,15 +184,25 @@ def prepare_checks(g: Run, checkpoint: str, picked: Sequence[str], real: str = "
         identity = "pixel" if not real and data is not None and data["source"] in DRAWN else "dlib"
     if identity not in ("dlib", "pixel"):
         raise ConfigError(f"--identity={identity!r}: use 'auto', 'dlib' or 'pixel' (every export is checked)")
-    embedder = make_embedder(identity, threshold)
+    embedder = make_embedder(identity, threshold, percentile=percentile)
     try:
         check = IdentityCheck(embedder, train.images, train.paths).require()
     except ValueError as e:
         raise ConfigError(f"--real {source}: {e}") from None
     log(f"generate: identity check against {len(train)} real faces from {source} with {check.name} "
-        f"(threshold {check.threshold:g})" + ("; the pixel check is NOT an identity model, it finds "
-                                               "near-copies only" if identity == "pixel" else ""))
+        f"(threshold {check.threshold:g}{_calibration_note(check)})" + (
+            "; the pixel check is NOT an identity model, it finds near-copies only" if identity == "pixel" else ""))
     return Checks(train, hold, check, source)
+
+
+def _calibration_note(check: IdentityCheck) -> str:
+    """', calibrated: ...' for the log line of a calibrated threshold ('' otherwise)."""
+    c = check.calibration
+    if not c or c.get("method") != "calibrated":
+        return "" if not c else f", {c['method']}"
+    return (f", calibrated: percentile {c['percentile']:g} of {c['sample']} training faces' distances to "
+            f"their nearest other one, {c['quantiles']['p1']:.3f}/{c['quantiles']['p50']:.3f} at 1%/50%, "
+            f"{c['share_within_fixed']:.0%} within the fixed {c['cap']:g}")
 
 
 def pick_classes(g: Run, checkpoint: str, class_names: Optional[Sequence[str]] = None,
@@ -244,17 +268,75 @@ def _abs(path: str) -> str:
     return str(pathlib.Path(path).expanduser().absolute()) if path else ""
 
 
-def _refuse_changed(out_dir: pathlib.Path, settings: Dict[str, Any]) -> None:
-    """OutputError (one line, nothing written) when `out_dir` holds an export with other settings."""
+def _refuse_changed(out_dir: pathlib.Path, settings: Dict[str, Any], only_given: bool = False) -> None:
+    """OutputError (one line, nothing written) when `out_dir` holds an export with other settings.
+
+    only_given: compare only the keys of `settings` (the check before the generator is opened;
+    the generator's fingerprint and the threshold in use are compared once they are known)."""
     marker = read_marker(out_dir) if out_dir.is_dir() else None
     stored = (marker or {}).get("settings")
     now = json.loads(json.dumps(settings))
-    if not isinstance(stored, dict) or stored == now:
+    if not isinstance(stored, dict):
         return
-    diff = "; ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(stored) | set(now))
-                     if stored.get(k) != now.get(k))
-    raise OutputError(f"--out {out_dir} holds an export made with other settings ({diff}); nothing was "
-                      "written: rerun with its settings to resume it, or choose a new --out")
+    keys = set(now) if only_given else set(stored) | set(now)
+    diff = "; ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in sorted(keys) if stored.get(k) != now.get(k))
+    if diff:
+        raise OutputError(f"--out {out_dir} holds an export made with other settings ({diff}); nothing was "
+                          "written: rerun with its settings to resume it, choose a new --out, or pass "
+                          "--rebuild to replace that export's images with new ones")
+
+
+def generator_fingerprint(g: Run) -> Dict[str, Any]:
+    """What identifies the generator's weights beyond its path: kind, checkpoint step and a SHA-256
+    of its parameters (a workdir trained further, or another .pkl at the same path, differs)."""
+    leaves = jax.tree_util.tree_leaves(getattr(g, "variables", None))
+    h = hashlib.sha256()
+    for leaf in leaves:
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    step = getattr(g, "step", None)
+    return dict(kind=getattr(g, "kind", None), step=None if step is None else int(step),
+                params_sha256=h.hexdigest()[:20] if leaves else None)
+
+
+EXPORT_FILES = ("metadata.jsonl", "acceptance.json", "datasheet.json", "datasheet.md", "images.csv",
+                "nearest_real.png")
+
+
+def _own_images(cdir: pathlib.Path, name: str) -> List[pathlib.Path]:
+    """The files of class folder `cdir` in the export's own pattern: <name>_NNNNN.png and the
+    temporary <name>_NNNNN.tmp.png of a write cut short."""
+    digits = "[0-9]" * 5
+    return sorted(list(cdir.glob(f"{name}_{digits}.png")) + list(cdir.glob(f"{name}_{digits}.tmp.png")))
+
+
+def remove_unlisted(cdir: pathlib.Path, name: str, keep: Sequence[str]) -> int:
+    """Delete the export-pattern files of class folder `cdir` that are not in `keep` (file names):
+    images of candidate numbers this run did not reach, or written before a crash and never listed.
+    Returns how many; other files are left alone."""
+    gone = [p for p in _own_images(cdir, name) if p.name not in set(keep)]
+    for p in gone:
+        p.unlink()
+    return len(gone)
+
+
+def clear_export(out_dir: pathlib.Path) -> int:
+    """--rebuild: delete what this export listed or wrote (the <class>_NNNNN.png files of its
+    class folders, which hold every image it listed, metadata.jsonl, acceptance.json, the
+    datasheet files) and forget its settings; the user's own files stay. Returns images removed."""
+    n = 0
+    for d in sorted(p for p in out_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        n += remove_unlisted(d, d.name, ())
+        if not any(d.iterdir()):
+            d.rmdir()
+    for f in EXPORT_FILES:
+        (out_dir / f).unlink(missing_ok=True)
+    marker = read_marker(out_dir)
+    if marker is not None and "settings" in marker:
+        marker.pop("settings")
+        write_text_atomic(out_dir / MARKER, json.dumps(marker, indent=1) + "\n")
+    return n
 
 
 def _store_settings(out_dir: pathlib.Path, settings: Dict[str, Any]) -> None:
@@ -310,23 +392,29 @@ def export_dataset(checkpoint: str, out: str, num_per_class: int, psi: float = 1
                    datasheet: bool = True, feature_net: str = "random_inception", inception_weights: str = "",
                    max_tries: float = 4.0, label_by: str = "", keep: Optional[str] = None,
                    min_conf: Optional[float] = None, pool_multiple: Optional[float] = None,
-                   allow_short: bool = False, log=print) -> dict:
+                   allow_short: bool = False, log=print, percentile: float = 1.0, rebuild: bool = False) -> dict:
     """Write num_per_class checked images per class of the generator run `checkpoint` into `out`
     (resumable), then its datasheet. With label_by (a classifier run) the images are candidates
     the classifier labels (see the module doc; keep, min_conf, pool_multiple, allow_short).
 
-    classes: names of the classes to write (default all). Returns {'out', 'written' (new
-    images), 'total' (rows of metadata.jsonl), 'classes', 'refused' (per class), 'datasheet'},
-    with label_by also 'acceptance' (per class, as in acceptance.json) and 'short' ({class: kept}
-    of classes left short by --allow_short).
+    classes: names of the classes to write (default all). percentile: the pixel check's
+    calibration percentile (without a threshold). rebuild: an export with other settings in
+    `out` is replaced (`clear_export`, once every input is checked) instead of refused. Returns
+    {'out', 'written' (new images), 'total' (rows of metadata.jsonl), 'classes', 'refused' (per
+    class), 'datasheet'}, with label_by also 'acceptance' (per class, as in acceptance.json) and
+    'short' ({class: kept} of classes left short by --allow_short).
     """
     rule = label_rule(label_by, keep, min_conf, pool_multiple, allow_short)
+    if threshold < 0 and not 0.0 <= float(percentile) <= 100.0:
+        raise ConfigError(f"--identity_percentile={percentile:g}: a percentile in [0, 100] (1: refuse candidates "
+                          "nearer a training face than 1% of the training faces are to their nearest other one)")
     settings = dict(checkpoint=_abs(checkpoint), best=bool(best), psi=float(psi), seed=int(seed),
                     num_per_class=int(num_per_class), class_names=list(class_names or []), real=_abs(real),
                     identity=identity, identity_threshold=float(threshold), label_by=_abs(label_by),
-                    rule=_rule_setting(rule))
+                    rule=_rule_setting(rule), identity_percentile=float(percentile) if threshold < 0 else None)
     out_dir = check_output(out, OUTPUT_KIND, legacy=_legacy_output)   # before opening anything
-    _refuse_changed(out_dir, settings)
+    if not rebuild:
+        _refuse_changed(out_dir, settings, only_given=True)
     if int(num_per_class) < 1:
         raise ConfigError(f"--num_per_class={num_per_class}: give at least 1 image per class")
     if float(max_tries) < 1:
@@ -338,8 +426,14 @@ def export_dataset(checkpoint: str, out: str, num_per_class: int, psi: float = 1
     teacher = open_teacher(label_by, g, checkpoint, class_names, batch) if label_by else None
     picked = pick_classes(g, checkpoint, class_names or (teacher.names if teacher else None), classes)
     checks = prepare_checks(g, checkpoint, [n for _, n in picked], real, holdout, identity, threshold,
-                            datasheet, log)
+                            datasheet, log, percentile)
     net = make_feature_net(inception_weights, feature_net) if datasheet else None
+    settings.update(generator=generator_fingerprint(g), identity_model=checks.identity.name,
+                    threshold_used=round(checks.identity.threshold, 5))
+    if not rebuild:
+        _refuse_changed(out_dir, settings)
+    elif out_dir.is_dir():
+        log(f"generate: --rebuild: removed {clear_export(out_dir)} images of the earlier export in {out_dir}")
     ctx = _Export(g, out_dir, picked, checks, int(num_per_class), float(psi), int(seed), int(batch),
                   progress_every, str(checkpoint), settings, log)
     if teacher is None:
@@ -542,7 +636,9 @@ class _Writer:
 
     def run(self, want: int, most: int, bar: Progress) -> Dict[str, dict]:
         """{file: identity record} of the first `want` candidates that pass; ConfigError when
-        `most` candidates leave fewer."""
+        `most` candidates leave fewer. The class folder then holds exactly these images: files of
+        an earlier run at candidate numbers not reached now, or written before a crash and never
+        listed, are removed (`remove_unlisted`)."""
         self.cdir.mkdir(exist_ok=True)
         records: Dict[str, dict] = {}
         i = 0
@@ -568,6 +664,7 @@ class _Writer:
                     records[f"{self.name}/{path.name}"] = dict(self.check.record(result, k), latent_index=idx)
             bar.update(len(records) - before)
             i = ids[-1] + 1
+        remove_unlisted(self.cdir, self.name, [f.split("/", 1)[1] for f in records])
         return records
 
 
@@ -619,9 +716,7 @@ class _LabelWriter(_Writer):
                 records[f"{self.name}/{path.name}"] = dict(kept[idx], latent_seed=seed,
                                                            teacher_probs=[float(p) for p in probs[k]])
             bar.update(len(part))
-        for p in self.cdir.glob(f"{self.name}_[0-9][0-9][0-9][0-9][0-9].png"):
-            if f"{self.name}/{p.name}" not in records:
-                p.unlink()
+        remove_unlisted(self.cdir, self.name, [f.split("/", 1)[1] for f in records])
         return records
 
 
@@ -666,7 +761,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--real", default="", help="the generator's training faces (default: its config's data)")
     p.add_argument("--holdout", default="", help="held-out real faces for the datasheet (default: demo _test)")
     p.add_argument("--identity", default="auto", help="auto | dlib | pixel (pixel: near-copies only)")
-    p.add_argument("--identity_threshold", type=float, default=-1.0, help="default: the model's (dlib 0.6)")
+    p.add_argument("--identity_threshold", type=float, default=-1.0,
+                   help="default: the model's (dlib 0.6); pixel: calibrated on the training faces")
+    p.add_argument("--identity_percentile", type=float, default=1.0,
+                   help="pixel without --identity_threshold: refuse candidates nearer a training face than "
+                   "this percentile of the training faces' distances to their nearest other one (1)")
     p.add_argument("--max_tries", type=float, default=4.0,
                    help="candidates per wanted image before giving up (without --label_by)")
     p.add_argument("--no_datasheet", action="store_true", help="skip the datasheet (no holdout at hand)")
@@ -683,6 +782,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow_short", action="store_true", help="with --label_by: write a class that cannot be "
                    "filled with what was found")
     p.add_argument("--batch", type=int, default=32, help="candidates generated and classified at a time")
+    p.add_argument("--rebuild", action="store_true", help="replace an export made with other settings in --out "
+                   "(only the images and files it wrote are removed) instead of refusing it")
     return p
 
 
@@ -696,7 +797,7 @@ def main(argv=None) -> int:
                        threshold=a.identity_threshold, datasheet=not a.no_datasheet, feature_net=a.feature_net,
                        inception_weights=a.inception_weights, max_tries=a.max_tries, label_by=a.label_by,
                        keep=a.keep, min_conf=a.min_conf, pool_multiple=a.pool_multiple,
-                       allow_short=a.allow_short)
+                       allow_short=a.allow_short, percentile=a.identity_percentile, rebuild=a.rebuild)
     short = "".join(f"; {n} SHORT: {k} of {a.num_per_class}" for n, k in r.get("short", {}).items())
     print(f"wrote {r['written']} new images; {r['total']} in {r['out']}{short}")
     return 0

@@ -14,15 +14,17 @@ Seed s draws z as NVIDIA's generate.py does. A conditional generator needs
 G's mean w (--centre global) or the class's own mean w (--centre class) on the
 layers below --cutoff. What each mode writes (prefixed `<class>_` when --class is given):
 
-  seeds   seed0007.png per seed, seeds_grid.png, seeds_ws.npz ('w' [N, num_ws, w_dim]:
-          feed it back with `w --projected_w`), seeds.json
+  seeds   seed0007.png per seed (rendered and written a chunk at a time), seeds_grid.png (the
+          first 64 seeds), seeds_ws.npz ('w' [N, num_ws, w_dim]: feed it back with
+          `w --projected_w`), seeds.json
   mix     mix.png: top row the column seeds, left column the row seeds, cell (r, c) the
           row seed with the column seed's ws on --layers (default: the coarse ones), mix.json
   interp  interp.png (one row per pair of seeds, both ends shown), interp.gif, interp.json
-  w       projected_0000.png per w of the file, projected_grid.png, w.json
+  w       projected_0000.png per w of the file, projected_grid.png (the first 64), w.json
 
 Everything is validated (run kind, seeds, class, layers against the run's num_ws,
-the w file's shape) before --out is created; --out must be new, empty or an earlier
+the w file's shape; at most 10,000 seeds, and 1024 frames or grid cells and 512 MiB of
+them for one picture) before --out is created; --out must be new, empty or an earlier
 `images` output (`jaxgen.utils.outputs`). This command writes pictures; the
 checked synthetic DATASET export is `python -m jaxgen.workflows.generate`.
 """
@@ -33,7 +35,7 @@ import json
 import pathlib
 import re
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -49,6 +51,9 @@ from jaxgen.utils.progress import Progress
 
 OUTPUT_KIND = "images"
 GIF_MIN_SIZE = 128       # small generators' frames are upscaled (nearest) to at least this
+PICTURE_BYTES = 512 << 20  # uint8 pixels of the frames one picture (mix grid, interp strip and GIF) holds
+RENDER_CHUNK = 64        # images rendered (float32), converted to uint8 and written at a time
+GRID_MAX = 64            # seeds shown in seeds_grid.png (each seed still gets its own PNG)
 Writer = Callable[[pathlib.Path], List[str]]
 
 
@@ -64,10 +69,45 @@ def _truncation(run: Run, a) -> Dict:
                 class_mean_n=a.class_mean_n)
 
 
-def _render(run: Run, ws: np.ndarray, a, noise_seeds) -> np.ndarray:
-    """uint8 images [N, R, R, C] of ws, with a progress line every 10 s."""
+def _render_chunks(run: Run, ws: np.ndarray, a, noise_seeds) -> Iterator[Tuple[int, np.ndarray]]:
+    """(start, uint8 images [n, R, R, C]) of ws, RENDER_CHUNK at a time, with a progress line
+    every 10 s. Why chunks: only one chunk's float32 images are held, whatever len(ws) is.
+    noise_seeds: one per w (None: 0 .. N-1, as controls.render numbers them)."""
     bar = Progress(len(ws), "images: rendering", every=10.0)
-    return to_uint8(controls.render(run, ws, a.noise_mode, noise_seeds, progress=bar))
+    seeds = np.arange(len(ws)) if noise_seeds is None else np.asarray(noise_seeds)
+    for i in range(0, len(ws), RENDER_CHUNK):
+        part = slice(i, i + RENDER_CHUNK)
+        yield i, to_uint8(controls.render(run, ws[part], a.noise_mode, seeds[part], progress=bar))
+
+
+def _render(run: Run, ws: np.ndarray, a, noise_seeds) -> np.ndarray:
+    """uint8 images [N, R, R, C] of ws (see `_render_chunks`)."""
+    return np.concatenate([imgs for _, imgs in _render_chunks(run, ws, a, noise_seeds)])
+
+
+def _write_each(out: pathlib.Path, run: Run, ws: np.ndarray, a, noise_seeds, files: List[str],
+                grid: str) -> None:
+    """Render ws into `files` (one PNG each) a chunk at a time, and the first GRID_MAX of them
+    into the grid PNG `grid`: memory stays that of one chunk and the grid, whatever len(ws) is."""
+    shown = []
+    for start, imgs in _render_chunks(run, ws, a, noise_seeds):
+        for f, img in zip(files[start:], imgs):
+            save_png_atomic(inside(out, out / f), img)
+        if start < GRID_MAX:
+            shown.append(imgs[:GRID_MAX - start])
+    first = np.concatenate(shown)
+    save_grid(first, inside(out, out / grid), cols=min(len(first), 8))
+
+
+def _check_picture(run: Run, n: int, what: str) -> None:
+    """ConfigError naming `what` unless n frames of the run (as the GIF holds them, upscaled to
+    GIF_MIN_SIZE) fit in PICTURE_BYTES; checked before anything is rendered."""
+    side = max(run.resolution, GIF_MIN_SIZE)
+    per = side * side * run.channels
+    if n * per > PICTURE_BYTES:
+        raise ConfigError(f"{what}: {n:,} images of {run.resolution} px are {n * per / 2 ** 20:,.0f} MiB in one "
+                          f"picture, over the {PICTURE_BYTES >> 20} MiB it may hold; give at most "
+                          f"{PICTURE_BYTES // per} images")
 
 
 def _record(out: pathlib.Path, name: str, run: Run, a, files: List[str], **fields) -> List[str]:
@@ -85,18 +125,17 @@ def _trunc_fields(run: Run, kw: Dict) -> Dict:
 
 
 def plan_seeds(run: Run, a) -> Writer:
-    """Validate and map the seeds; the writer renders seed%04d.png, the grid and seeds_ws.npz."""
+    """Validate and map the seeds (at most controls.MAX_SEEDS); the writer renders and writes
+    seed%04d.png a chunk at a time (memory does not grow with the seeds), the grid of the
+    first GRID_MAX seeds and seeds_ws.npz."""
     seeds = controls.parse_seeds(a.seeds)
     kw = _truncation(run, a)
     ws = controls.ws_for(run, seeds, **kw)
     pre = _prefix(run, kw["cls"])
 
     def write(out: pathlib.Path) -> List[str]:
-        imgs = _render(run, ws, a, seeds)
         files = [f"{pre}seed{s:04d}.png" for s in seeds]
-        for f, img in zip(files, imgs):
-            save_png_atomic(inside(out, out / f), img)
-        save_grid(imgs, inside(out, out / f"{pre}seeds_grid.png"), cols=min(len(seeds), 8))
+        _write_each(out, run, ws, a, seeds, files, f"{pre}seeds_grid.png")
         np.savez(inside(out, out / f"{pre}seeds_ws.npz"), w=ws, seeds=np.asarray(seeds, np.int64))
         files += [f"{pre}seeds_grid.png", f"{pre}seeds_ws.npz"]
         return _record(out, f"{pre}seeds", run, a, files, seeds=seeds, **_trunc_fields(run, kw))
@@ -109,7 +148,8 @@ def plan_mix(run: Run, a) -> Writer:
     num_ws = run.model.num_ws
     layers = controls.parse_layers(a.layers, num_ws) if a.layers else controls.default_layers(num_ws)
     kw = _truncation(run, a)
-    row_ws, col_ws, mixed = controls.style_mix(run, rows, cols, layers, **kw)
+    row_ws, col_ws, mixed = controls.style_mix(run, rows, cols, layers, **kw)   # at most MAX_FRAMES cells
+    _check_picture(run, (len(rows) + 1) * (len(cols) + 1), "--rows x --cols")
     pre = _prefix(run, kw["cls"])
 
     def write(out: pathlib.Path) -> List[str]:
@@ -143,7 +183,8 @@ def plan_interp(run: Run, a) -> Writer:
     if not a.fps > 0:
         raise ConfigError(f"--fps {a.fps}: give a positive frame rate")
     kw = _truncation(run, a)
-    ws = controls.interpolate(run, seeds, a.steps, a.space, **kw)
+    ws = controls.interpolate(run, seeds, a.steps, a.space, **kw)      # at most MAX_FRAMES frames
+    _check_picture(run, len(ws), f"--steps {a.steps} with {len(seeds)} seeds")
     pre = _prefix(run, kw["cls"])
 
     def write(out: pathlib.Path) -> List[str]:
@@ -163,11 +204,8 @@ def plan_w(run: Run, a) -> Writer:
     ws = controls.load_projected_w(a.projected_w, run)
 
     def write(out: pathlib.Path) -> List[str]:
-        imgs = _render(run, ws, a, None)
         files = [f"projected_{i:04d}.png" for i in range(len(ws))]
-        for f, img in zip(files, imgs):
-            save_png_atomic(inside(out, out / f), img)
-        save_grid(imgs, inside(out, out / "projected_grid.png"), cols=min(len(ws), 8))
+        _write_each(out, run, ws, a, None, files, "projected_grid.png")
         return _record(out, "w", run, a, files + ["projected_grid.png"],
                        projected_w=str(pathlib.Path(a.projected_w).absolute()), count=len(ws))
     return write

@@ -40,7 +40,10 @@ the GAN config (base and fine-tune runs alike).
 marker, or the `.<step>.done` markers of a workdir made before it); a folder of
 other files is refused before anything is loaded or trained
 (`jaxgen.utils.outputs`). There is no progress.json here: the `.<step>.done`
-files (JSON: the step's summary and seconds) are the resume points.
+files (JSON: the step's summary, seconds and the settings it was computed from)
+are the resume points. A rerun whose settings differ for a finished step is
+refused before anything runs, naming the step, the change and the finished steps
+that would be recomputed (and the folders to delete for that).
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ import pathlib
 import shutil
 import sys
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -63,7 +66,8 @@ from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.config import load_config
 from jaxgen.data import load_dataset
 from jaxgen.data.demo_faces import write_demo_holdout
-from jaxgen.errors import ConfigError, InputMissing
+from jaxgen.errors import ConfigError, InputMissing, OutputError
+from jaxgen.evolve.export import settings_diff
 from jaxgen.evolve.run import run_evolve
 from jaxgen.metrics.datasheet import datasheet_for_folders
 from jaxgen.runs import open_run
@@ -76,6 +80,8 @@ STEPS = ("base", "sorter", "sort", "finetune", "evolve", "classifier", "evaluate
 DEFAULTS = dict(gan="configs/acne.py:tiny", classifier="configs/acne_classifier.py:tiny",
                 evolve="configs/evolve_acne.py:tiny")
 OUTPUT_KIND = "pipeline"
+STEP_DIRS = dict(base=("base",), sorter=("cls_real",), sort=("sorted", "finetune_data"), finetune=("finetune",),
+                 evolve=("synthetic",), classifier=("cls_synthetic",), evaluate=("eval",), datasheet=("datasheet",))
 
 
 def _legacy_workdir(folder: pathlib.Path) -> bool:
@@ -83,10 +89,11 @@ def _legacy_workdir(folder: pathlib.Path) -> bool:
     return any((folder / f".{step}.done").is_file() for step in STEPS)
 
 
-def run_marked_step(runner: Any, name: str, prefix: str) -> None:
+def run_marked_step(runner: Any, name: str, prefix: str, settings: Optional[Dict[str, Any]] = None) -> None:
     """Run `runner.step_<name>()` unless `runner.w/.<name>.done` says it finished before; the
-    marker then holds the step's summary dict and its seconds (also in runner.timing). The
-    resume points of the multi-step workflows (this pipeline, `jaxgen.workflows.labelled`)."""
+    marker then holds the step's summary dict and its seconds (also in runner.timing), and
+    `settings` (what the step was computed from) when given. The resume points of the
+    multi-step workflows (this pipeline, `jaxgen.workflows.labelled`)."""
     marker = runner.w / f".{name}.done"
     if marker.exists():
         runner.log(f"{prefix}: {name}: done before, skipped")
@@ -95,7 +102,8 @@ def run_marked_step(runner: Any, name: str, prefix: str) -> None:
     runner.log(f"{prefix}: === {name} ===")
     info = getattr(runner, "step_" + name)() or {}
     runner.timing[name] = round(time.time() - t0, 1)
-    write_text_atomic(marker, json.dumps(dict(info, seconds=runner.timing[name])))
+    extra = {} if settings is None else dict(settings=settings)
+    write_text_atomic(marker, json.dumps(dict(info, seconds=runner.timing[name], **extra)))
 
 
 @dataclasses.dataclass
@@ -194,7 +202,7 @@ class Pipeline:
             raise InputMissing(f"--test {test} is not a folder; give the held-out real images "
                                "(class sub-folders)")
         self.w = check_output(workdir, OUTPUT_KIND, "--workdir", legacy=_legacy_workdir)
-        self.c, self.log = configs, log
+        self.c, self.log, self.test_arg = configs, log, test
         self.num_sort, self.min_conf, self.min_accept = int(num_sort), float(min_conf), float(min_accept)
         self.real_root = pathlib.Path(d.path)
         self.test = test or str(self.real_root) + "_test"
@@ -211,7 +219,42 @@ class Pipeline:
 
     def run_step(self, name: str) -> None:
         """Run step `name` unless its `.name.done` marker says it finished before."""
-        run_marked_step(self, name, "pipeline")
+        run_marked_step(self, name, "pipeline", self.step_settings(name))
+
+    def step_settings(self, name: str) -> Dict[str, Any]:
+        """What step `name` itself is computed from (its config, flags), JSON-normalised; stored
+        in its .done marker. A step also depends on the steps before it (checked in order)."""
+        c = self.c
+        own = dict(base=lambda: dict(gan=c.gan.to_dict()),
+                   sorter=lambda: dict(classifier=c.classifier.to_dict(), data=c.gan.data.to_dict()),
+                   sort=lambda: dict(num_sort=self.num_sort, min_conf=self.min_conf, min_accept=self.min_accept,
+                                     seed=int(c.gan.seed)),
+                   finetune=lambda: dict(finetune=c.finetune.to_dict()),
+                   evolve=lambda: dict(evolve=c.evolve.to_dict(), identity=self._evolve_identity()),
+                   classifier=lambda: dict(classifier=c.classifier.to_dict()),
+                   evaluate=lambda: dict(test=self.test_arg),
+                   datasheet=lambda: dict(metrics=c.gan.metrics.to_dict(), identity=self._evolve_identity()))
+        return json.loads(json.dumps(own[name](), default=str))
+
+    def check_done_steps(self) -> None:
+        """OutputError (one line, before anything runs) when a finished step's .done marker records
+        other settings than this run's: it names the step, what changed, and the finished steps
+        that would have to be recomputed (their folders would mix old and new results). Markers
+        written before the settings were recorded are taken as they are."""
+        for i, name in enumerate(STEPS):
+            try:
+                stored = json.loads((self.w / f".{name}.done").read_text()).get("settings")
+            except (OSError, ValueError, AttributeError):
+                continue
+            diff = settings_diff(stored, self.step_settings(name), name) if isinstance(stored, dict) else []
+            if diff:
+                later = [s for s in STEPS[i:] if (self.w / f".{s}.done").exists()]
+                files = " ".join([f"{d}/" for s in later for d in STEP_DIRS[s]] + [f".{s}.done" for s in later])
+                more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+                raise OutputError(
+                    f"--workdir {self.w}: step {name} was done with other settings ({'; '.join(diff[:3])}{more}); "
+                    f"nothing was run: rerun with its settings to resume, choose a new --workdir, or delete "
+                    f"{files} in it to recompute {', '.join(later)}")
 
     def step_base(self) -> None:
         """1: StyleGAN2-ADA on all classes, conditional."""
@@ -305,6 +348,7 @@ def run_pipeline(configs: Configs, workdir: str, test: str = "", num_sort: int =
     if bad:
         raise ConfigError(f"--steps: unknown step(s) {sorted(bad)}; steps are {','.join(STEPS)}")
     p = Pipeline(configs, workdir, test, num_sort, min_conf, log, min_accept)
+    p.check_done_steps()
     p.prepare()
     t0 = time.time()
     for name in STEPS:

@@ -19,10 +19,13 @@ from jaxgen.evolve import latents as L
 from jaxgen.evolve import terms as T
 from jaxgen.evolve.export import ClassTask, ExportConfig, evolve_dataset
 from jaxgen.evolve.ga import GAConfig
-from jaxgen.evolve.identity import nearest_identity, pixel_features
+from jaxgen.errors import OutputError
+from jaxgen.evolve.identity import IdentityCheck, make_embedder, nearest_identity, pixel_features
 from jaxgen.evolve.tasks import build_tasks
 from jaxgen.harness.checkpoint import save_networks
+from jaxgen.metrics.datasheet import synthetic_images
 from jaxgen.stylegan2 import networks
+from jaxgen.utils.outputs import read_marker
 
 XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
 
@@ -227,6 +230,57 @@ def test_fitness_improves_and_export_resumes_identically(gan, tmp_path):
     with pytest.raises(ValueError, match="outside the output directory"):
         evolve_dataset([_task(gan, fit_terms, _planted_refs(gan, space), name="../escape")], ga, full,
                        str(tmp_path / "c"))
+
+
+def _listed(out: pathlib.Path):
+    rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    files = sorted(p.relative_to(out).as_posix() for p in out.glob("b/*.png"))
+    latents = sorted(p.relative_to(out).as_posix() for p in out.glob("latents/b/*.npy"))
+    return rows, files, latents
+
+
+def test_export_consistent_on_rerun_changed_settings_and_strays(gan, tmp_path):
+    """Issue 28 item 7: the folder holds exactly what metadata.jsonl lists; another setting is refused
+    (or rebuilt); the pixel identity is the calibrated, shift-tolerant near-copy check."""
+    space = L.LatentSpace(gan["G"].num_ws, 16)
+    refs = _planted_refs(gan, space)
+    task = _task(gan, _terms(gan, w_realism=0.1, w_identity=1.0, w_stats=0, w_diversity=0), refs)
+    task.near_copy = IdentityCheck(make_embedder("pixel"), refs, task.ref_files)
+    ga, out = GAConfig(popsize=8, generations=6, sigma_init=0.8), tmp_path / "ev"
+    cfg = ExportConfig(num_per_class=2, per_round=2, max_rounds=3)
+    evolve_dataset([task], ga, cfg, str(out), log=lambda _: None)
+    rows, files, latents = _listed(out)
+    assert len(rows) == 2 and files == sorted(r["file"] for r in rows) and latents == sorted(r["latent"] for r in rows)
+    thr = task.near_copy.threshold
+    assert all(r["identity"]["threshold"] == thr and r["identity"]["nearest_real_distance"] > thr and
+               r["identity"]["calibration"]["threshold"] == thr for r in rows)
+    before = _snapshot(out)
+    with pytest.raises(OutputError, match=r"other settings \(export\.export\.psi: 0\.7 -> 0\.5\); nothing was "
+                                          r"written.*--rebuild"):
+        evolve_dataset([task], ga, ExportConfig(num_per_class=2, per_round=2, max_rounds=3, psi=0.5), str(out))
+    assert _snapshot(out) == before
+    # A crash: an image and latent written but never listed, a cut temporary image; then more images.
+    (out / "b" / "b_00007.png").write_bytes((out / rows[0]["file"]).read_bytes())
+    np.save(out / "latents" / "b" / "b_00007.npy", np.zeros(3))
+    (out / "b" / "b_00001.tmp.png").write_bytes(b"\x89PNG cut")
+    evolve_dataset([task], ga, ExportConfig(num_per_class=3, per_round=2, max_rounds=3), str(out),
+                   log=lambda _: None)
+    rows3, files, latents = _listed(out)
+    assert rows3[:2] == rows and len(rows3) == 3 and files == sorted(r["file"] for r in rows3)
+    assert latents == sorted(r["latent"] for r in rows3) and "b/b_00007.png" not in files
+    assert len(synthetic_images(out, 16)) == len(rows3)      # what a datasheet of the folder scores
+    # --rebuild with the other psi: the earlier images go, the new export is whole.
+    s = evolve_dataset([task], ga, ExportConfig(num_per_class=2, per_round=2, max_rounds=3, psi=0.5), str(out),
+                       log=lambda _: None, rebuild=True)
+    rows_b, files, latents = _listed(out)
+    assert len(rows_b) == s["classes"]["b"]["exported"] == 2 and files == sorted(r["file"] for r in rows_b)
+    assert latents == sorted(r["latent"] for r in rows_b) and all(r["start_psi"] == 0.5 for r in rows_b)
+    assert read_marker(out)["settings"]["export"]["export"]["psi"] == 0.5
+
+
+def _snapshot(root: pathlib.Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
 
 
 def test_evolve_cli_two_devices(gan, tmp_path, jax_cache_dir):

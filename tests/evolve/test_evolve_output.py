@@ -8,10 +8,11 @@ import sys
 import pytest
 
 from jaxgen.config import load_config
-from jaxgen.errors import OutputError
-from jaxgen.evolve.export import ExportConfig, check_export_folder, evolve_dataset
+from jaxgen.errors import ConfigError, OutputError
+from jaxgen.evolve.export import ExportConfig, check_export_folder, config_settings, evolve_dataset, store_settings
 from jaxgen.evolve.ga import GAConfig
 from jaxgen.evolve.run import run_evolve
+from jaxgen.utils.outputs import claim_output
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MICRO = str(REPO / "configs/evolve_acne.py:micro")
@@ -68,3 +69,22 @@ def test_evolve_cli_refusal_is_one_line_with_exit_2(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --out ") and str(user) in lines[0], r.stderr
     assert _snapshot(user) == before
+
+
+def test_a_rerun_with_another_config_is_refused_before_building(tmp_path):
+    """The export's settings are in its marker: another config is refused in one line before any
+    model is built; asking for more images of the same config is a resume (it goes on to build)."""
+    out = tmp_path / "evolved"
+    config = load_config(MICRO, ["generator="])
+    claim_output(out, "evolve")
+    store_settings(out, dict(config=config_settings(config.to_dict())))
+    changed = load_config(MICRO, ["generator=", "psi=0.5"])
+    with pytest.raises(OutputError, match=r"other settings \(config\.psi: 0\.7 -> 0\.5\); nothing was written.*"
+                                          r"--rebuild") as e:
+        run_evolve(changed, str(out), log=lambda _: None)
+    assert "\n" not in str(e.value)
+    more = load_config(MICRO, ["generator=", "num_per_class=64"])
+    with pytest.raises(ConfigError, match="--config.generator is needed"):   # not refused: it builds
+        run_evolve(more, str(out), log=lambda _: None)
+    with pytest.raises(ConfigError, match="--config.generator is needed"):   # --rebuild: not refused either
+        run_evolve(changed, str(out), log=lambda _: None, rebuild=True)

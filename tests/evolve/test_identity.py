@@ -154,7 +154,9 @@ def test_pixel_embedder_near_copies_and_flat_images(faces):
     np.testing.assert_array_equal(rep["index"], np.repeat(np.arange(N_TRAIN), len(KINDS)))
     dist = rep["distance"].reshape(N_TRAIN, len(KINDS))
     assert dist[:, :2].max() < 0.05          # noise, brightness: nearly invisible
-    assert 0.1 < dist[:, 2].min() and dist[:, 2].max() < 0.2  # 1-2 px shift
+    assert dist[:, 2].max() < 0.02           # 1-2 px shift: the shift-tolerant check finds the copy ...
+    plain = np.linalg.norm(px.embed(copies[2::len(KINDS)])[0] - e1, axis=1)
+    assert 0.1 < plain.min() and plain.max() < 0.2   # ... whose plain vectors are 0.1-0.2 apart
     assert rep["num_rejected"] == len(copies)
     off = _pairwise(e1)[~np.eye(N_TRAIN, dtype=bool)]
     assert off.min() > 0.6 > px.threshold   # different faces pass

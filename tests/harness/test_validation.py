@@ -19,6 +19,7 @@ from jaxgen.data import DatasetError
 from jaxgen.dcgan import train as dcgan_train
 from jaxgen.errors import ConfigError, InputMissing, OutputError, UserError
 from jaxgen.harness import validate
+from jaxgen.harness.checkpoint import write_descriptor
 from jaxgen.stylegan2 import train as sg2_train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -128,6 +129,7 @@ def test_init_from_is_only_needed_by_a_new_run(tmp_path, guard):
     run = tmp_path / "run"
     (run / "checkpoints" / "4").mkdir(parents=True)
     (run / "config.json").write_text(cfg.to_json_best_effort(indent=2))
+    write_descriptor(run, "stylegan2", class_names=[], resolution=16, channels=3)   # a run's marker
     with pytest.raises(DataLoaded):                                # resuming: not checked
         sg2_train.train_and_evaluate(cfg, str(run))
 
@@ -149,6 +151,7 @@ def test_a_workdir_of_another_config_is_refused_in_one_line_before_the_data(tmp_
     run = tmp_path / "run"
     (run / "checkpoints" / "8").mkdir(parents=True)
     (run / "config.json").write_text(micro.to_json_best_effort(indent=2))
+    write_descriptor(run, "stylegan2", class_names=[], resolution=16, channels=3)   # a run's marker
     before = (run / "config.json").read_bytes()
     with pytest.raises(OutputError) as e:
         sg2_train.train_and_evaluate(_config("acne.py:tiny"), str(run))

@@ -3,6 +3,10 @@ on an 8 px conditional generator saved as a networks directory."""
 import dataclasses
 import functools
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -15,6 +19,7 @@ from jaxgen.errors import ConfigError, OutputError, UserError
 from jaxgen.harness.checkpoint import save_networks, write_descriptor
 from jaxgen.runs import open_run
 from jaxgen.stylegan2 import controls, networks
+from jaxgen.stylegan2.projector import ProjectConfig
 from jaxgen.utils.images import to_uint8
 from jaxgen.workflows import images
 
@@ -223,3 +228,69 @@ def test_command_refusals(run, tmp_path, capsys):
         images.main(["seeds", run.path, "--out", str(mine), "--seeds", "1", "--class", "mild"])
     assert sorted(p.name for p in mine.iterdir()) == ["holiday.jpg"]
     assert not out.exists()
+
+
+def test_counts_are_bounded_before_anything_is_made(run):
+    """Seeds, interpolation frames, mix cells, class-mean latents and projector settings have
+    upper bounds, checked from the numbers before any list or array of that size is made."""
+    assert len(controls.parse_seeds("0-9999")) == controls.MAX_SEEDS == 10_000
+    for text, count in (("0-10000", "10,001"), ("0-5000,0-5000", "10,002"), ("0-99999999", "100,000,000")):
+        with pytest.raises(ConfigError, match=f"--seeds '{text}': {count} values, over the 10,000 one call"):
+            controls.parse_seeds(text)
+    assert len(controls.interpolate(run, [1, 2], 1023, cls="mild")) == controls.MAX_FRAMES == 1024
+    with pytest.raises(ConfigError, match=r"--steps 1024 with 2 seeds: 1,025 frames, over the 1024 .* "
+                                          r"give at most --steps 1023"):
+        controls.interpolate(run, [1, 2], 1024, cls="mild")
+    with pytest.raises(ConfigError, match="--steps 100000000 with 3 seeds: 200,000,001 frames"):
+        controls.interpolate(run, [1, 2, 3], 10 ** 8, cls="mild")
+    with pytest.raises(ConfigError, match="--rows x --cols: 33 x 32 = 1,056 cells, over the 1024"):
+        controls.style_mix(run, list(range(33)), list(range(32)), [0], "mild")
+    with pytest.raises(ConfigError, match=r"n=10001 latents \(--class_mean_n\): give 1 .. 10000"):
+        controls.class_mean_w(run, "mild", n=10_001)
+    for field, value in (("steps", 100_001), ("w_avg_samples", 10 ** 9), ("inception_size", 30_000)):
+        with pytest.raises(ConfigError, match=f"--{field} {value} is over"):
+            ProjectConfig(**{field: value}).check()
+    assert ProjectConfig(steps=100_000, w_avg_samples=100_000, inception_size=1024).check().steps == 100_000
+
+
+def test_seeds_are_written_a_chunk_at_a_time_and_pictures_are_bounded(run, tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "RENDER_CHUNK", 3)
+    monkeypatch.setattr(images, "GRID_MAX", 4)
+    out = tmp_path / "pics"
+    images.main(["seeds", run.path, "--out", str(out), "--seeds", "2-6", "--class", "mild"])
+    want = to_uint8(controls.render(run, controls.ws_for(run, [2, 3, 4, 5, 6], "mild")))
+    for i, seed in enumerate(range(2, 7)):                 # chunks [2, 3, 4] and [5, 6]
+        np.testing.assert_array_equal(_png(out / f"mild_seed{seed:04d}.png"), want[i])
+    grid = _png(out / "mild_seeds_grid.png")               # the first 4 seeds, upscaled to 64 px
+    assert grid.shape == (64, 4 * 64, 3)
+    np.testing.assert_array_equal(grid[::8, 3 * 64::8], want[3])
+    monkeypatch.setattr(images, "PICTURE_BYTES", 10 * 128 * 128 * 3)     # 10 GIF frames of 128 px
+    with pytest.raises(ConfigError, match=r"--steps 5 with 3 seeds: 11 images of 8 px .* give at most 10 images"):
+        images.main(["interp", run.path, "--out", str(tmp_path / "x"), "--seeds", "1,5,9", "--steps", "5",
+                     "--class", "2"])
+    with pytest.raises(ConfigError, match=r"--rows x --cols: 12 images of 8 px"):
+        images.main(["mix", run.path, "--out", str(tmp_path / "x"), "--rows", "1,2", "--cols", "3-5",
+                     "--class", "mild"])
+    assert not (tmp_path / "x").exists()
+
+
+# Sets a 4 GB address-space limit (`ulimit -v 4000000`), then becomes `python argv`; exec keeps the
+# limit (not preexec_fn: a fork that runs Python in this JAX-threaded process may deadlock).
+_LIMITED = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (4 * 10 ** 9, 4 * 10 ** 9)); "
+            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+
+
+def test_huge_counts_end_in_one_line_under_a_4gb_address_space(run, tmp_path):
+    """Before, `seeds --seeds 0-99999999` built 10**8 ints and `interp --steps 100000000` 2 x 10**8
+    frame weights: a MemoryError traceback here, 4.3 GB and no output without the limit."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAXGEN_JAX_CACHE="")
+    env.pop("JAXGEN_DEBUG", None)
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    for argv, message in ((["seeds", "--seeds", "0-99999999"], "--seeds '0-99999999': 100,000,000 values"),
+                          (["interp", "--seeds", "1,5,9", "--steps", "100000000"], "200,000,001 frames")):
+        cmd = [sys.executable, "-c", _LIMITED, "-m", "jaxgen.workflows.images", argv[0], str(run.path), "--out",
+               str(tmp_path / "out"), "--class", "mild", *argv[1:]]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=repo)
+        lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith(("WARNING", "I0", "W0"))]
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr[-2000:]
+    assert not (tmp_path / "out").exists()

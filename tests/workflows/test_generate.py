@@ -394,3 +394,54 @@ def test_label_by_errors_before_output_and_conditional_filter(uncond_run, bright
     with pytest.raises(OutputError, match=r"other settings \(psi: 1\.0 -> 0\.5\); nothing was written"):
         generate.export_dataset("runs/x", str(plain), 2, psi=0.5, real=real, datasheet=False, identity="pixel")
     assert _snapshot(plain) == before
+
+
+# ---- a rerun into an export's own folder keeps it consistent (issue 28, item 7) ----
+
+def _class_pngs(out: pathlib.Path) -> list:
+    """Every PNG in the export's class folders (not the datasheet's nearest_real.png)."""
+    return sorted(p.relative_to(out).as_posix() for p in out.glob("*/*.png"))
+
+
+def test_changed_rerun_refused_rebuild_and_crash_strays_removed(fake_run, real, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(generate, "make_feature_net", _pixel_net)
+    g, _ = fake_run
+    g.variables, g.step = {"w": np.zeros(3, np.float32)}, 100
+    kw = dict(num_per_class=4, batch=2, real=real, holdout=str(_real(tmp_path / "hold", seed=2)), identity="pixel")
+    out = tmp_path / "syn"
+    # A strict first run: about half the textures lie within 1.02, so its files reach past candidate 3.
+    generate.export_dataset("runs/x", str(out), threshold=1.02, **kw)
+    first = _class_pngs(out)
+    assert len(first) == 12 and max(int(f[-9:-4]) for f in first) > 3
+    before = _snapshot(out)
+    with pytest.raises(OutputError, match=r"other settings \(identity_percentile: None -> 1\.0; identity_threshold: "
+                                          r"1\.02 -> -1\.0\); nothing was written: .*--rebuild"):
+        generate.export_dataset("runs/x", str(out), **kw)
+    monkeypatch.delenv("JAXGEN_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as e:     # the command line: one line, exit status 2
+        generate.run_main(lambda: generate.main(["--checkpoint", "runs/x", "--out", str(out), "--num_per_class",
+                                                 "4", "--real", real, "--identity", "pixel"]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "identity_threshold: 1.02 -> -1.0" in err[0]
+    assert _snapshot(out) == before
+    # --rebuild: the first run's images go, candidates 0-3 (all pass the calibrated check) are written.
+    r = generate.export_dataset("runs/x", str(out), rebuild=True, **kw)
+    rows = _rows(out)
+    assert r["written"] == r["total"] == 12 and _class_pngs(out) == sorted(row["file"] for row in rows)
+    assert {int(f[-9:-4]) for f in _class_pngs(out)} == {0, 1, 2, 3} and set(first) - set(_class_pngs(out))
+    # A crash: images written but never listed (a finished one, a cut temporary one), rows lost.
+    (out / "healthy" / "healthy_00009.png").write_bytes((out / "healthy" / "healthy_00000.png").read_bytes())
+    (out / "mild" / "mild_00002.tmp.png").write_bytes(b"\x89PNG cut")
+    (out / "severe" / "notes.png").write_bytes((out / "severe" / "severe_00000.png").read_bytes())  # the user's
+    (out / "metadata.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[:5]))
+    r = generate.export_dataset("runs/x", str(out), **kw)
+    assert r["written"] == 0 and r["total"] == 12 and _rows(out) == rows
+    assert _class_pngs(out) == sorted([row["file"] for row in rows] + ["severe/notes.png"])
+    sheet = json.loads((out / "datasheet.json").read_text())   # exactly the listed images are scored
+    assert sum(sheet["counts"]["synthetic"].values()) == len(rows) == len((out / "images.csv").read_text()
+                                                                            .splitlines()) - 1
+    # Other generator weights at the same path: refused once it is opened, naming the generator.
+    g.variables = {"w": np.ones(3, np.float32)}
+    with pytest.raises(OutputError, match=r"other settings \(generator: .*'params_sha256'.*--rebuild"):
+        generate.export_dataset("runs/x", str(out), **kw)
+    assert _rows(out) == rows

@@ -1,12 +1,14 @@
 """The pipeline's --workdir: a folder of the user's files is refused before any step; its own resumes."""
+import json
 import pathlib
+from types import SimpleNamespace
 
 import pytest
 
 from jaxgen.config import load_config
 from jaxgen.errors import InputMissing, OutputError
-from jaxgen.utils.outputs import read_marker
-from jaxgen.workflows.pipeline import Configs, Pipeline, run_pipeline
+from jaxgen.utils.outputs import claim_output, read_marker
+from jaxgen.workflows.pipeline import Configs, Pipeline, run_marked_step, run_pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -34,3 +36,29 @@ def test_user_folder_refused_and_old_workdirs_resume(tmp_path):
     with pytest.raises(InputMissing, match="--test"):
         Pipeline(_configs(tmp_path), str(tmp_path / "new"), test=str(tmp_path / "no_test"))
     assert not (tmp_path / "new").exists()
+
+
+def test_changed_settings_of_a_done_step_are_refused_before_anything_runs(tmp_path):
+    w = tmp_path / "pipe"
+    claim_output(w, "pipeline", "--workdir")
+    first = Pipeline(_configs(tmp_path), str(w), num_sort=8)
+    for step in ("base", "sorter", "sort"):   # finished steps record what they were computed from
+        run_marked_step(SimpleNamespace(w=w, timing={}, log=lambda _: None, **{f"step_{step}": dict}), step,
+                        "pipeline", first.step_settings(step))
+    assert json.loads((w / ".sort.done").read_text())["settings"] == dict(num_sort=8, min_conf=0.5, min_accept=0.1,
+                                                                          seed=0)
+    Pipeline(_configs(tmp_path), str(w), num_sort=8).check_done_steps()          # the same: resumes
+    with pytest.raises(OutputError, match=r"step sort was done with other settings \(sort\.num_sort: 8 -> 16\); "
+                                          r"nothing was run: .* delete sorted/ finetune_data/ \.sort\.done in it "
+                                          r"to recompute sort") as e:
+        run_pipeline(_configs(tmp_path), str(w), num_sort=16, steps=("evaluate",))
+    assert "\n" not in str(e.value)
+    changed = _configs(tmp_path)
+    changed.gan.train.total_kimg = 99
+    with pytest.raises(OutputError, match=r"step base was done with other settings \(base\.gan\.train\.total_kimg: "
+                                          r".* -> 99\.0\).*to recompute base, sorter, sort"):
+        run_pipeline(changed, str(w), num_sort=8)
+    assert not (tmp_path / "demo").exists() and not (w / "base").exists()     # nothing rendered or trained
+    (w / ".base.done").write_text('{"seconds": 1.0}')      # a marker from before the settings: taken as is
+    with pytest.raises(OutputError, match="step sort"):
+        run_pipeline(_configs(tmp_path), str(w), num_sort=16)
