@@ -28,7 +28,7 @@ def get_config(arg: str = ""):
         c.real = data("demo", "data/demo_acne", 32, 3, num_per_class=128, cache_dir="")
     if "tiny" in opts:
         c.generator = "runs/demo/gan"          # what `make demo` trains
-        c.classifier = "runs/demo/classifier"
+        c.classifier = "runs/demo/cls_real"     # its classifier of the real faces
         c.num_per_class = 128                  # as many as the real demo faces (the utility protocol)
         c.generations = 10                     # ~2.5 min for 4 x 128 faces on 2 CPU cores
     if "micro" in opts:

@@ -18,8 +18,6 @@ if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
 # tests/stylegan2/test_train.py turns it on for the run that checks the event file.
 os.environ.setdefault("JAXGEN_TENSORBOARD", "0")
 
-import tiny_gan  # noqa: E402  (after JAX_PLATFORMS: it imports jax)
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # Most of the suite's time is XLA compilation, and many tests compile the same
@@ -37,6 +35,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 JAX_CACHE = pathlib.Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
 os.environ["JAXGEN_JAX_CACHE"] = str(JAX_CACHE)  # commands run in-process (main([...])) use it too
 
+# Only now JAX (tiny_gan imports it): JAX reads JAX_PLATFORMS and JAX_COMPILATION_CACHE_DIR at
+# import, so importing it above left this process's compilations uncached.
+import tiny_gan  # noqa: E402,F401
+
 
 # The longest modules first (CI durations, 2026-12-02). `make test` runs `-n 2 --dist
 # loadfile`: xdist hands whole modules to the two workers in collection order, so a long
@@ -45,7 +47,8 @@ os.environ["JAXGEN_JAX_CACHE"] = str(JAX_CACHE)  # commands run in-process (main
 SLOW_FIRST = ("stylegan2/test_train.py", "workflows/test_pipeline.py", "metrics/test_evaluate.py",
               "classifiers/test_classifier_models.py", "harness/test_multiprocess.py",
               "evolve/test_evolve.py", "classifiers/test_classifier_train.py", "stylegan2/test_precision.py",
-              "stylegan2/test_parity.py", "stylegan2/test_accumulation.py", "classifiers/test_utility.py")
+              "stylegan2/test_parity.py", "stylegan2/test_accumulation.py", "classifiers/test_utility.py",
+              "harness/test_preemption.py", "workflows/test_labelled.py", "workflows/test_demo.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,7 +8,8 @@ evolve.py's jitted genetic-algorithm loop as a fitness term.
 
 `class_fidelity(gen_run, classifier_run)` measures how well a conditional generator
 renders its classes: the share of each class's generated faces that a classifier
-trained on real faces puts in that class (`make demo` prints it; chance is 1/K).
+trained on real faces puts in that class (chance is 1/K). `fidelity_from_probs` gives the
+same summary for any labelled faces, e.g. an export judged by a second classifier (`make demo`).
 """
 from __future__ import annotations
 
@@ -57,15 +58,27 @@ def class_fidelity(gen, clf, num_per_class: int = 64, seed: int = 0, psi: float 
                           f"classes of the classifier {clf.path} ({list(clf.class_names)})")
     classify = jax.jit(lambda v, x: jax.nn.softmax(clf.model.apply(
         v, to_classifier_input(x, clf.resolution, clf.channels), train=False), -1))
+    probs, labels = [], []
+    for ci in range(len(names)):
+        z = np.random.default_rng([seed, ci]).standard_normal((num_per_class, gen.z_dim)).astype(np.float32)
+        probs += [np.asarray(classify(clf.variables, gen.generate(
+            z[i:i + batch], np.full(len(z[i:i + batch]), ci), psi=psi))) for i in range(0, len(z), batch)]
+        labels.append(np.full(num_per_class, ci))
+    return fidelity_from_probs(np.concatenate(probs), np.concatenate(labels), names, list(clf.class_names))
+
+
+def fidelity_from_probs(probs: np.ndarray, labels: np.ndarray, names, clf_names) -> Dict[str, Any]:
+    """The fidelity dict from a classifier's probabilities [N, K'] over `clf_names` for N faces
+    meant as class labels [N] (indices into `names`): per class the share classified as it
+    (accuracy), its mean probability (mean_conf) and the votes (predicted); their mean over the
+    classes (accuracy); chance 1/K'; num_per_class (the smallest class)."""
     per_class = {}
     for ci, name in enumerate(names):
-        z = np.random.default_rng([seed, ci]).standard_normal((num_per_class, gen.z_dim)).astype(np.float32)
-        probs = np.concatenate([np.asarray(classify(clf.variables, gen.generate(
-            z[i:i + batch], np.full(len(z[i:i + batch]), ci), psi=psi))) for i in range(0, len(z), batch)])
-        target = list(clf.class_names).index(name)
-        counts = np.bincount(probs.argmax(-1), minlength=len(clf.class_names))
-        per_class[name] = dict(accuracy=float(counts[target] / num_per_class),
-                               mean_conf=float(probs[:, target].mean()),
-                               predicted={n: int(k) for n, k in zip(clf.class_names, counts)})
+        p = probs[labels == ci]
+        target = list(clf_names).index(name)
+        counts = np.bincount(p.argmax(-1), minlength=len(clf_names))
+        per_class[name] = dict(accuracy=float(counts[target] / max(len(p), 1)),
+                               mean_conf=float(p[:, target].mean()) if len(p) else 0.0,
+                               predicted={n: int(k) for n, k in zip(clf_names, counts)})
     return dict(per_class=per_class, accuracy=float(np.mean([v["accuracy"] for v in per_class.values()])),
-                chance=1.0 / len(clf.class_names), num_per_class=int(num_per_class))
+                chance=1.0 / len(clf_names), num_per_class=int(min(np.bincount(labels, minlength=len(names)))))

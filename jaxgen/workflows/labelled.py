@@ -79,7 +79,7 @@ class Labelled:
 
     def __init__(self, gan: Any, classifier: Any, workdir: str, multiple: int = 1,
                  curve: Sequence[float] = (), pool_multiple: float = 4.0, test: str = "",
-                 sorter: str = "", log: Callable[[str], None] = print):
+                 sorter: str = "", log: Callable[[str], None] = print, kind: str = OUTPUT_KIND):
         d = gan.data
         if d.source not in ("demo", "folder"):
             raise ConfigError(f"needs an image-folder or demo dataset, got data.source={d.source!r}")
@@ -91,7 +91,8 @@ class Labelled:
             raise ConfigError(f"--multiple {multiple} and --pool_multiple {pool_multiple}: give at least 1")
         if sorter and not pathlib.Path(sorter).is_dir():
             raise InputMissing(f"--sorter {sorter} is not a folder; give a classifier run trained on the real faces")
-        self.w = check_output(workdir, OUTPUT_KIND, "--workdir")
+        self.kind = kind                    # the workdir's marker kind (`make demo` runs this workflow too)
+        self.w = check_output(workdir, kind, "--workdir")
         self.sorter = pathlib.Path(sorter).absolute() if sorter else self.w / "cls_real"
         self.gan, self.cls = copy.deepcopy(gan), copy.deepcopy(classifier)
         self.gan.data.conditional = False
@@ -113,7 +114,7 @@ class Labelled:
         self.per_class = {n: int(k) for n, k in zip(ds.class_names, counts)}
         if self.gan.data.source == "demo":
             self.test = write_demo_holdout(self.gan.data, list(ds.class_names))
-        claim_output(self.w, OUTPUT_KIND, "--workdir")
+        claim_output(self.w, self.kind, "--workdir")
 
     def run_step(self, name: str) -> None:
         """Run step `name` unless its `.name.done` marker says it finished before."""
@@ -167,10 +168,12 @@ class Labelled:
 
 
 def run_labelled(gan: Any, classifier: Any, workdir: str, multiple: int = 1, curve: Sequence[float] = (),
-                 pool_multiple: float = 4.0, test: str = "", sorter: str = "", log=print) -> dict:
-    """Run (or resume) every step into `workdir`; returns the paths the utility benchmark reads:
-    workdir, test, synthetic, per_class (real images per class), curve {kimg: export folder}."""
-    r = Labelled(gan, classifier, workdir, multiple, curve, pool_multiple, test, sorter, log)
+                 pool_multiple: float = 4.0, test: str = "", sorter: str = "", log=print,
+                 kind: str = OUTPUT_KIND) -> dict:
+    """Run (or resume) every step into `workdir` (marker `kind`); returns the paths the utility
+    benchmark reads: workdir, test, synthetic, per_class (real images per class), curve
+    {kimg: export folder}."""
+    r = Labelled(gan, classifier, workdir, multiple, curve, pool_multiple, test, sorter, log, kind)
     r.prepare()
     for name in STEPS:
         r.run_step(name)

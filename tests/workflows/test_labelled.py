@@ -3,17 +3,15 @@ sorter, labelled export at 2x, the curve export, then the utility arms and curve
 import json
 import pathlib
 
-import jax
 import numpy as np
 import pytest
 
-from jaxgen.classifiers.models import build_classifier
 from jaxgen.classifiers.utility import run_curve, run_utility
 from jaxgen.config import load_config
 from jaxgen.errors import ConfigError
-from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
 from jaxgen.runs import open_run
 from jaxgen.workflows.labelled import STEPS, parse_fractions, run_labelled
+from sorters import brightness_sorter
 
 XLA_FAST_COMPILE = True   # as the trainer tests compile: shares their cached programs (conftest.py)
 
@@ -28,30 +26,10 @@ def _configs(root: pathlib.Path):
     return gan, cls
 
 
-def _brightness_sorter(path: pathlib.Path) -> str:
-    """A real classifier run (small_cnn, one 1x1-like conv) that calls a face 'healthy' when its
-    mean pixel is above 0 and 'severe' below, with logits +-8 x the mean: a sorter whose votes
-    split any generator's samples, which a 2-epoch sorter on 16 faces does not."""
-    model = build_classifier("small_cnn", 2, width=2, stages=1, convs_per_stage=1)
-    v = model.init(jax.random.key(0), np.zeros([1, 16, 16, 3]), train=False)
-    kernel = np.zeros([3, 3, 3, 2], np.float32)
-    kernel[1, 1, :, 0], kernel[1, 1, :, 1] = 1 / 3, -1 / 3          # relu(mean), relu(-mean)
-    params = dict(v["params"], stage1_conv1=dict(conv=dict(kernel=kernel), bn=dict(
-        scale=np.ones(2, np.float32), bias=np.zeros(2, np.float32))), predictions=dict(
-        kernel=np.array([[8, -8], [-8, 8]], np.float32), bias=np.zeros(2, np.float32)))
-    stats = dict(stage1_conv1=dict(bn=dict(mean=np.zeros(2, np.float32), var=np.full(2, 0.999, np.float32))))
-    ck = TrainCheckpointer(path, subdir="best")
-    ck.save(1, dict(step=np.int32(1), params=params, batch_stats=stats), dict(tick=1))
-    ck.close()
-    write_descriptor(path, "classifier", class_names=CLASSES, resolution=16, channels=3, model="small_cnn",
-                     model_kwargs=dict(width=2, stages=1, convs_per_stage=1))
-    return str(path)
-
-
 def test_labelled_micro_snapshots_exports_and_curve(tmp_path):
     gan, cls = _configs(tmp_path)
     w = tmp_path / "run"
-    sorter = _brightness_sorter(tmp_path / "sorter")
+    sorter = brightness_sorter(tmp_path / "sorter", CLASSES)
     out = run_labelled(gan, cls, str(w), multiple=2, curve=[0.5], pool_multiple=8, sorter=sorter)
     assert json.loads((w / ".sorter.done").read_text())["sorter"] == sorter
     for step in STEPS:
