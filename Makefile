@@ -1,6 +1,7 @@
 # The two commands of the README:
-#   make demo   set up .venv, render the embedded demo data, train the tiny acne config on it,
-#               then score its classes with a classifier trained on the same real faces
+#   make demo   set up .venv, render the embedded demo data, train the tiny acne config on it
+#               (unconditional), label its samples with a classifier of the same real faces,
+#               and judge the export with a classifier of other real faces
 #   make test   set up .venv and run the test suite (what .ci/run runs)
 PYTHON ?= python3
 VENV   ?= .venv
