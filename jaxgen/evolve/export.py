@@ -71,7 +71,7 @@ from jaxgen.evolve.identity import pixel_features
 from jaxgen.evolve.terms import FEATURE_SIZE
 from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
-from jaxgen.utils.outputs import MARKER, check_output, claim_output, read_marker
+from jaxgen.utils.outputs import MARKER, check_output, claim_output, forget_settings, read_marker
 from jaxgen.utils.progress import Progress
 
 OUTPUT_KIND = "evolve"
@@ -274,10 +274,7 @@ def clear_export(out: pathlib.Path) -> int:
     n = remove_unlisted(out, [])
     for f in ("metadata.jsonl", "progress.json", "evolve.json", "fitness.png", "preview.png"):
         (out / f).unlink(missing_ok=True)
-    marker = read_marker(out)
-    if marker is not None and "settings" in marker:
-        marker.pop("settings")
-        write_text_atomic(out / MARKER, json.dumps(marker, indent=1) + "\n")
+    forget_settings(out)
     return n
 
 

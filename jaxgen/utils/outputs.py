@@ -177,6 +177,14 @@ def claim_output(path: PathLike, kind: str, flag: str = "--out", legacy: Legacy 
     return p
 
 
+def forget_settings(path: PathLike) -> None:
+    """Drop the stored export settings from folder `path`'s marker (a --rebuild starts over)."""
+    marker = read_marker(path)
+    if marker is not None and "settings" in marker:
+        marker.pop("settings")
+        write_text_atomic(pathlib.Path(path) / MARKER, json.dumps(marker, indent=1) + "\n")
+
+
 def beside(model: PathLike, suffix: str) -> pathlib.Path:
     """The default output folder for results about `model`: next to it, never inside it.
 

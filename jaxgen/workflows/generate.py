@@ -106,7 +106,7 @@ from jaxgen.metrics.suite import make_feature_net
 from jaxgen.runs import GENERATOR_KINDS, Run, open_run
 from jaxgen.utils.files import inside, png_complete, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
-from jaxgen.utils.outputs import MARKER, check_output, claim_output, read_marker
+from jaxgen.utils.outputs import MARKER, check_output, claim_output, forget_settings, read_marker
 from jaxgen.utils.progress import Progress
 
 OUTPUT_KIND = "generate"
@@ -332,10 +332,7 @@ def clear_export(out_dir: pathlib.Path) -> int:
             d.rmdir()
     for f in EXPORT_FILES:
         (out_dir / f).unlink(missing_ok=True)
-    marker = read_marker(out_dir)
-    if marker is not None and "settings" in marker:
-        marker.pop("settings")
-        write_text_atomic(out_dir / MARKER, json.dumps(marker, indent=1) + "\n")
+    forget_settings(out_dir)
     return n
 
 
