@@ -47,6 +47,7 @@ from PIL import Image, ImageOps
 
 from jaxgen.errors import UserError
 from jaxgen.utils.images import to_uint8 as _to_uint8_range
+from jaxgen.utils.outputs import MARKER
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _CACHE_VERSION = 2           # 2: the cache holds the load's summary
@@ -144,7 +145,7 @@ def scan_image_folder(root: PathLike) -> Tuple[List[Tuple[str, int]], List[str]]
 
     Classes are the non-hidden top-level sub-folders that contain images
     (recursively), sorted by name; images directly in `root` are then ignored
-    (with a warning). With no such sub-folder, the images directly in `root`
+    (with a warning, except in a jaxgen export, where they are its plots). With no such sub-folder, the images directly in `root`
     form one class named after `root`. The order is deterministic.
     """
     root = Path(root).expanduser()
@@ -157,7 +158,8 @@ def scan_image_folder(root: PathLike) -> Tuple[List[Tuple[str, int]], List[str]]
     classes = [(d.name, _images_under(d)) for d in top
                if d.is_dir() and not d.name.startswith(".")]
     classes = [(n, files) for n, files in classes if files]
-    if classes and loose:  # e.g. a preview grid or README image next to the classes
+    own = (root / MARKER).is_file()     # a jaxgen export: the loose images are its plots (datasheet's
+    if classes and loose and not own:   # nearest_real.png, evolve's preview.png); else e.g. a README image
         names = ", ".join(p.name for p in loose[:5]) + (" ..." if len(loose) > 5 else "")
         warnings.warn(f"ignoring {len(loose)} image(s) directly in {root} ({names}) because it "
                       "has class sub-folders; move them into a class folder to use them.",

@@ -2,6 +2,7 @@
 import json
 import os
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from jaxgen.data import load_dataset
 from jaxgen.data import demo_faces, folder
 from jaxgen.data.demo_faces import render_face, write_demo_dataset
 from jaxgen.data.folder import (DatasetError, ImageDataset, load_image_folder, scan_image_folder, to_float, to_uint8)
+from jaxgen.utils.outputs import MARKER
 
 
 # ----------------------------------------------------------------- demo faces
@@ -96,9 +98,13 @@ def test_cli_writes_dataset_and_preview(tmp_path):
                             "--seed", "3", "--classes", "healthy,severe", "--quiet"]) == 0
     preview = Image.open(out / "preview.png")
     assert preview.size[1] > 2 * 96 and preview.size[0] > 2 * 96
-    with pytest.warns(UserWarning, match=r"ignoring 1 image.*\(preview.png\)"):
+    with warnings.catch_warnings():                 # preview.png is the export's own plot: no warning
+        warnings.simplefilter("error")
         ds = load_image_folder(out, 16, cache_dir=None)
     assert ds.class_names == ["healthy", "severe"] and ds.labels.tolist() == [0, 0, 1, 1]
+    (out / MARKER).unlink()                         # a folder of someone's own: its loose image is named
+    with pytest.warns(UserWarning, match=r"ignoring 1 image.*\(preview.png\)"):
+        assert load_image_folder(out, 16, cache_dir=None).labels.tolist() == [0, 0, 1, 1]
     # classes map to severities by name: the severe images equal severity-3 renders
     ref = render_face(np.random.default_rng([3, 3, 1]), 3, 16)
     assert (ds.images[3] == ref).all()
