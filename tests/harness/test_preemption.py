@@ -25,7 +25,7 @@ from jaxgen import cli
 from jaxgen.errors import EXIT_STOPPED, TrainingStopped
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step
-from jaxgen.harness.checkpoint import TrainCheckpointer, restore_latest_raw
+from jaxgen.harness.checkpoint import restore_latest_raw
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -211,14 +211,6 @@ def _train_cmd(workdir, data):
             "--workdir", str(workdir), f"--config.data.path={data}"]
 
 
-def _final_params(workdir):
-    ck = TrainCheckpointer(workdir)
-    try:
-        return ck.latest_step(), ck.restore_raw()
-    finally:
-        ck.close()
-
-
 def test_sigterm_to_train_py_mid_tick_saves_exits_75_and_resumes_exactly(tmp_path, jax_cache_dir):
     """configs/acne.py:micro: 8 steps, 2 a tick, a checkpoint every tick. SIGTERM as soon as
     tick 1's checkpoint (step 2) is on disk lands in a later step; the run saves after it.
@@ -254,6 +246,6 @@ def test_sigterm_to_train_py_mid_tick_saves_exits_75_and_resumes_exactly(tmp_pat
     rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["tick"] for r in rows] == list(range(1, len(rows) + 1)) and rows[-1]["step"] == 8
     assert all(r["step"] % 2 == 0 for r in rows)               # the ticks of the uninterrupted run
-    (s1, a), (s2, b) = _final_params(ref), _final_params(run)
+    (a, s1), (b, s2) = restore_latest_raw(ref), restore_latest_raw(run)
     assert s1 == s2 == 8
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)

@@ -17,7 +17,7 @@ import tiny_gan
 from jaxgen.config import load_config
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.errors import ConfigError
-from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
+from jaxgen.harness.checkpoint import TrainCheckpointer, restore_latest_raw, write_descriptor
 from jaxgen.stylegan2 import train as sg_train
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.train import TrainingDiverged, train_and_evaluate
@@ -86,14 +86,6 @@ def env(tmp_path_factory, jax_cache_dir):
     return tiny_gan.fast_compile_env(e)
 
 
-def _final_params(workdir):
-    ck = TrainCheckpointer(workdir)
-    try:
-        return ck.latest_step(), ck.restore_raw()
-    finally:
-        ck.close()
-
-
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     """A complete micro run (8 steps, in this process): the uninterrupted reference and a
@@ -159,8 +151,8 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, base_run):
     out = subprocess.run(_train_cmd(run, data), env=env, check=True, timeout=600,
                          capture_output=True, text=True).stdout
     assert "Resuming from step" in out
-    step_ref, a = _final_params(ref)
-    step_run, b = _final_params(run)
+    a, step_ref = restore_latest_raw(ref)
+    b, step_run = restore_latest_raw(run)
     assert step_ref == step_run == 8
     assert float(a["nimg"]) == float(b["nimg"]) == 32
     diffs = jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(np.asarray(x) - np.asarray(y)))), a, b)
@@ -174,7 +166,7 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, base_run, m
     # Start from a copy of the finished base run (its last checkpoint is good) ...
     data, run = base_run["data"], tmp_path / "run"
     shutil.copytree(base_run["workdir"], run)
-    good_step, good = _final_params(run)
+    good, good_step = restore_latest_raw(run)
     # ... and go on with poisoned batches: the first tick's losses are non-finite. (Not a NaN
     # learning rate: that is baked into the program, which would compile a step of its own.)
     real_batch = sg_train.StyleGAN2Experiment.batch
@@ -187,7 +179,7 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, base_run, m
         _train(_micro(data, total_kimg=0.064), run)
     assert isinstance(e.value, FloatingPointError)
     assert f"last good checkpoint is step {good_step}" in str(e.value)
-    step, after = _final_params(run)
+    after, step = restore_latest_raw(run)
     assert step == good_step
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(after["d_params"]))
 
@@ -197,8 +189,8 @@ def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, capsys):
     c = _micro(base_run["data"] / "severe", "micro,finetune", init_from=base_run["workdir"])
     c.data.fixed_label = "severe"          # conditional, every image that class (the pipeline's way)
     _train(c, tmp_path / "ft")
-    _, base = _final_params(base_run["workdir"])
-    _, ft = _final_params(tmp_path / "ft")
+    base, _ = restore_latest_raw(base_run["workdir"])
+    ft, _ = restore_latest_raw(tmp_path / "ft")
     same = lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b)))  # noqa: E731
     # freeze_d=4 keeps the whole 16 px D block (fromrgb, conv0, conv1, skip) at the base's values.
     for layer in ("fromrgb", "conv0", "conv1", "skip"):
