@@ -213,6 +213,7 @@ def evolve() -> ml_collections.ConfigDict:
     e.crossover = "style_mix"       # face fusion: per-layer style mixing | 'none'
     e.mix_rate = 0.3
     e.psi = 0.7                     # truncation of each round's starting latent
+    e.max_z_rms = 0.0               # a DCGAN generator sees z capped at this rms (0: off; latents.DCGANDecoder)
     # Export.
     e.out = ""                      # dataset folder (or evolve.py --out)
     e.num_per_class = 16

@@ -441,8 +441,12 @@ def _export_round(ex: _Export, ci: int, st: _ClassState) -> None:
     for k, v in reasons.items():
         st.prog["rejected"][k] = st.prog["rejected"].get(k, 0) + v
     write_text_atomic(ex.prog_path, json.dumps(ex.progress))
-    ex.log(f"evolve: {st.task.name} round {rnd}: best fitness {float(c.ga['best_fitness']):.4f} "
-           f"(gen 0 max {h['max'][0]:.4f}), exported {len(accepted)} -> {st.n_done}/"
+    if h["max"]:
+        best, gen0 = float(c.ga["best_fitness"]), f"gen 0 max {h['max'][0]:.4f}"
+    else:  # generations 0: the initial population only (a filter of the starting latents)
+        best, gen0 = float(np.max(np.nan_to_num(c.fitness, nan=-np.inf))), "0 generations"
+    ex.log(f"evolve: {st.task.name} round {rnd}: best fitness {best:.4f} "
+           f"({gen0}), exported {len(accepted)} -> {st.n_done}/"
            f"{ex.cfg.num_per_class}, rejected {reasons or 'none'} [{time.time() - t0:.1f}s]")
 
 

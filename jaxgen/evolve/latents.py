@@ -122,9 +122,18 @@ class StyleGANDecoder:
 @dataclasses.dataclass(frozen=True, eq=False)
 class DCGANDecoder:
     """Genome -> image for the conditional DCGAN (jaxgen.dcgan): the genome is z [z_dim];
-    the class label is ``inputs.label`` (int32 scalar). One layer: no style mixing."""
+    the class label is ``inputs.label`` (int32 scalar). One layer: no style mixing.
+
+    ``max_z_rms`` (> 0): G sees ``cap_z_rms(genome, max_z_rms)``, the genome scaled back
+    onto the sphere of root-mean-square ``max_z_rms`` when it lies outside it (1.0: the
+    radius sqrt(z_dim) where G's training prior N(0, I) has its mass). The GA's mutations
+    are a random walk (each generation adds N(0, sigma^2) per coordinate to a parent), so
+    without the cap z leaves the prior: 20 generations at sigma 0.5 end near rms 2.3, where
+    G was never trained (the depth study). 0: off (z as evolved).
+    """
 
     G: Any
+    max_z_rms: float = 0.0
     latent_space = "z [z_dim]"
     num_ws = 1
 
@@ -140,20 +149,31 @@ class DCGANDecoder:
     def z_dim(self) -> int:
         return int(self.G.z_dim)
 
+    def z(self, genomes):
+        """The z [pop, z_dim] that G sees for genomes [pop, z_dim] (capped by ``max_z_rms``)."""
+        return cap_z_rms(genomes, self.max_z_rms) if self.max_z_rms > 0 else genomes
+
     def images(self, genomes, inputs):
-        """z [pop, z_dim] -> images [pop, R, R, C] of class ``inputs.label``."""
+        """genomes [pop, z_dim] -> images [pop, R, R, C] of class ``inputs.label``."""
         labels = jnp.broadcast_to(inputs.label, (genomes.shape[0],))
-        return self.G.apply(inputs.g_vars, genomes, labels)
+        return self.G.apply(inputs.g_vars, self.z(genomes), labels)
 
     def seed(self, z, inputs, psi: float):
         """The genome of z [n, z_dim] is z itself, scaled by psi."""
         return jnp.asarray(z, jnp.float32) * psi
 
     def latents(self, genomes, inputs) -> np.ndarray:
-        """What is saved per image: z float32 [n, z_dim]."""
-        return np.asarray(genomes)
+        """What is saved per image: the z float32 [n, z_dim] that G saw (``z``)."""
+        return np.asarray(self.z(jnp.asarray(genomes, jnp.float32)))
 
 
-def decoder_for(run: Run):
-    """The decoder of a generator run (StyleGAN2 or DCGAN)."""
-    return DCGANDecoder(run.model) if run.kind == "dcgan" else StyleGANDecoder(run.model)
+def cap_z_rms(z, max_rms: float):
+    """z [n, d] with each row whose root-mean-square exceeds max_rms scaled onto that sphere."""
+    rms = jnp.sqrt(jnp.mean(jnp.square(z), axis=-1, keepdims=True))
+    return z * jnp.minimum(1.0, max_rms / jnp.maximum(rms, 1e-12))
+
+
+def decoder_for(run: Run, max_z_rms: float = 0.0):
+    """The decoder of a generator run (StyleGAN2 or DCGAN; ``max_z_rms``: the DCGAN's z cap,
+    see ``DCGANDecoder``)."""
+    return DCGANDecoder(run.model, float(max_z_rms)) if run.kind == "dcgan" else StyleGANDecoder(run.model)

@@ -214,7 +214,8 @@ def fitness_terms(e: Any, gen: Run, models: Models) -> List[Tuple[Term, Any]]:
 def generator_scorer(e: Any, gen: Run, models: Models, mesh) -> Tuple[Scorer, Dict[str, Any]]:
     """(scorer, term variables keyed by term name) of one generator, shared by its classes."""
     pairs = fitness_terms(e, gen, models)
-    scorer = make_scorer(decoder_for(gen), [t for t, _ in pairs], mesh)
+    decoder = decoder_for(gen, float(e.get("max_z_rms", 0.0)))  # a DCGAN's z cap (latents.DCGANDecoder)
+    scorer = make_scorer(decoder, [t for t, _ in pairs], mesh)
     return scorer, {t.name: v for t, v in pairs if v is not None}
 
 
