@@ -96,6 +96,8 @@ def data(source: str = "folder", path: str = "", resolution: int = 256, channels
     d.seed = 0                      # demo rendering seed
     d.demo_version = 3              # demo renderer version (1, 2 = earlier demo sets, redrawn bit for bit; see demo_faces)
     d.skip_corrupt = False          # skip (and list) unreadable images instead of stopping
+    d.stream = "auto"               # a packed path (python -m jaxgen.data.pack): 'auto' streams it above
+                                    # 2 GiB decoded, 'always' reads each step's rows, 'never' loads it
     d.update(extra)
     return d
 

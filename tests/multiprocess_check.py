@@ -1,7 +1,7 @@
 """One process of a 2-process data-parallel StyleGAN2 run on localhost (CPU, gloo collectives).
 
 Run as `python multiprocess_check.py PROCESS_ID NUM_PROCESSES COORDINATOR_PORT OUT_DIR
-LOCAL_DEVICES`, once per process id; each process has LOCAL_DEVICES fake CPU devices, so
+LOCAL_DEVICES [PACK]`, once per process id; each process has LOCAL_DEVICES fake CPU devices, so
 the mesh spans processes and several devices in each. Each process joins the others through `jax.distributed.initialize`, builds
 the same seed-determined tiny GAN (tiny_gan.setup) and runs its first training step (the
 phases in REGS) through the harness's data parallelism (jaxgen.harness.parallel): the
@@ -21,7 +21,10 @@ multi-process orbax; a one-device process must be able to open it) and it prints
 process and device counts, the rows of its local batch shards, whether the lazy
 regularisers ran, seconds taken, and on process 0 the largest difference from the
 reference (absolute, and scaled_diff: relative where |value| > 1) and how far the D output
-weights moved. Used by tests/harness/test_multiprocess.py. Everything compiles with most
+weights moved. With PACK (a packed dataset of 8 px RGB images, jaxgen.data.pack), each process
+then streams the batches of STREAM_STEPS steps from it, reading only its own rows
+(`run_streamed`), and the RESULT line adds the rows it read, whether they were all its own and
+whether the global batch the processes assembled equals the one-process batch. Used by tests/harness/test_multiprocess.py. Everything compiles with most
 optimisation off.
 """
 import os
@@ -39,6 +42,8 @@ from jax.experimental import multihost_utils  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tiny_gan  # noqa: E402
+from jaxgen.data.packed import load_packed  # noqa: E402
+from jaxgen.harness.batches import batch_at_step, batch_indices, process_rows  # noqa: E402
 from jaxgen.harness.checkpoint import TrainCheckpointer  # noqa: E402
 from jaxgen.harness.parallel import DataParallel  # noqa: E402
 
@@ -48,6 +53,7 @@ from jaxgen.harness.parallel import DataParallel  # noqa: E402
 # of path lengths), which data parallelism must reduce across processes. Dreg (R1) is a
 # per-sample penalty like the main losses; leaving it out saves a quarter of the three compiles.
 REGS = ("Greg",)
+STREAM_STEPS, STREAM_BATCH, STREAM_SEED = 3, 8, 0
 
 
 def only_own_rows(a, pid, n_proc):
@@ -87,7 +93,30 @@ def run_reference(s):
     return st, m
 
 
-def main(pid, n_proc, port, out_dir):
+def run_streamed(pack, pid, n_proc):
+    """The batches of STREAM_STEPS steps streamed from `pack` by this process alone (its rows of
+    each step, `batch_at_step(..., process=(pid, n_proc))`), put on the global mesh as local
+    slices and gathered back whole. Returns the RESULT fields: streamed_rows (rows this process
+    read), own_rows_only (1 when each read was exactly its slice's rows), joint_equal (1 when
+    every gathered global batch equals the one-process batch from the in-RAM dataset)."""
+    dp = DataParallel()
+    streamed = load_packed(pack, 8, 3, stream="always")
+    in_ram = load_packed(pack, 8, 3, stream="never")
+    n, own, equal = len(streamed.images), True, True
+    for step in range(STREAM_STEPS):
+        img, lab = batch_at_step(streamed.images, streamed.labels, step, STREAM_BATCH, STREAM_SEED,
+                                 mirror=True, process=(pid, n_proc))
+        lo, hi = process_rows(STREAM_BATCH, pid, n_proc)
+        mine = sorted(set(batch_indices(n, STREAM_BATCH, STREAM_SEED, step)[lo:hi].tolist()))
+        own = own and streamed.images.last_read.tolist() == mine
+        joint = dp.put_batch([img, lab], local=True)
+        whole = [np.asarray(multihost_utils.process_allgather(a, tiled=True)) for a in joint]
+        want = batch_at_step(in_ram.images, in_ram.labels, step, STREAM_BATCH, STREAM_SEED, mirror=True)
+        equal = equal and all(np.array_equal(w, g) for w, g in zip(want, whole))
+    return dict(streamed_rows=streamed.images.rows_read, own_rows_only=int(own), joint_equal=int(equal))
+
+
+def main(pid, n_proc, port, out_dir, pack=None):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n_proc,
                                process_id=pid, initialization_timeout=120)
@@ -108,6 +137,8 @@ def main(pid, n_proc, port, out_dir):
     ck = TrainCheckpointer(os.path.join(out_dir, "ckpt"))   # every process takes part
     ck.save(1, st, {"step": 1})
     ck.close()
+    if pack:
+        fields.update(run_streamed(pack, pid, n_proc))
     if pid == 0:   # after the multi-process step: the others wait for it only at shutdown
         t0 = time.perf_counter()
         ref, m1 = run_reference(s)
@@ -123,4 +154,5 @@ def main(pid, n_proc, port, out_dir):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])  # argv[5]: read above
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],  # argv[5]: read above
+         sys.argv[6] if len(sys.argv) > 6 else None)

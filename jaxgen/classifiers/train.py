@@ -39,11 +39,11 @@ from jaxgen.classifiers.augment import augment_batch
 from jaxgen.classifiers.keras_h5 import load_keras_h5
 from jaxgen.classifiers.models import build_classifier
 from jaxgen.classifiers.report import plot_curves
-from jaxgen.data import load_dataset, load_image_folder
+from jaxgen.data import load_dataset, load_image_folder, take_rows
 from jaxgen.data.folder import DatasetError
 from jaxgen.errors import ConfigError
 from jaxgen.harness import loop
-from jaxgen.harness.batches import batch_at_step, batch_indices
+from jaxgen.harness.batches import batch_at_step, batch_indices, process_rows
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.trees import copy_matching
 
@@ -227,8 +227,8 @@ def _load_split(config: Any):
                 dict(train=ds.summary, validation=val.summary), soft)
     tr, va = split_per_class(ds.labels, float(d.val_fraction), int(config.seed))
     summary = dict(ds.summary, split=dict(train=len(tr), validation=len(va)))
-    return (list(ds.class_names), ds.images[tr], ds.labels[tr], ds.images[va], ds.labels[va], dict(train=summary),
-            None if soft is None else soft[tr])
+    return (list(ds.class_names), take_rows(ds.images, tr), ds.labels[tr], take_rows(ds.images, va), ds.labels[va],
+            dict(train=summary), None if soft is None else soft[tr])
 
 
 class ClassifierExperiment(loop.Experiment):
@@ -276,10 +276,12 @@ class ClassifierExperiment(loop.Experiment):
         print(f"ImageNet init: {len(copied)} arrays from {path}", flush=True)
         return state.replace(params=merged["params"], batch_stats=merged["batch_stats"])
 
-    def batch(self, step: int):
+    def local_batch(self, step: int, process=(0, 1)):
+        """This process's rows of step `step`'s batch (of a streamed pack, only those are read)."""
         if self.tr_soft is None:
-            return batch_at_step(self.tr_x, self.tr_y, step, self.schedule.batch_size, self.seed)
-        idx = batch_indices(len(self.tr_x), self.schedule.batch_size, self.seed, step)
+            return batch_at_step(self.tr_x, self.tr_y, step, self.schedule.batch_size, self.seed, process=process)
+        lo, hi = process_rows(self.schedule.batch_size, *process)
+        idx = batch_indices(len(self.tr_x), self.schedule.batch_size, self.seed, step)[lo:hi]
         return self.tr_x[idx], self.tr_soft[idx]
 
     def evaluate(self, state: ClsState, tick: loop.TickInfo, stats: Dict[str, float]) -> Dict[str, float]:

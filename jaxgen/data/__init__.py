@@ -7,9 +7,11 @@ line). `load_dataset(cfg)` picks the source from a config (a mapping or any obje
 with attributes):
 
     source='folder': path, resolution, [channels, require_labels, min_classes,
-                     skip_corrupt, cache_dir]
+                     skip_corrupt, cache_dir, stream]
                      (a path ending in .zip, or a folder whose dataset.json has "labels",
-                     is NVIDIA's dataset_tool.py layout: jaxgen.data.nvidia_format)
+                     is NVIDIA's dataset_tool.py layout: jaxgen.data.nvidia_format; a folder
+                     written by `python -m jaxgen.data.pack` is read by index from its shards,
+                     streamed or held in memory by `stream`: jaxgen.data.packed)
     source='tfds':   name, resolution, [split='train', channels, data_dir,
                      image_key, label_key, max_examples]
     source='demo':   path, resolution, [num_per_class=64, seed=0, classes]
@@ -18,18 +20,34 @@ with attributes):
                      (the grayscale depth-face set of jaxgen.data.depth_faces, same way)
 """
 import warnings
+from typing import Any
 
+from jaxgen.data import folder as _folder
 from jaxgen.data.demo_faces import DEFAULT_CLASSES, write_demo_dataset
 from jaxgen.data.depth_faces import write_depth_dataset
-from jaxgen.data.folder import (DatasetError, ImageDataset, basic_summary, load_image_folder,
-                                scan_image_folder, summary_line, to_float, to_uint8)
+from jaxgen.data.folder import (DatasetError, ImageDataset, basic_summary, scan_image_folder, summary_line,
+                                to_float, to_uint8)
 from jaxgen.data.nvidia_format import is_nvidia_dataset, load_nvidia_dataset
+from jaxgen.data.packed import PackedImages, is_packed, load_packed, take_rows
 from jaxgen.data.tfds_source import load_tfds
 
-__all__ = ["DatasetError", "ImageDataset", "load_dataset", "load_image_folder", "scan_image_folder",
-           "summary_line", "to_float", "to_uint8"]
+__all__ = ["DatasetError", "ImageDataset", "PackedImages", "is_packed", "load_dataset", "load_image_folder",
+           "load_packed", "scan_image_folder", "summary_line", "take_rows", "to_float", "to_uint8"]
 
 _MISSING = object()
+
+
+def load_image_folder(root, resolution: int, channels: int = 3, require_labels: bool = False,
+                      min_classes: int = 1, skip_corrupt: bool = False, cache_dir: Any = "auto",
+                      num_threads=None, stream: Any = "auto") -> ImageDataset:
+    """`jaxgen.data.folder.load_image_folder`, or `load_packed` when `root` is a packed folder
+    (so every command that takes a folder of real images takes a pack too)."""
+    if is_packed(root):
+        return load_packed(root, resolution, channels, require_labels=require_labels,
+                           min_classes=min_classes, stream=stream, threads=num_threads)
+    return _folder.load_image_folder(root, resolution, channels, require_labels=require_labels,
+                                     min_classes=min_classes, skip_corrupt=skip_corrupt,
+                                     cache_dir=cache_dir, num_threads=num_threads)
 
 
 def load_dataset(cfg) -> ImageDataset:
@@ -54,7 +72,10 @@ def _load(cfg) -> ImageDataset:
     source = get("source")
     resolution, channels = get("resolution"), get("channels", 3)
     if source == "folder":
-        load = load_nvidia_dataset if is_nvidia_dataset(get("path")) else load_image_folder
+        if is_packed(get("path")):
+            return load_packed(get("path"), resolution, channels, require_labels=get("require_labels", False),
+                               min_classes=get("min_classes", 1), stream=get("stream", "auto"))
+        load = load_nvidia_dataset if is_nvidia_dataset(get("path")) else _folder.load_image_folder
         return load(get("path"), resolution, channels, require_labels=get("require_labels", False),
                     min_classes=get("min_classes", 1), skip_corrupt=get("skip_corrupt", False),
                     cache_dir=get("cache_dir", "auto"))
@@ -70,7 +91,7 @@ def _load(cfg) -> ImageDataset:
                            flag="--config.data.path", version=get("demo_version", 1))
         with warnings.catch_warnings():  # the preview.png next to the class folders
             warnings.filterwarnings("ignore", message="ignoring 1 image")
-            return load_image_folder(path, resolution, channels, skip_corrupt=get("skip_corrupt", False),
+            return _folder.load_image_folder(path, resolution, channels, skip_corrupt=get("skip_corrupt", False),
                                      cache_dir=get("cache_dir", None))
     if source == "depth_demo":
         path = get("path")
@@ -78,7 +99,7 @@ def _load(cfg) -> ImageDataset:
                             progress=get("progress", True), flag="--config.data.path")
         with warnings.catch_warnings():  # the preview.png next to the class folders
             warnings.filterwarnings("ignore", message="ignoring 1 image")
-            return load_image_folder(path, resolution, get("channels", 1),
+            return _folder.load_image_folder(path, resolution, get("channels", 1),
                                      skip_corrupt=get("skip_corrupt", False),
                                      cache_dir=get("cache_dir", None))
     raise DatasetError(f"unknown dataset source {source!r}: use 'folder', 'tfds', 'demo' "

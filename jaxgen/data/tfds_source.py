@@ -13,8 +13,9 @@ called, so the rest of jaxgen works without them.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Optional
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -67,17 +68,13 @@ def _to_pil(arr: np.ndarray, key: str) -> Image.Image:
     return Image.fromarray(arr)
 
 
-def load_tfds(name: str, split: str, resolution: int, channels: int = 3,
+def open_tfds(name: str, split: str, resolution: int, channels: int = 3,
               data_dir: Optional[str] = None, image_key: str = "image",
               label_key: Optional[str] = "label",
-              max_examples: Optional[int] = None) -> ImageDataset:
-    """Read `split` of the prepared TFDS dataset `name` (e.g. 'mnist', 'x:1.0.0').
-
-    label_key=None (or a dataset without labels) gives one class named `name`;
-    class names come from a ClassLabel feature, else are the label numbers.
-    max_examples: read at most this many examples (in the split's order).
-    Returns ImageDataset(images uint8 [N, resolution, resolution, channels], ...).
-    """
+              max_examples: Optional[int] = None) -> "TfdsSplit":
+    """The prepared TFDS split `split` of `name`, checked (offline; see `load_tfds`) but not
+    read: its examples come one at a time from `TfdsSplit.examples`, so a large split is
+    never held whole (`jaxgen.data.pack` streams it into shards)."""
     resolution, channels = check_resolution(resolution), check_channels(channels)
     if max_examples is not None and int(max_examples) < 1:
         raise DatasetError(f"max_examples must be >= 1 or None, got {max_examples}")
@@ -107,27 +104,68 @@ def load_tfds(name: str, split: str, resolution: int, channels: int = 3,
                            f"Available splits: {sorted(builder.info.splits.keys())}.") from e
     if max_examples is not None:
         ds = ds.take(int(max_examples))
+    names = getattr(features[label_key], "names", None) if label_key is not None else None
+    return TfdsSplit(tfds, ds, name, split, resolution, channels, image_key, label_key, names)
 
-    images, labels = [], []
-    for ex in tfds.as_numpy(ds):
-        img = _to_pil(ex[image_key], image_key)
-        images.append(prepare_image(img, resolution, channels))
-        if label_key is not None:
-            lab = np.asarray(ex[label_key])
+
+@dataclasses.dataclass
+class TfdsSplit:
+    """A checked TFDS split (`open_tfds`): `examples()` yields (image uint8 [R, R, C], label
+    int) in the split's order; `class_names(labels)` names the classes of the labels seen."""
+    tfds: Any
+    ds: Any
+    name: str
+    split: str
+    resolution: int
+    channels: int
+    image_key: str
+    label_key: Optional[str]
+    label_names: Optional[List[str]]
+
+    def examples(self) -> Iterator[Tuple[np.ndarray, int]]:
+        """(image, label) of each example; label 0 when label_key is None."""
+        for ex in self.tfds.as_numpy(self.ds):
+            img = prepare_image(_to_pil(ex[self.image_key], self.image_key), self.resolution, self.channels)
+            if self.label_key is None:
+                yield img, 0
+                continue
+            lab = np.asarray(ex[self.label_key])
             if lab.size != 1 or lab.dtype.kind not in "iub":
-                raise DatasetError(f"feature {label_key!r} of {name!r} is not a single "
+                raise DatasetError(f"feature {self.label_key!r} of {self.name!r} is not a single "
                                    f"integer class (got {lab.dtype} {lab.shape}): pass "
                                    "label_key=None or a class-label feature.")
-            labels.append(int(lab.reshape(())))
-    if not images:
-        raise DatasetError(f"split {split!r} of TFDS dataset {name!r} is empty.")
+            yield img, int(lab.reshape(()))
 
-    if label_key is None:
-        class_names, labels = [name.split(":")[0]], [0] * len(images)
-    else:
-        names = getattr(features[label_key], "names", None)
+    def class_names(self, labels: Sequence[int]) -> List[str]:
+        """The class names: the ClassLabel's, else the label numbers (DatasetError when a label
+        is negative); one class named after the dataset when unlabelled or empty."""
+        if self.label_key is None or not len(labels):
+            return [self.name.split(":")[0]]
         if min(labels) < 0:
-            raise DatasetError(f"negative label {min(labels)} in {name!r}/{label_key!r}.")
-        class_names = list(names) if names else [str(i) for i in range(max(labels) + 1)]
-    paths = [f"tfds://{name}/{split}/{i}" for i in range(len(images))]
-    return ImageDataset(np.stack(images), np.asarray(labels, np.int32), class_names, paths)
+            raise DatasetError(f"negative label {min(labels)} in {self.name!r}/{self.label_key!r}.")
+        return list(self.label_names) if self.label_names else [str(i) for i in range(max(labels) + 1)]
+
+    def paths(self, count: int) -> List[str]:
+        """The names of the first `count` examples: 'tfds://name/split/i'."""
+        return [f"tfds://{self.name}/{self.split}/{i}" for i in range(count)]
+
+
+def load_tfds(name: str, split: str, resolution: int, channels: int = 3,
+              data_dir: Optional[str] = None, image_key: str = "image",
+              label_key: Optional[str] = "label",
+              max_examples: Optional[int] = None) -> ImageDataset:
+    """Read `split` of the prepared TFDS dataset `name` (e.g. 'mnist', 'x:1.0.0').
+
+    label_key=None (or a dataset without labels) gives one class named `name`;
+    class names come from a ClassLabel feature, else are the label numbers.
+    max_examples: read at most this many examples (in the split's order).
+    Returns ImageDataset(images uint8 [N, resolution, resolution, channels], ...).
+    """
+    src = open_tfds(name, split, resolution, channels, data_dir, image_key, label_key, max_examples)
+    pairs = list(src.examples())
+    if not pairs:
+        raise DatasetError(f"split {split!r} of TFDS dataset {name!r} is empty.")
+    labels = [lab for _, lab in pairs]
+    class_names = src.class_names(labels)
+    return ImageDataset(np.stack([img for img, _ in pairs]), np.asarray(labels, np.int32), class_names,
+                        src.paths(len(pairs)))

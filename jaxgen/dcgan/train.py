@@ -193,9 +193,10 @@ class DCGANExperiment(loop.Experiment):
     def init_state(self, key: jax.Array) -> DCGANState:
         return init_state(self.G, self.D, self.g_tx, self.d_tx, key)
 
-    def batch(self, step: int):
+    def local_batch(self, step: int, process=(0, 1)):
+        """This process's rows of step `step`'s batch (of a streamed pack, only those are read)."""
         img, labels = batch_at_step(self.ds.images, self.ds.labels, step, self.schedule.batch_size,
-                                    self.seed, bool(self.config.data.get("mirror", False)))
+                                    self.seed, bool(self.config.data.get("mirror", False)), process)
         return to_float(img), labels
 
     def sample(self, state: DCGANState, params: Any = None) -> np.ndarray:

@@ -50,17 +50,33 @@ def mirror_flags(batch_size: int, seed: int, step: int) -> np.ndarray:
     return np.random.default_rng([seed, step, 1]).random(batch_size) < 0.5
 
 
-def batch_at_step(images: np.ndarray, labels: np.ndarray, step: int, batch_size: int, seed: int,
-                  mirror: bool = False) -> Tuple[np.ndarray, np.ndarray]:
-    """(images [B, H, W, C] of `images`' dtype, labels int32 [B]) of step `step`.
+def process_rows(batch_size: int, index: int = 0, count: int = 1) -> Tuple[int, int]:
+    """(lo, hi): the rows of a global batch of `batch_size` that process `index` of `count`
+    feeds (equal consecutive slices, as `parallel.DataParallel.put_batch` assembles them)."""
+    if count < 1 or not 0 <= index < count or batch_size % count:
+        raise ValueError(f"a batch of {batch_size} cannot be split into {count} equal process slices "
+                         f"(process {index})")
+    per = batch_size // count
+    return index * per, (index + 1) * per
 
-    images: the whole training set [N, H, W, C] (uint8 as loaded); labels int [N].
+
+def batch_at_step(images: np.ndarray, labels: np.ndarray, step: int, batch_size: int, seed: int,
+                  mirror: bool = False, process: Tuple[int, int] = (0, 1)) -> Tuple[np.ndarray, np.ndarray]:
+    """(images [B / P, H, W, C] of `images`' dtype, labels int32 [B / P]) of step `step`: the
+    rows `process_rows(B, *process)` of the global batch (all B rows for the default (0, 1)).
+
+    images: the whole training set [N, H, W, C] (uint8 as loaded): an in-RAM array or anything
+      indexed by an index array, e.g. a streamed `jaxgen.data.packed.PackedImages`, of which
+      only this process's rows are read; labels int [N].
     mirror: flip the images `mirror_flags` picks along the width.
+    Every process gets its slice of the same global batch, so the joint batch does not depend
+    on the number of processes.
     """
-    idx = batch_indices(len(images), batch_size, seed, step)
+    lo, hi = process_rows(batch_size, *process)
+    idx = batch_indices(len(images), batch_size, seed, step)[lo:hi]
     img = images[idx]
     if mirror:
-        flip = mirror_flags(batch_size, seed, step)
+        flip = mirror_flags(batch_size, seed, step)[lo:hi]
         img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
     return img, np.asarray(labels[idx], np.int32)
 

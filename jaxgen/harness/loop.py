@@ -5,7 +5,8 @@ A product (StyleGAN2-ADA, the DCGAN, the classifiers) describes itself as an
 `init_state(key)`, an optional `fresh_state` hook (transfer learning, ImageNet
 weights: only for a run that starts from scratch), the jittable
 `train_step(state, *batch, key) -> (state, metrics)`, the global batch of a
-step (`batch(step)`, from `jaxgen.harness.batches`), the sample grid, its part
+step (`batch(step)`, from `jaxgen.harness.batches`; or `local_batch(step, process)`:
+a process's rows of it, read alone), the sample grid, its part
 of the progress line, and optional `evaluate` / `after_tick` / `finish` hooks.
 The harness owns everything else:
 
@@ -59,7 +60,7 @@ from jax.experimental import multihost_utils
 
 from jaxgen.data.folder import summary_line
 from jaxgen.errors import ConfigError, TrainingStopped, UserError
-from jaxgen.harness.batches import Grid, Prefetcher
+from jaxgen.harness.batches import Grid, Prefetcher, process_rows
 from jaxgen.harness.checkpoint import CheckpointError, TrainCheckpointer, write_descriptor
 from jaxgen.harness.logs import MetricsLog, non_finite, progress_line, reduce_metrics
 from jaxgen.harness.parallel import DataParallel, initialize_distributed
@@ -183,8 +184,18 @@ class Experiment:
         raise NotImplementedError
 
     def batch(self, step: int) -> Tuple[np.ndarray, ...]:
-        """The host arrays of the global batch of `step`, leading axis = batch."""
-        raise NotImplementedError
+        """The host arrays of the global batch of `step`, leading axis = batch (override this
+        or `local_batch`)."""
+        return self.local_batch(step, (0, 1))
+
+    def local_batch(self, step: int, process: Tuple[int, int]) -> Tuple[np.ndarray, ...]:
+        """The rows `batches.process_rows(B, *process)` of the global batch of `step`: what
+        process `process[0]` of `process[1]` feeds (the loop calls this, not `batch`). The
+        default slices `batch(step)`; an experiment whose images are read by index (a streamed
+        pack) overrides it so that a process reads only its own rows."""
+        arrays = self.batch(step)
+        lo, hi = process_rows(len(arrays[0]), *process)
+        return tuple(a[lo:hi] for a in arrays)
 
     def step_options(self, step: int) -> Dict[str, Any]:
         """Static keyword arguments of `train_step` at `step`, chosen on the host (hashable
@@ -500,8 +511,9 @@ class _Loop:
         return per_step
 
     def _device_batch(self, step: int) -> Tuple[jax.Array, ...]:
-        """The batch of `step` sharded over the devices (runs on the prefetch thread)."""
-        return self.dp.put_batch(self.exp.batch(step))
+        """The batch of `step` sharded over the devices (runs on the prefetch thread); this
+        process gathers only its own rows (`Experiment.local_batch`)."""
+        return self.dp.put_batch(self.exp.local_batch(step, self.dp.process), local=True)
 
     def _info(self, done: bool, image_snapshot: bool, tick: Optional[int] = None) -> TickInfo:
         return TickInfo(self.tick if tick is None else tick, self.step, self.nimg, done, image_snapshot,

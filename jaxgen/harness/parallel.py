@@ -4,7 +4,8 @@ The jitted step gets the global batch split along its leading axis over all
 devices and the train state replicated; XLA inserts the gradient all-reduce,
 so the result equals a one-device step up to float rounding. The state is
 donated (updated in place). With several processes each host feeds its slice
-of the (identical, seed-determined) global batch. On CPU with several (fake)
+of the (identical, seed-determined) global batch, and reads only that slice
+(`Experiment.local_batch`: a streamed dataset is read row by row). On CPU with several (fake)
 devices every step is awaited before the next one is queued: queuing many
 multi-device CPU steps can deadlock. `put_batch` may run on another thread (the
 loop's prefetch thread puts the next batch while a step runs): it is a transfer,
@@ -74,14 +75,27 @@ class DataParallel:
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         return jax.device_put(x, self.replicated)
 
-    def put_batch(self, arrays: Sequence[np.ndarray]) -> Tuple[jax.Array, ...]:
-        """Host arrays of the global batch [B, ...] -> arrays sharded over the devices; with
-        several processes each one contributes its slice B / num_processes."""
+    @property
+    def process(self) -> Tuple[int, int]:
+        """(this process's index, the number of processes): which slice of a batch it feeds."""
+        return jax.process_index(), jax.process_count()
+
+    def put_batch(self, arrays: Sequence[np.ndarray], local: bool = False) -> Tuple[jax.Array, ...]:
+        """Host arrays -> arrays of the global batch sharded over the devices.
+
+        local=False: each array is the whole global batch [B, ...] and each process contributes
+        its slice B / num_processes of it. local=True: each array is already this process's
+        slice [B / num_processes, ...] (`batches.process_rows`), e.g. read alone from a streamed
+        dataset; the global batch is the processes' slices in process order."""
         n_proc = jax.process_count()
         if n_proc == 1:
             return tuple(jax.device_put(a, self.sharded) for a in arrays)
         out = []
         for a in arrays:
+            if local:
+                shape = (a.shape[0] * n_proc,) + a.shape[1:]
+                out.append(jax.make_array_from_process_local_data(self.sharded, a, shape))
+                continue
             per = a.shape[0] // n_proc
             lo = jax.process_index() * per
             out.append(jax.make_array_from_process_local_data(self.sharded, a[lo:lo + per], a.shape))

@@ -51,7 +51,8 @@ import numpy as np
 from PIL import Image
 
 from jaxgen.classifiers.utility import run_utility
-from jaxgen.data.folder import ImageDataset, load_image_folder, prepare_image, scan_image_folder
+from jaxgen.data import load_image_folder
+from jaxgen.data.folder import ImageDataset, prepare_image, scan_image_folder
 from jaxgen.errors import ConfigError
 from jaxgen.evolve import identity as identity_models
 from jaxgen.evolve.identity import IdentityCheck

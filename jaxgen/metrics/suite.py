@@ -106,6 +106,10 @@ def classifier_feature_net(workdir: str, batch_size: int = 64) -> FeatureNet:
 
 
 def _content_hash(images: np.ndarray) -> str:
+    """A short key of the images' pixels: a packed set's stored content hash (`content_key`, no
+    pixels read: the reals may not fit in memory), else a sha256 of the array."""
+    if hasattr(images, "content_key"):
+        return images.content_key()
     h = hashlib.sha256(str(images.shape).encode())
     h.update(np.ascontiguousarray(images).data)
     return h.hexdigest()[:24]

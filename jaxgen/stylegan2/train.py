@@ -217,9 +217,10 @@ class StyleGAN2Experiment(loop.Experiment):
         return state_lib.init_state(g_vars, d_vars, self.g_tx, self.d_tx, ema_vars,
                                     ada_p=float(self.config.ada.p_init))
 
-    def batch(self, step: int):
+    def local_batch(self, step: int, process=(0, 1)):
+        """This process's rows of step `step`'s batch (of a streamed pack, only those are read)."""
         img, labels = batch_at_step(self.ds.images, self.ds.labels, step, self.schedule.batch_size,
-                                    self.seed, bool(self.config.data.mirror))
+                                    self.seed, bool(self.config.data.mirror), process)
         return to_float(img), self._one_hot(labels)
 
     def step_options(self, step: int) -> Dict[str, Any]:

@@ -96,9 +96,9 @@ from PIL import Image
 
 from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.classifiers.sorting import to_classifier_input
-from jaxgen.data import load_dataset
+from jaxgen.data import load_dataset, load_image_folder
 from jaxgen.data.demo_faces import write_demo_holdout
-from jaxgen.data.folder import ImageDataset, load_image_folder
+from jaxgen.data.folder import ImageDataset
 from jaxgen.errors import ConfigError, OutputError
 from jaxgen.evolve.identity import IdentityCheck, make_embedder
 from jaxgen.metrics.datasheet import datasheet_for_export

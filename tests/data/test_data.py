@@ -308,6 +308,24 @@ def tiny_tfds(tmp_path_factory):
     return str(data_dir), images
 
 
+def test_pack_a_tfds_split_gives_the_loaders_images(tiny_tfds, tmp_path):
+    """`python -m jaxgen.data.pack NAME OUT --source tfds` reads the split example by example and
+    packs what load_tfds loads (jaxgen.data.pack; the format's own tests: test_packed.py)."""
+    from jaxgen.data.pack import main as pack_main
+    from jaxgen.data.packed import load_packed
+    from jaxgen.data.tfds_source import load_tfds
+    data_dir, _ = tiny_tfds
+    out = tmp_path / "packed"
+    assert pack_main(["jaxgen_tiny_faces", str(out), "--source", "tfds", "--resolution", "8",
+                      "--data_dir", data_dir, "--progress_every", "0"]) == 0
+    want = load_tfds("jaxgen_tiny_faces", "train", 8, data_dir=data_dir)
+    ds = load_packed(out, 8, 3, stream="always")
+    np.testing.assert_array_equal(ds.images[:], want.images)
+    np.testing.assert_array_equal(ds.labels, want.labels)
+    assert ds.class_names == want.class_names and list(ds.paths) == want.paths
+    assert ds.summary["source"] == "tfds" and ds.summary["classes"] == {"healthy": 2, "mild": 2, "severe": 1}
+
+
 def test_load_tfds_offline(tiny_tfds, tmp_path):
     from jaxgen.data.tfds_source import load_tfds
     data_dir, images = tiny_tfds

@@ -14,7 +14,10 @@ import time
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
+from jaxgen.data.pack import pack_dataset
+from jaxgen.harness.batches import batch_indices, process_rows
 from jaxgen.harness.checkpoint import TrainCheckpointer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -22,6 +25,7 @@ SCRIPT = REPO / "tests" / "multiprocess_check.py"
 N_PROC = 2
 LOCAL_DEVICES = 2
 TIMEOUT_S = 300
+STREAM_STEPS, STREAM_BATCH, STREAM_SEED = 3, 8, 0     # multiprocess_check.py's streamed batches
 
 
 def _free_port():
@@ -31,14 +35,35 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _pack(out_dir):
+    """A packed dataset of 20 random 8 px RGB images in 2 classes (for the streamed batches)."""
+    rng = np.random.default_rng(0)
+    src = out_dir / "images"
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(src / c / f"{i}.png")
+    return pack_dataset(src, out_dir / "pack", 8, log=lambda line: None)
+
+
+def _streamed_rows(pid):
+    """The distinct rows process `pid` reads for its slices of the multiprocess_check's streamed
+    batches: what it should count."""
+    lo, hi = process_rows(STREAM_BATCH, pid, N_PROC)
+    return sum(len(set(batch_indices(20, STREAM_BATCH, STREAM_SEED, s)[lo:hi].tolist()))
+               for s in range(STREAM_STEPS))
+
+
 def _run_processes(out_dir):
     """Start the N_PROC processes together, wait for all (killing all at TIMEOUT_S);
     returns each one's (exit code, output)."""
+    pack = _pack(out_dir)
     port, procs, logs = _free_port(), [], []
     for pid in range(N_PROC):
         logs.append(open(out_dir / f"log{pid}.txt", "w+"))
-        procs.append(subprocess.Popen([sys.executable, str(SCRIPT), str(pid), str(N_PROC), str(port),
-                                       str(out_dir), str(LOCAL_DEVICES)], stdout=logs[-1], stderr=subprocess.STDOUT, cwd=REPO))
+        procs.append(subprocess.Popen([sys.executable, str(SCRIPT), str(pid), str(N_PROC), str(port), str(out_dir),
+                                       str(LOCAL_DEVICES), str(pack)], stdout=logs[-1], stderr=subprocess.STDOUT,
+                                      cwd=REPO))
     deadline = time.monotonic() + TIMEOUT_S
     try:
         for p in procs:
@@ -77,6 +102,11 @@ def test_two_processes_one_step_equals_single_process(tmp_path):
         assert r["shard_rows"] == "2", r        # each process holds only its half of the batch of 8,
                                                 # 2 rows on each of its devices
         assert r["regs_ran"] == "1,0", r        # the step checked includes the path-length regulariser
+        # streamed from a pack, each process read only the rows of its slices (counted), and the
+        # global batches they assembled are the one-process batches
+        assert r["own_rows_only"] == "1" and r["joint_equal"] == "1", r
+        assert int(r["streamed_rows"]) == _streamed_rows(pid), r
+    assert sum(int(r["streamed_rows"]) for r in res) <= STREAM_STEPS * STREAM_BATCH
     r0 = res[0]
     assert float(r0["moved"]) > 1e-4            # the step really trained something
     # ... and two processes computed what one does, to float32 round-off (the all-reduce sums

@@ -169,12 +169,12 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, base_run, m
     good, good_step = restore_latest_raw(run)
     # ... and go on with poisoned batches: the first tick's losses are non-finite. (Not a NaN
     # learning rate: that is baked into the program, which would compile a step of its own.)
-    real_batch = sg_train.StyleGAN2Experiment.batch
+    real_batch = sg_train.StyleGAN2Experiment.local_batch     # what the loop calls
 
-    def nan_batch(self, step):
-        img, c = real_batch(self, step)
+    def nan_batch(self, step, process=(0, 1)):
+        img, c = real_batch(self, step, process)
         return np.full_like(img, np.nan), c
-    monkeypatch.setattr(sg_train.StyleGAN2Experiment, "batch", nan_batch)
+    monkeypatch.setattr(sg_train.StyleGAN2Experiment, "local_batch", nan_batch)
     with pytest.raises(TrainingDiverged, match="non-finite") as e:
         _train(_micro(data, total_kimg=0.064), run)
     assert isinstance(e.value, FloatingPointError)
