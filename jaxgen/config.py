@@ -17,6 +17,7 @@ Durations are in kimg (thousands of real images shown to D), as in the papers.
 """
 from __future__ import annotations
 
+import ast
 import importlib.util
 import pathlib
 from typing import FrozenSet, Iterable, Sequence
@@ -61,8 +62,14 @@ def load_config(spec: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
     return config
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def set_field(config: ml_collections.ConfigDict, item: str) -> None:
-    """Apply one 'a.b=value' override; the value is parsed as the existing field's type."""
+    """Apply one 'a.b=value' override (`--set`), the value parsed as `--config.a.b=value` would
+    be: by the field's type (bool: true/false/yes/no/1/0/on/off, anything else refused; int,
+    float, str), and as a Python literal for a field that holds None or a tuple/list ('256',
+    '(64, 128)', 'None'; a None field takes a bare word as a string)."""
     key, sep, value = item.partition("=")
     if not sep:
         raise ConfigError(f"override {item!r}: write it as key=value, e.g. train.total_kimg=4")
@@ -74,13 +81,34 @@ def set_field(config: ml_collections.ConfigDict, item: str) -> None:
         node = node[part]
     if leaf not in node:
         raise ConfigError(f"override {item!r}: the config has no field {key!r}")
-    old = node[leaf]
+    node[leaf] = _parse_like(node[leaf], value.strip(), item, key)
+
+
+def _parse_like(old, value: str, item: str, key: str):
+    """`value` parsed as the type of the field's current value `old` (see `set_field`)."""
     if isinstance(old, bool):
-        node[leaf] = value.strip().lower() in ("1", "true", "yes")
-    elif isinstance(old, (int, float, str)):
-        node[leaf] = type(old)(value)
-    else:
-        raise ConfigError(f"override {item!r}: field {key!r} is not a number, string or bool")
+        if value.lower() not in _TRUE + _FALSE:
+            raise ConfigError(f"override {item!r}: {key} is a bool; write true or false")
+        return value.lower() in _TRUE
+    if isinstance(old, (int, float, str)):
+        try:
+            return type(old)(value)
+        except ValueError:
+            raise ConfigError(f"override {item!r}: {key} is a {type(old).__name__}; "
+                              f"{value!r} is not one") from None
+    if old is None or isinstance(old, (tuple, list)):
+        try:
+            new = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            if old is None:
+                return value                      # a bare word: a string
+            raise ConfigError(f"override {item!r}: {key} holds a sequence; write it as (1, 2)") from None
+        if isinstance(old, (tuple, list)):
+            if not isinstance(new, (tuple, list)):
+                raise ConfigError(f"override {item!r}: {key} holds a sequence; write it as (1, 2)")
+            return type(old)(new)
+        return new
+    raise ConfigError(f"override {item!r}: field {key!r} is not a number, string, bool, None or sequence")
 
 
 def data(source: str = "folder", path: str = "", resolution: int = 256, channels: int = 3,

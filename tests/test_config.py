@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from jaxgen.config import load_config, parse_variants
+from jaxgen.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SPECS = ["acne.py", "acne.py:tiny", "acne.py:micro,finetune", "acne_classifier.py:tiny",
@@ -50,3 +51,20 @@ def test_config_files_work_from_another_directory(tmp_path):
                          timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["acne_tiny", "4"]
+
+
+def test_set_parses_as_config_flags_do_and_refuses_a_misspelt_bool():
+    """--set a.b=v (the workflows' overrides): fields holding None or a tuple take Python
+    literals (as --config.a.b=v does), a bool takes only true/false words, a number only a number."""
+    c = load_config("configs/acne.py:tiny", ["model.conv_clamp=256", "data.mirror=False",
+                                              "train.total_kimg=2.5", "data.path=x/y", "train.betas=(0.5, 0.9)"])
+    assert c.model.conv_clamp == 256 and c.data.mirror is False and c.train.total_kimg == 2.5
+    assert c.train.betas == (0.5, 0.9)
+    assert c.data.path == "x/y"
+    c = load_config("configs/acne.py:tiny", ["model.conv_clamp=None", "data.mirror=yes"])
+    assert c.model.conv_clamp is None and c.data.mirror is True
+    for bad, msg in [("data.mirror=flase", "is a bool; write true or false"),
+                     ("train.total_kimg=four", "is a float; 'four' is not one"),
+                     ("model.nope=1", "has no field")]:
+        with pytest.raises(ConfigError, match=msg):
+            load_config("configs/acne.py:tiny", [bad])

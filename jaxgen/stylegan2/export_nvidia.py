@@ -21,9 +21,8 @@ modules register (a strict load needs them; they are rebuilt from the run's
 FIR taps as NVIDIA's `upfirdn2d.setup_filter` does). The inverse command is
 `python -m jaxgen.stylegan2.pkl_to_orbax` (for .pkl) and `jaxgen.stylegan2.nvidia`.
 
-The safetensors files are written here (no extra dependency): an 8-byte
-little-endian header length, a JSON header {name: {dtype, shape, data_offsets}},
-then the raw little-endian bytes. Their `__metadata__` holds the network name,
+The safetensors files are written by the `safetensors` package's numpy writer. Their
+`__metadata__` holds the network name,
 NVIDIA's class name, the kwargs JSON, the class names (label order), the source run and step.
 """
 from __future__ import annotations
@@ -34,12 +33,12 @@ import json
 import os
 import pathlib
 import re
-import struct
 import sys
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import jax.numpy as jnp
 import numpy as np
+from safetensors.numpy import save_file
 
 from jaxgen.cli import run_main
 from jaxgen.errors import OutputError
@@ -201,35 +200,16 @@ def export_state_dicts(run: Run) -> Tuple[Dict[str, Dict[str, np.ndarray]], Dict
 
 def write_safetensors(path, tensors: Mapping[str, np.ndarray],
                       metadata: Optional[Mapping[str, str]] = None) -> pathlib.Path:
-    """Write `tensors` as a .safetensors file (through a temporary file and a rename).
-
-    Layout: u64 little-endian header size N, N bytes of JSON {name: {"dtype": "F32",
-    "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {str: str}} padded with
-    spaces to a multiple of 8, then the tensors' little-endian bytes back to back (widest
-    dtype first, then by name, as the reference writer orders them, so each stays aligned)."""
-    arrays = {name: np.asarray(a) for name, a in tensors.items()}
-    header: Dict[str, Any] = {}
-    chunks, offset = [], 0
-    for name in sorted(arrays, key=lambda n: (-arrays[n].dtype.itemsize, n)):
-        a = arrays[name]
+    """Write `tensors` as a .safetensors file with the reference writer
+    (`safetensors.numpy.save_file`), through a temporary file and a rename so that a crash
+    never leaves a half-written file under the final name."""
+    arrays = {name: np.asarray(a, order="C") for name, a in tensors.items()}   # keeps 0-d shapes
+    for name, a in arrays.items():
         if a.dtype.name not in _ST_DTYPES:
             raise ValueError(f"{name}: dtype {a.dtype} has no safetensors code")
-        data = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
-        header[name] = dict(dtype=_ST_DTYPES[a.dtype.name], shape=list(a.shape),
-                            data_offsets=[offset, offset + len(data)])
-        chunks.append(data)
-        offset += len(data)
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    head += b" " * (-len(head) % 8)
     path = pathlib.Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(head)))
-        f.write(head)
-        for chunk in chunks:
-            f.write(chunk)
+    save_file(arrays, str(tmp), metadata={str(k): str(v) for k, v in (metadata or {}).items()} or None)
     os.replace(tmp, path)
     return path
 
