@@ -71,7 +71,7 @@ CLASSES = ("healthy", "mild", "moderate", "severe")
 # resolution -> {GPUs: (sec/kimg low, high)}.
 NVIDIA_SEC_PER_KIMG = {256: {1: (21.6, 24.2), 8: (4.4, 5.5)},
                        1024: {1: (154.3, 161.6), 8: (20.2, 20.6)}}
-RESULTS_HEADER = "## Issue 29: streaming input (packed ArrayRecord datasets)"
+RESULTS_HEADER = "## Issue 29: streaming input (packed datasets)"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def main():
                 if not (p / "dataset.json").is_file():
                     pack_dataset(folder, p, res, 3, enc, log=lambda line: None)
                 packs[enc] = p
-            pack_sizes = {enc: sum(f.stat().st_size for f in p.glob("*.array_record")) / n
+            pack_sizes = {enc: sum(f.stat().st_size for f in p.glob("shard-*")) / n
                           for enc, p in packs.items()}
             print(f"{res} px: {n} images written and packed in {time.time() - t0:.0f} s; mean PNG "
                   f"{png_bytes / 1e3:.0f} kB (level {a.png_level}), pack record raw "

@@ -6,20 +6,20 @@
 SRC: an image folder (class sub-folders), NVIDIA's dataset_tool.py zip or folder, or
 (--source tfds) a prepared TFDS dataset name. Each image is prepared as the loaders
 prepare it (`jaxgen.data.folder.prepare_image`: EXIF rotation, alpha over white,
-`channels`, short side to R, centre crop) and written as one ArrayRecord record:
-'raw' (R*R*C bytes, read without decoding: the default) or 'png' (about half the
-bytes, decoded in threads when read). The layout and the reader: `jaxgen.data.packed`;
-train on it with --config.data.path=OUT (source 'folder'). From Python: `pack_dataset(src, out,
-...)`, or `pack_arrays(items, out, ...)` for images already in memory or generated one at a
-time ((uint8 [R, R, C], label) pairs, written as they come).
+`channels`, short side to R, centre crop) and written as one row: 'raw' (R*R*C bytes,
+the default: flat shard files of fixed-size rows, read by offset straight into the
+batch, no decoding) or 'png' (about half the bytes: ArrayRecord shards, one record per
+image, decoded in threads when read). The layout and the reader: `jaxgen.data.packed`;
+train on it with --config.data.path=OUT (source 'folder').
 
-Why these choices (measured on 2 CPU cores, 64 px RGB, 20k records, warm page cache):
-ArrayRecord random reads of 64 indices take 1.2 ms uncompressed raw (55k images/s with
-the copy) vs 3.3 ms for ArrayRecord's default zstd (19k/s) and 16 ms for PNG decoded in
-one thread (4k/s); so raw records are stored uncompressed, and PNG (already compressed)
-too. np.memmap of one flat raw file reads 7x faster (220k/s) but has no per-record
-framing or variable-size records; ArrayRecord is fast enough to feed a step and
-takes PNG as well.
+Why these choices (measured on 2 CPU cores, warm page cache): ArrayRecord random reads of
+64 indices at 64 px take 1.2 ms uncompressed (55k images/s with the copy) against 3.3 ms
+for its default zstd and 16 ms for PNG decoded in one thread, so records are stored
+uncompressed. At 1024 px, though, ArrayRecord hands back each 3 MiB record as a new
+bytes object, and its reads ran at about 200 images/s against 3,200 for `os.preadv` of a
+flat file straight into the batch array (bench/RESULTS.md, issue 29): raw rows, which all
+have one size, need no record framing, so they live in flat files; PNGs (variable size)
+stay in ArrayRecord.
 
 Source images are read and decoded in chunks (of CHUNK files), never all at once, so
 packing needs memory for one chunk and one record per row of labels/paths. OUT must
@@ -51,7 +51,7 @@ from jaxgen.data.folder import (CONVERSIONS, DatasetError, ImageDataset, basic_s
                                 check_resolution, scan_image_folder, summary_line)
 from jaxgen.data.nvidia_format import Archive, is_nvidia_dataset
 from jaxgen.data.packed import (ENCODINGS, FORMAT, LABELS_FILE, META_FILE, PATHS_FILE, VERSION, content_hasher,
-                                is_packed)
+                                is_packed, shard_suffix)
 from jaxgen.data.tfds_source import open_tfds
 from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.utils.progress import Progress
@@ -182,18 +182,23 @@ def open_source(src: Union[PathLike, Dict[str, Any]], resolution: int, channels:
 
 
 class _ShardWriter:
-    """Records into folder/shard-NNNNN.array_record files of about `shard_bytes` each; `finish`
-    names them shard-NNNNN-of-MMMMM.array_record and returns [{file, rows, sha256}]."""
+    """Records into folder/shard-NNNNN files of about `shard_bytes` each: raw images as flat
+    files of fixed-size rows (`.raw`: row i at byte i * R*R*C, read straight into the batch),
+    PNGs as ArrayRecord files (`.array_record`); `finish` names them shard-NNNNN-of-MMMMM.<ext>
+    and returns [{file, rows, sha256}]."""
 
-    def __init__(self, folder: Path, shard_bytes: int):
+    def __init__(self, folder: Path, shard_bytes: int, encoding: str = "png"):
         self.folder, self.shard_bytes = folder, max(int(shard_bytes), 1)
+        self.ext = shard_suffix(encoding)
         self.done: List[Tuple[Path, int]] = []
         self.writer, self.path, self.rows, self.bytes = None, None, 0, 0
 
     def write(self, record: bytes) -> None:
         if self.writer is None:
-            self.path = self.folder / f"shard-{len(self.done):05d}.array_record"
-            self.writer, self.rows, self.bytes = ArrayRecordWriter(str(self.path), WRITER_OPTIONS), 0, 0
+            self.path = self.folder / f"shard-{len(self.done):05d}{self.ext}"
+            self.writer = (open(self.path, "wb") if self.ext == ".raw"
+                           else ArrayRecordWriter(str(self.path), WRITER_OPTIONS))
+            self.rows, self.bytes = 0, 0
         self.writer.write(record)
         self.rows, self.bytes = self.rows + 1, self.bytes + len(record)
         if self.bytes >= self.shard_bytes:
@@ -209,7 +214,7 @@ class _ShardWriter:
         self._close()
         shards = []
         for i, (path, rows) in enumerate(self.done):
-            final = path.with_name(f"shard-{i:05d}-of-{len(self.done):05d}.array_record")
+            final = path.with_name(f"shard-{i:05d}-of-{len(self.done):05d}{self.ext}")
             path.rename(final)
             shards.append(dict(file=final.name, rows=rows, sha256=_file_sha256(final)))
         return shards
@@ -236,7 +241,7 @@ def _write_rows(source: _Source, tmp: Path, resolution: int, channels: int, enco
     """Write every image of `source` into shards in `tmp`, its paths into paths.txt and its
     labels into labels.npy; returns dataset.json's fields. Unreadable files raise once all were
     tried (one DatasetError listing them), unless skip_corrupt."""
-    shards, tally = _ShardWriter(tmp, shard_bytes), _Tally(source.root)
+    shards, tally = _ShardWriter(tmp, shard_bytes, encoding), _Tally(source.root)
     h, labels = content_hasher(resolution, channels), []
     with open(tmp / PATHS_FILE, "w", encoding="utf-8") as paths:
         for arr, label, path, info, err in progress.iterate(source.items()):
@@ -348,7 +353,7 @@ def _write_pack(source: _Source, out: Path, resolution: int, channels: int, enco
 def main(argv=None) -> int:
     """CLI: `SRC OUT --resolution R [--channels C] [--encoding raw|png] [--source folder|tfds ...]`."""
     ap = argparse.ArgumentParser(prog="python -m jaxgen.data.pack", description=(
-        "Pack an image folder, an NVIDIA dataset zip or a prepared TFDS split into ArrayRecord shards "
+        "Pack an image folder, an NVIDIA dataset zip or a prepared TFDS split into shards "
         "that training reads by index (--config.data.path=OUT)."))
     ap.add_argument("src", help="image folder, NVIDIA zip/folder, or (with --source tfds) a TFDS name")
     ap.add_argument("out", help="new folder for the pack (or an earlier pack, replaced)")

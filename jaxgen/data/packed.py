@@ -16,11 +16,14 @@ Layout of a packed folder OUT:
                     summary of the source's load)}
     labels.npy     int32 [N]
     paths.txt      the source path of each image, one JSON string per line
-    shard-00000-of-00003.array_record ...   (ArrayRecord, group_size 1, uncompressed)
+    shard-00000-of-00003.raw ...            (raw: flat files, row i at byte i * R*R*C)
+    shard-00000-of-00003.array_record ...   (png: ArrayRecord, group_size 1, uncompressed)
 
 `PackedImages` is an array-like over the shards (shape [N, R, R, C], uint8): indexing
-with an int, a slice or an index array reads and decodes just those rows (PNG in a
-thread pool; raw is a copy), counting them in `rows_read`. `load_packed` gives an
+with an int, a slice or an index array reads and decodes just those rows, counting them
+in `rows_read`; `read_rows(idx, flip)` also mirrors rows as it copies them (the training
+batch's flips). Raw rows are read with `os.preadv` straight into the batch array, PNGs
+are decoded; either way the work is split over a thread pool. `load_packed` gives an
 `ImageDataset` whose images are a `PackedImages` (streamed) or, for a small set, an
 in-RAM array (`data.stream`: 'auto' streams above STREAM_ABOVE_BYTES decoded bytes,
 'always', 'never'); its summary says which ('packed' key, printed by `summary_line`).
@@ -50,6 +53,11 @@ STREAM_MODES = ("auto", "always", "never")
 STREAM_ABOVE_BYTES = 2 << 30        # 'auto' streams a dataset whose decoded images exceed 2 GiB
 READER_OPTIONS = "readahead_buffer_size:0,max_parallelism:0"   # random access (measured fastest)
 PathLike = Union[str, os.PathLike]
+
+
+def shard_suffix(encoding: str) -> str:
+    """The shard files' extension: '.raw' (flat fixed-size rows) or '.array_record' (png)."""
+    return ".raw" if encoding == "raw" else ".array_record"
 
 
 def is_packed(path: PathLike) -> bool:
@@ -212,49 +220,100 @@ class PackedImages:
     def _global_rows(self, idx: np.ndarray) -> np.ndarray:
         return idx if self._rows is None else self._rows[idx]
 
-    def _read(self, idx: np.ndarray) -> np.ndarray:
-        """Images [len(idx), R, R, C] of positions idx (int64, in range): each distinct row read once."""
+    def read_rows(self, idx: Any, flip: Optional[np.ndarray] = None) -> np.ndarray:
+        """self[idx] for an index array, with row k mirrored along the width where flip[k]
+        (bool [len(idx)]): the flip is done in the copy, so a mirrored batch costs no extra pass."""
+        idx = self._index(idx)
+        flip = None if flip is None else np.asarray(flip, bool).reshape(-1)
+        if flip is not None and len(flip) != len(idx):
+            raise ValueError(f"flip has {len(flip)} flags for {len(idx)} rows")
+        return self._read(idx, flip)
+
+    def _read(self, idx: np.ndarray, flip: Optional[np.ndarray] = None) -> np.ndarray:
+        """Images [len(idx), R, R, C] of positions idx (int64, in range), rows mirrored where
+        flip: each distinct row read once, in parallel chunks, straight into the output."""
         rows, inverse = np.unique(self._global_rows(idx), return_inverse=True)
-        out = np.empty((len(rows),) + self.item_shape, np.uint8)
-        shard = np.searchsorted(self._shared["starts"], rows, side="right") - 1
-        for s in np.unique(shard):
-            at = np.flatnonzero(shard == s)
-            records = self._reader(int(s)).read((rows[at] - self._shared["starts"][s]).tolist())
-            self._decode(records, out, at, int(s))
+        inverse = inverse.reshape(-1)
+        if len(rows) == len(idx):                 # no repeats (a batch): read in place, flipped
+            dest_rows, dest_flip = self._global_rows(idx), flip
+        else:                                      # repeats: read each once, then spread them
+            dest_rows, dest_flip = rows, None
+        out = np.empty((len(dest_rows),) + self.item_shape, np.uint8)
+        starts = self._shared["starts"]
+        shard = np.searchsorted(starts, dest_rows, side="right") - 1
+        jobs = [(int(s), at) for s in np.unique(shard)
+                for at in np.array_split(np.flatnonzero(shard == s), self._threads) if len(at)]
+        list(self._shared["pool"].map(lambda job: self._fill(out, dest_rows, dest_flip, *job), jobs))
         self.rows_read += len(rows)
         self.last_read = rows
-        return out[inverse.reshape(-1)]
+        if dest_flip is None and len(rows) != len(idx):
+            out = out[inverse]
+            if flip is not None:
+                for k in np.flatnonzero(flip):
+                    out[k] = out[k, :, ::-1]
+        return out
 
-    def _decode(self, records: List[bytes], out: np.ndarray, at: np.ndarray, shard: int) -> None:
-        """Decode `records` into out[at] (raw: a copy; png: in the thread pool)."""
+    @property
+    def _threads(self) -> int:
+        return int(self._shared["pool"]._max_workers)
+
+    def _fill(self, out: np.ndarray, rows: np.ndarray, flip: Optional[np.ndarray], shard: int,
+              at: np.ndarray) -> None:
+        """out[k] = image rows[k] (mirrored where flip[k]) for k in `at`, all in shard `shard`."""
+        local = (rows[at] - self._shared["starts"][shard]).tolist()
+        flips = [False] * len(at) if flip is None else flip[at].tolist()
         if self.encoding == "raw":
-            size = int(np.prod(self.item_shape))
-            for i, b in zip(at, records):
-                if len(b) != size:
-                    raise self._damaged(shard, f"a record of {len(b)} bytes, not {size}")
-                out[i] = np.frombuffer(b, np.uint8).reshape(self.item_shape)
+            fd, size, scratch = self._reader(shard), int(np.prod(self.item_shape)), None
+            for k, r, f in zip(at, local, flips):
+                if f and scratch is None:
+                    scratch = np.empty(self.item_shape, np.uint8)
+                dst = scratch if f else out[k]
+                if os.preadv(fd, [memoryview(dst.reshape(-1))], r * size) != size:
+                    raise self._damaged(shard, f"fewer than {size} bytes at row {r}")
+                if f:
+                    _mirror_into(out[k], scratch)
             return
-        for i, img in zip(at, self._shared["pool"].map(_decode_png, records)):
+        for k, b, f in zip(at, self._reader(shard).read(local), flips):
+            img = _decode_png(b)
             if img.shape != self.item_shape:
                 raise self._damaged(shard, f"an image of shape {img.shape}, not {self.item_shape}")
-            out[i] = img
+            if f:
+                _mirror_into(out[k], img)
+            else:
+                out[k] = img
 
     def _damaged(self, shard: int, what: str) -> DatasetError:
         return DatasetError(f"{self.root / self.meta['shards'][shard]['file']} holds {what}: the pack is "
                             "damaged; re-pack the dataset with python -m jaxgen.data.pack")
 
-    def _reader(self, shard: int) -> ArrayRecordReader:
-        """The shard's reader, opened once (ArrayRecord readers are thread-safe)."""
+    def _reader(self, shard: int) -> Any:
+        """The shard's reader, opened once: a file descriptor of a raw shard (`os.preadv` is
+        thread-safe), an ArrayRecordReader of a png one (thread-safe too)."""
         sh = self._shared
         if sh["readers"][shard] is None:
             with sh["lock"]:
                 if sh["readers"][shard] is None:
-                    f = self.root / self.meta["shards"][shard]["file"]
-                    if not f.is_file():
-                        raise DatasetError(f"{f} is missing: the pack {self.root} is incomplete; re-pack "
-                                           "the dataset with python -m jaxgen.data.pack")
-                    sh["readers"][shard] = ArrayRecordReader(str(f), READER_OPTIONS)
+                    sh["readers"][shard] = self._open(shard)
         return sh["readers"][shard]
+
+    def _open(self, shard: int) -> Any:
+        f = self.root / self.meta["shards"][shard]["file"]
+        if not f.is_file():
+            raise DatasetError(f"{f} is missing: the pack {self.root} is incomplete; re-pack "
+                               "the dataset with python -m jaxgen.data.pack")
+        if self.encoding != "raw":
+            return ArrayRecordReader(str(f), READER_OPTIONS)
+        want = int(self.meta["shards"][shard]["rows"]) * int(np.prod(self.item_shape))
+        if f.stat().st_size != want:
+            raise self._damaged(shard, f"{f.stat().st_size} bytes, not the {want} of its rows")
+        return os.open(f, os.O_RDONLY)
+
+
+def _mirror_into(dst: np.ndarray, src: np.ndarray) -> None:
+    """dst[:, x] = src[:, W-1-x] for uint8 [H, W, C], one channel at a time (a strided copy of
+    single bytes is several times faster than one of C-byte pixels)."""
+    for c in range(src.shape[-1]):
+        dst[:, :, c] = src[:, ::-1, c]
 
 
 def _decode_png(b: bytes) -> np.ndarray:
@@ -271,12 +330,13 @@ def take_rows(images: Any, rows: Sequence[int]) -> Any:
 
 
 def storage_line(meta: Dict[str, Any], streamed: bool) -> str:
-    """How a packed set is read, for its data summary: 'streamed from 3 ArrayRecord shards
-    (raw, 1.2 GiB decoded)' or 'held in memory (from 1 ArrayRecord shard, png, 3.0 MiB)'."""
+    """How a packed set is read, for its data summary: 'streamed from 3 raw shard files, raw,
+    12.0 GiB decoded' or 'held in memory (read from 1 ArrayRecord shard, png, 3.0 MiB decoded)'."""
     n = len(meta["shards"])
     size = int(meta["num_images"]) * int(meta["resolution"]) ** 2 * int(meta["channels"])
     amount = f"{size / 2 ** 30:.1f} GiB" if size >= 2 ** 30 else f"{size / 2 ** 20:.1f} MiB"
-    what = f"{n} ArrayRecord shard{'s' if n != 1 else ''}, {meta['encoding']}, {amount} decoded"
+    kind = "raw shard file" if meta["encoding"] == "raw" else "ArrayRecord shard"
+    what = f"{n} {kind}{'s' if n != 1 else ''}, {meta['encoding']}, {amount} decoded"
     return f"streamed from {what}" if streamed else f"held in memory (read from {what})"
 
 

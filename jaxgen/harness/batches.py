@@ -74,10 +74,12 @@ def batch_at_step(images: np.ndarray, labels: np.ndarray, step: int, batch_size:
     """
     lo, hi = process_rows(batch_size, *process)
     idx = batch_indices(len(images), batch_size, seed, step)[lo:hi]
-    img = images[idx]
-    if mirror:
-        flip = mirror_flags(batch_size, seed, step)[lo:hi]
-        img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
+    flip = mirror_flags(batch_size, seed, step)[lo:hi] if mirror else None
+    if hasattr(images, "read_rows"):            # streamed: read and mirrored in one copy
+        return images.read_rows(idx, flip), np.asarray(labels[idx], np.int32)
+    img = images[idx]                           # a new array: mirror its rows in place
+    for k in np.flatnonzero(flip) if mirror else ():
+        img[k] = img[k, :, ::-1]
     return img, np.asarray(labels[idx], np.int32)
 
 

@@ -76,7 +76,7 @@ def test_pack_writes_counts_names_summary_and_reads_back_the_loaders_pixels(fold
         images[[14]]
     line = summary_line(ds.summary)
     assert line.startswith("14 images 8px x3, 3 classes (healthy 4, mild 5, severe 5)")
-    assert "streamed from 1 ArrayRecord shard, raw" in line
+    assert "streamed from 1 raw shard file, raw" in line
 
 
 def test_raw_and_png_give_one_content_hash_and_the_same_images(folder, tmp_path):
@@ -93,6 +93,19 @@ def test_raw_and_png_give_one_content_hash_and_the_same_images(folder, tmp_path)
     streamed = load_packed(tmp_path / "png", 8, 3, stream="always").images
     order = np.random.default_rng(1).permutation(14)
     np.testing.assert_array_equal(streamed[order], ref.images[order])     # across the shards
+    # read_rows mirrors where asked, in either encoding, across shards and with a repeated row
+    idx, flip = np.array([13, 0, 6, 13, 2]), np.array([True, False, True, False, True])
+    want = np.where(flip[:, None, None, None], ref.images[idx][:, :, ::-1], ref.images[idx])
+    for enc in ("raw", "png"):
+        images = load_packed(tmp_path / enc, 8, 3, stream="always").images
+        np.testing.assert_array_equal(images.read_rows(idx, flip), want)
+        assert images.rows_read == 4                                      # 13 read once
+        np.testing.assert_array_equal(images.read_rows(idx[:3], flip[:3]), want[:3])  # no repeats
+    assert sorted(p.suffix for p in (tmp_path / "raw").iterdir() if p.name.startswith("shard")) == [".raw"] * 3
+    with open(tmp_path / "raw" / raw["shards"][1]["file"], "ab") as f:   # a damaged flat shard
+        f.write(b"x")
+    with pytest.raises(DatasetError, match="not the 960 of its rows"):
+        load_packed(tmp_path / "raw", 8, 3, stream="always").images[7]
 
 
 def test_nvidia_zip_packs_as_its_loader_reads_it(folder, tmp_path):
@@ -105,7 +118,7 @@ def test_nvidia_zip_packs_as_its_loader_reads_it(folder, tmp_path):
     np.testing.assert_array_equal(ds.images, want.images)
     np.testing.assert_array_equal(ds.labels, want.labels)
     assert ds.summary["source"] == "nvidia" and ds.summary["labels"] == "dataset.json"
-    assert "held in memory (read from 1 ArrayRecord shard, raw" in summary_line(ds.summary)
+    assert "held in memory (read from 1 raw shard file, raw" in summary_line(ds.summary)
 
 
 def test_out_is_refused_unless_new_empty_or_an_earlier_pack_and_src_is_checked_first(folder, tmp_path):
