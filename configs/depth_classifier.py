@@ -9,31 +9,14 @@ Trained on the real depth faces that configs/depth_emotion.py trains its DCGAN o
 (same path, count and seed), so the GA's class term judges expressions the way
 real data shows them. Variants: `tiny` (32 px, the `depth_emotion.py:tiny` data).
 """
-import ml_collections
-
-from jaxgen.config import data, parse_variants
+from jaxgen.config import classifier, data, parse_variants
 
 
 def get_config(arg: str = ""):
     opts = parse_variants(arg, ("tiny",), __file__)
-    c = ml_collections.ConfigDict()
-    c.task = "classifier"
-    c.name = "depth_classifier"
-    c.seed = 0
-    c.data = data("depth_demo", "data/demo_depth", 64, 1, num_per_class=256, cache_dir="")
-    c.data.val_fraction = 0.2
-    c.data.val_path = ""
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "small_cnn"
-    c.model.keras_weights = ""
-    c.model.kwargs = ml_collections.ConfigDict(dict(width=16))
-    c.train = ml_collections.ConfigDict()
-    c.train.lr = 1e-3
-    c.train.batch_size = 16
-    c.train.epochs = 10
-    c.augment = ml_collections.ConfigDict()
-    c.augment.max_degrees = 10.0
-    c.augment.max_brightness = 0.05
+    c = classifier("depth_classifier", data("depth_demo", "data/demo_depth", 64, 1, num_per_class=256, cache_dir=""),
+                   model="small_cnn", lr=1e-3, epochs=10, max_degrees=10.0, max_brightness=0.05)
+    c.model.kwargs.width = 16
     c.augment.flip = True          # expressions are left-right symmetric
     if "tiny" in opts:
         c.name += "_tiny"

@@ -130,6 +130,34 @@ def data(source: str = "folder", path: str = "", resolution: int = 256, channels
     return d
 
 
+def classifier(name: str, data_cfg: ml_collections.ConfigDict, model: str = "resnet50v2",
+               lr: float = 1e-4, epochs: int = 15, max_degrees: float = 15.0,
+               max_brightness: float = 0.1) -> ml_collections.ConfigDict:
+    """A classifier run (`train.py` with task 'classifier'; jaxgen.classifiers.train): the
+    acne paper's settings by default (Adam lr 1e-4, batch 16, 15 epochs, rotation /
+    brightness / flip augmentation, 80/20 split, best checkpoint by validation accuracy)."""
+    c = ml_collections.ConfigDict()
+    c.task = "classifier"
+    c.name = name
+    c.seed = 0
+    c.data = data_cfg
+    c.data.val_fraction = 0.2
+    c.data.val_path = ""           # a separate validation folder instead of the split
+    c.model = ml_collections.ConfigDict()
+    c.model.name = model           # small_cnn | resnet50v2 | resnet152v2 | inception_resnet_v2
+    c.model.keras_weights = ""     # Keras ImageNet .h5 for ImageNet initialisation
+    c.model.kwargs = ml_collections.ConfigDict()
+    c.train = ml_collections.ConfigDict()
+    c.train.lr = lr
+    c.train.batch_size = 16
+    c.train.epochs = epochs
+    c.augment = ml_collections.ConfigDict()
+    c.augment.max_degrees = max_degrees
+    c.augment.max_brightness = max_brightness
+    c.augment.flip = True
+    return c
+
+
 def stylegan2_ada() -> ml_collections.ConfigDict:
     """Defaults shared by every StyleGAN2-ADA training config."""
     c = ml_collections.ConfigDict()
