@@ -37,6 +37,7 @@ from jaxgen.stylegan2 import networks as sg2_networks
 from jaxgen.stylegan2.nvidia import ConversionError
 from jaxgen.stylegan2.pkl_to_orbax import convert_snapshot
 from jaxgen.errors import UserError
+from jaxgen.utils.labels import one_hot_labels
 
 GENERATOR_KINDS = ("stylegan2", "dcgan")
 
@@ -92,9 +93,7 @@ class Run:
         labels = np.zeros(len(z), np.int32) if labels is None else np.asarray(labels, np.int32)
         fn = _sampler(self.model, self.kind, float(psi), noise_mode)
         if self.kind == "stylegan2":
-            k = self.num_classes
-            c = np.eye(k, dtype=np.float32)[labels] if k else np.zeros([len(z), 0], np.float32)
-            return np.asarray(fn(self.variables, z, c))
+            return np.asarray(fn(self.variables, z, one_hot_labels(labels, self.num_classes)))
         return np.asarray(fn(self.variables, z, jnp.asarray(labels)))
 
 

@@ -39,6 +39,7 @@ from jaxgen.evolve.identity import IdentityCheck, PixelEmbedder, make_embedder
 from jaxgen.evolve.latents import decoder_for, w_statistics
 from jaxgen.harness.checkpoint import CheckpointError
 from jaxgen.runs import GENERATOR_KINDS, Run, RunError, open_run
+from jaxgen.utils.labels import one_hot_labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +227,7 @@ def class_indices(name: str, path: str, gen: Run, clf: Optional[Run]):
         if name not in gen.class_names:
             raise ConfigError(f"--config.classes: {name!r} is not a class of the generator {path} "
                              f"(it has {list(gen.class_names)})")
-        c = np.eye(gen.num_classes, dtype=np.float32)[gen.class_names.index(name)]
+        c = one_hot_labels([gen.class_names.index(name)], gen.num_classes)[0]
     if clf is not None:
         if name not in clf.class_names:
             raise ConfigError(f"--config.classes: {name!r} is not a class of the classifier "

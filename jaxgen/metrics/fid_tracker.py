@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxgen.harness.logs import keep_rows, read_rows
 from jaxgen.metrics import suite
+from jaxgen.utils.labels import one_hot_labels
 
 
 class FIDTracker:
@@ -57,8 +58,7 @@ class FIDTracker:
         k = int(self.G.c_dim)
 
         def sample(z, labels):
-            c = np.eye(k, dtype=np.float32)[labels] if k else np.zeros([len(z), 0], np.float32)
-            return self._gen(ema_vars, z, c)
+            return self._gen(ema_vars, z, one_hot_labels(labels, k))
         fakes = np.concatenate(list(suite.generator_batches(
             sample, int(self.G.z_dim), k, self.num_fakes, seed=123, label_probs=self.label_probs)))
         res = suite.compute_metrics(fakes, self.reals, ("fid", "kid"), self.net, self.cache_dir)

@@ -38,6 +38,7 @@ import numpy as np
 from jaxgen.errors import ConfigError
 from jaxgen.harness.checkpoint import read_descriptor
 from jaxgen.runs import Run, RunError, open_run
+from jaxgen.utils.labels import one_hot_labels
 
 NOISE_MODES = ("const", "random", "none")
 CENTRES = ("global", "class")
@@ -133,10 +134,9 @@ def seed_z(seeds: Sequence[int], z_dim: int) -> np.ndarray:
 
 def one_hot(run: Run, idx: Optional[int], n: int) -> np.ndarray:
     """c [n, c_dim]: class `idx` one-hot (c_dim 0 and idx None for an unconditional G)."""
-    c = np.zeros([n, run.num_classes], np.float32)
-    if idx is not None:
-        c[:, idx] = 1.0
-    return c
+    if idx is None:
+        return np.zeros([n, run.num_classes], np.float32)
+    return one_hot_labels(np.full(n, idx), run.num_classes)
 
 
 @functools.lru_cache(maxsize=16)

@@ -74,6 +74,7 @@ from jaxgen.runs import Run, open_run
 from jaxgen.stylegan2.discriminator import DiscriminatorBlock
 from jaxgen.utils.files import save_png_atomic, write_text_atomic
 from jaxgen.utils.images import save_grid, to_uint8
+from jaxgen.utils.labels import one_hot_labels
 from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.utils.progress import Progress
 from jaxgen.utils.xla_options import jit_train_step
@@ -531,7 +532,7 @@ def project_many(run: Run, targets, cfg: ProjectConfig = ProjectConfig(), labels
     D, net, nets, names = feature_nets(run, cfg, inception_weights, log)
     progs, hp = _programs(run.model, D, net), _hyper(cfg)
     stats = [_class_stats(run, int(c), cfg.w_avg_samples) for c in lab]
-    per = dict(target=x, c=np.eye(max(k, 1), dtype=np.float32)[lab][:, :k],
+    per = dict(target=x, c=one_hot_labels(lab, k),
                w_avg=np.stack([s[0] for s in stats]), w_std=np.asarray([s[1] for s in stats], np.float32),
                key=jax.vmap(lambda i: jax.random.fold_in(jax.random.key(cfg.seed), i))(
                    jnp.asarray(np.arange(n) if seed_index is None else seed_index, jnp.int32)))

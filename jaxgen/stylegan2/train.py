@@ -37,6 +37,7 @@ from jaxgen.stylegan2 import networks, state as state_lib
 from jaxgen.stylegan2.loss import LossConfig
 from jaxgen.stylegan2.step import StepConfig, batch_gpu_problem, lazy_phases, make_train_step
 from jaxgen.stylegan2.transfer import transfer
+from jaxgen.utils.labels import one_hot_labels
 
 __all__ = ["StyleGAN2Experiment", "TrainingDiverged", "check_batch_gpu", "check_step_settings", "loss_scale",
            "r1_gamma", "step_config", "train_and_evaluate"]
@@ -194,8 +195,7 @@ class StyleGAN2Experiment(loop.Experiment):
 
     def _one_hot(self, labels: np.ndarray) -> np.ndarray:
         """float32 [N, K] (K = 0 when unconditional)."""
-        return np.eye(self.num_classes, dtype=np.float32)[labels] if self.num_classes else \
-            np.zeros([len(labels), 0], np.float32)
+        return one_hot_labels(labels, self.num_classes)
 
     def banner(self) -> str:
         ds = self.ds
