@@ -154,11 +154,11 @@ def _tfds_source(cfg: Dict[str, Any], resolution: int, channels: int) -> _Source
     """A prepared TFDS split (`open_tfds`), read example by example."""
     split = open_tfds(cfg["name"], cfg.get("split", "train"), resolution, channels, cfg.get("data_dir") or None,
                       cfg.get("image_key", "image"), cfg.get("label_key", "label"), cfg.get("max_examples"))
-    total = int(split.ds.cardinality()) if int(split.ds.cardinality()) >= 0 else 0
+    total = max(int(split.ds.cardinality()), 0)        # < 0: unknown (no ETA)
 
     def items() -> Iterator[Item]:
         for i, (img, label) in enumerate(split.examples()):
-            yield img, label, f"tfds://{split.name}/{split.split}/{i}", None, None
+            yield img, label, split.path(i), None, None
     return _Source(total, items, split.class_names, "tfds", None)
 
 

@@ -138,10 +138,11 @@ class PackedImages:
         self._rows = None if rows is None else np.asarray(rows, np.int64)
         n = int(self.meta["num_images"]) if self._rows is None else len(self._rows)
         self.shape = (n,) + self.item_shape
+        threads = int(threads or min(8, os.cpu_count() or 1))
         self._shared = _shared or dict(
             starts=np.cumsum([0] + [int(s["rows"]) for s in self.meta["shards"]]),
-            readers=[None] * len(self.meta["shards"]), lock=threading.Lock(),
-            pool=ThreadPoolExecutor(threads or min(8, os.cpu_count() or 1), thread_name_prefix="jaxgen-packed"))
+            readers=[None] * len(self.meta["shards"]), lock=threading.Lock(), threads=threads,
+            pool=ThreadPoolExecutor(threads, thread_name_prefix="jaxgen-packed"))
         self.rows_read, self.last_read = 0, np.zeros(0, np.int64)
 
     def __len__(self) -> int:
@@ -232,30 +233,25 @@ class PackedImages:
     def _read(self, idx: np.ndarray, flip: Optional[np.ndarray] = None) -> np.ndarray:
         """Images [len(idx), R, R, C] of positions idx (int64, in range), rows mirrored where
         flip: each distinct row read once, in parallel chunks, straight into the output."""
-        rows, inverse = np.unique(self._global_rows(idx), return_inverse=True)
-        inverse = inverse.reshape(-1)
-        if len(rows) == len(idx):                 # no repeats (a batch): read in place, flipped
-            dest_rows, dest_flip = self._global_rows(idx), flip
-        else:                                      # repeats: read each once, then spread them
-            dest_rows, dest_flip = rows, None
+        wanted = self._global_rows(idx)
+        rows, inverse = np.unique(wanted, return_inverse=True)
+        repeats = len(rows) != len(idx)
+        # no repeats (a batch): read in place, flipped; repeats: read each once, then spread them
+        dest_rows, dest_flip = (rows, None) if repeats else (wanted, flip)
         out = np.empty((len(dest_rows),) + self.item_shape, np.uint8)
-        starts = self._shared["starts"]
-        shard = np.searchsorted(starts, dest_rows, side="right") - 1
+        sh = self._shared
+        shard = np.searchsorted(sh["starts"], dest_rows, side="right") - 1
         jobs = [(int(s), at) for s in np.unique(shard)
-                for at in np.array_split(np.flatnonzero(shard == s), self._threads) if len(at)]
-        list(self._shared["pool"].map(lambda job: self._fill(out, dest_rows, dest_flip, *job), jobs))
+                for at in np.array_split(np.flatnonzero(shard == s), sh["threads"]) if len(at)]
+        list(sh["pool"].map(lambda job: self._fill(out, dest_rows, dest_flip, *job), jobs))
         self.rows_read += len(rows)
         self.last_read = rows
-        if dest_flip is None and len(rows) != len(idx):
-            out = out[inverse]
+        if repeats:
+            out = out[inverse.reshape(-1)]
             if flip is not None:
                 for k in np.flatnonzero(flip):
                     out[k] = out[k, :, ::-1]
         return out
-
-    @property
-    def _threads(self) -> int:
-        return int(self._shared["pool"]._max_workers)
 
     def _fill(self, out: np.ndarray, rows: np.ndarray, flip: Optional[np.ndarray], shard: int,
               at: np.ndarray) -> None:

@@ -145,9 +145,13 @@ class TfdsSplit:
             raise DatasetError(f"negative label {min(labels)} in {self.name!r}/{self.label_key!r}.")
         return list(self.label_names) if self.label_names else [str(i) for i in range(max(labels) + 1)]
 
+    def path(self, i: int) -> str:
+        """The name of example i: 'tfds://name/split/i'."""
+        return f"tfds://{self.name}/{self.split}/{i}"
+
     def paths(self, count: int) -> List[str]:
-        """The names of the first `count` examples: 'tfds://name/split/i'."""
-        return [f"tfds://{self.name}/{self.split}/{i}" for i in range(count)]
+        """The names of the first `count` examples (`path`)."""
+        return [self.path(i) for i in range(count)]
 
 
 def load_tfds(name: str, split: str, resolution: int, channels: int = 3,

@@ -16,6 +16,7 @@ from jaxgen.data import load_dataset, load_image_folder
 from jaxgen.data.folder import DatasetError
 from jaxgen.data.nvidia_dataset import export, import_, main
 from jaxgen.data.nvidia_format import is_nvidia_dataset, load_nvidia_dataset, nvidia_name, write_nvidia_dataset
+from class_folders import write_class_folders
 
 CLASSES = ("healthy", "mild", "severe")
 
@@ -23,12 +24,8 @@ CLASSES = ("healthy", "mild", "severe")
 @pytest.fixture
 def class_folders(tmp_path):
     """12 random 8 px RGB images in 3 class folders (4 each); (path, their load)."""
-    rng = np.random.default_rng(0)
     src = tmp_path / "src"
-    for c in CLASSES:
-        (src / c).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(src / c / f"{c}_{i}.png")
+    write_class_folders(src, CLASSES)
     return src, load_image_folder(src, 8, 3, cache_dir=None)
 
 

@@ -21,6 +21,7 @@ from jaxgen.errors import OutputError
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step, batch_indices, process_rows
 from jaxgen.harness.checkpoint import restore_latest_raw
+from class_folders import write_class_folders
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
 CLASSES = ("healthy", "mild", "severe")
@@ -31,12 +32,8 @@ QUIET = dict(log=lambda line: None)
 def folder(tmp_path):
     """12 random 8 px images in 3 class folders (one grayscale, one 16x8: converted and cropped);
     (path, the folder loader's dataset)."""
-    rng = np.random.default_rng(0)
     src = tmp_path / "src"
-    for c in CLASSES:
-        (src / c).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(src / c / f"{c}_{i}.png")
+    rng = write_class_folders(src, CLASSES)
     Image.fromarray(rng.integers(0, 256, (8, 8), np.uint8)).save(src / "mild" / "mild_gray.png")
     Image.fromarray(rng.integers(0, 256, (8, 16, 3), np.uint8)).save(src / "severe" / "severe_wide.png")
     with pytest.warns(UserWarning):
