@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/python -m jaxgen.workflows.demo --workdir runs/demo --set train.total_kimg=20
+	$(BIN)/python -m jaxgen demo --workdir runs/demo --set train.total_kimg=20
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

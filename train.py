@@ -1,4 +1,4 @@
-"""Train a model described by an ml_collections config.
+"""Train a model described by an ml_collections config (the same as `python -m jaxgen train`).
 
   python train.py --config configs/acne.py:tiny --workdir runs/acne_tiny
   python train.py --config configs/acne_classifier.py:tiny --workdir runs/cls_tiny
@@ -6,39 +6,9 @@
   python train.py --config configs/acne.py --config.data.path=/data/acne \\
       --config.train.total_kimg=5000 --workdir runs/acne
 
-`config.task` picks the trainer ('stylegan2', 'dcgan' or 'classifier'); every
-one runs in the shared harness (jaxgen.harness.loop), so running the same
-command again resumes from the workdir's latest checkpoint. Compiled XLA
-programs are cached in $JAXGEN_JAX_CACHE (default ~/.cache/jaxgen/xla; set it
-to '' to disable), so a resumed run starts fast. Bad input (data, config, checkpoint)
-stops with one line and exit status 2; JAXGEN_DEBUG=1 shows the traceback.
+The flags and what they do: jaxgen/commands/train.py (`python train.py --help`).
 """
-from absl import flags, logging
-from ml_collections import config_flags
-
-from jaxgen.classifiers.train import train_classifier
-from jaxgen.cli import run_absl, use_compile_cache
-from jaxgen.dcgan.train import train_and_evaluate as train_dcgan
-from jaxgen.errors import ConfigError
-from jaxgen.stylegan2.train import train_and_evaluate as train_stylegan2
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file (path[:variant]).", lock_config=True)
-flags.DEFINE_string("workdir", None, "Where checkpoints, samples and logs go (resumes if present).")
-flags.mark_flags_as_required(["config", "workdir"])
-
-TRAINERS = {"stylegan2": train_stylegan2, "dcgan": train_dcgan, "classifier": train_classifier}
-
-
-def main(argv):
-    del argv
-    use_compile_cache()
-    logging.set_verbosity(logging.WARNING)
-    task = FLAGS.config.get("task", "stylegan2")
-    if task not in TRAINERS:
-        raise ConfigError(f"config.task={task!r}: choose one of {', '.join(TRAINERS)}")
-    TRAINERS[task](FLAGS.config, FLAGS.workdir)
-
+from jaxgen.commands.train import run
 
 if __name__ == "__main__":
-    run_absl(main)
+    run()

@@ -52,6 +52,7 @@ import numpy as np  # noqa: E402
 from input_speed import FaceSynth, load_line, machine_line, record  # noqa: E402
 from jaxgen.data.pack import pack_arrays  # noqa: E402
 from jaxgen.data.packed import STREAM_ABOVE_BYTES  # noqa: E402
+from jaxgen.utils.logger import lines_to_stdout  # noqa: E402
 
 CLASSES = ["healthy", "mild", "moderate", "severe"]
 
@@ -73,8 +74,9 @@ def make_pack(out: pathlib.Path, res: int, n: int, pool: int) -> float:
     meta = out / "dataset.json"
     if meta.is_file() and f'"num_images": {n},' in meta.read_text():
         return 0.0
-    pack_arrays(pooled_items(res, n, pool), out, res, 3, "raw", class_names=CLASSES, total=n,
-                progress_every=30.0, log=lambda line: print("  " + line, flush=True))
+    with lines_to_stdout():     # the pack's progress lines
+        pack_arrays(pooled_items(res, n, pool), out, res, 3, "raw", class_names=CLASSES, total=n,
+                    progress_every=30.0)
     return time.time() - t0
 
 

@@ -8,7 +8,7 @@ jaxgen.data.demo_faces, 16 rendered at 64 px, each image a random crop of one of
 upscaled to R px with a colour cast and Gaussian grain, so that PNGs are not trivially
 small) are written once in NVIDIA's dataset_tool layout (`00000/img00000000.png`, ...,
 dataset.json with labels; PNG compress_level 0, what dataset_tool.py writes, unless
---png_level) and packed from that folder with `python -m jaxgen.data.pack` ('raw', and
+--png_level) and packed from that folder with `python -m jaxgen pack` ('raw', and
 'png' for the second row). Then, interleaved (jaxgen raw, NVIDIA, jaxgen png, NVIDIA
 with PIL, ...) and repeated --reps times:
 
@@ -266,7 +266,7 @@ def main():
             for enc in ("raw", "png"):
                 p = work / f"pack_{res}_{n}_{enc}"
                 if not (p / "dataset.json").is_file():
-                    pack_dataset(folder, p, res, 3, enc, log=lambda line: None)
+                    pack_dataset(folder, p, res, 3, enc)
                 packs[enc] = p
             pack_sizes = {enc: sum(f.stat().st_size for f in p.glob("shard-*")) / n
                           for enc, p in packs.items()}

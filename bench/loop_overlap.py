@@ -58,6 +58,7 @@ from jaxgen.classifiers.train import ClassifierExperiment  # noqa: E402
 from jaxgen.dcgan.train import DCGANExperiment  # noqa: E402
 from jaxgen.harness import logs, loop  # noqa: E402
 from jaxgen.harness.parallel import DataParallel  # noqa: E402
+from jaxgen.harness.schedule import Schedule  # noqa: E402
 from jaxgen.stylegan2.train import StyleGAN2Experiment  # noqa: E402
 
 EXPERIMENTS = {"classifier": ClassifierExperiment, "stylegan2": StyleGAN2Experiment, "dcgan": DCGANExperiment}
@@ -89,7 +90,7 @@ def make_loop(config, workdir: pathlib.Path, tick_steps: int, delay_ms: float) -
     exp = EXPERIMENTS[config.get("task", "stylegan2")](config, workdir)
     if delay_ms > 0:
         exp.batch = slowed(exp.batch, delay_ms / 1000)
-    exp.schedule = loop.Schedule(exp.schedule.batch_size, 10 ** 9, tick_steps, 10 ** 6, 10 ** 6, 1)
+    exp.schedule = Schedule(exp.schedule.batch_size, 10 ** 9, tick_steps, 10 ** 6, 10 ** 6, 1)
     exp.evaluate = lambda *a: {}
     exp.after_tick = lambda *a: None
     exp.tick_line = lambda stats: ""

@@ -39,10 +39,12 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jaxgen.classifiers.utility import TEACHER_ARM, parse_multiples, run_curve, run_utility  # noqa: E402
-from jaxgen.cli import run_main, use_compile_cache  # noqa: E402
+from jaxgen.classifiers.utility import parse_multiples, run_curve, run_utility  # noqa: E402
+from jaxgen.classifiers.utility_arms import TEACHER_ARM  # noqa: E402
+from jaxgen.commands.common import run_main, use_compile_cache  # noqa: E402
+from jaxgen.commands.pipeline import add_override_flags  # noqa: E402
 from jaxgen.workflows.labelled import parse_fractions, run_labelled  # noqa: E402
-from jaxgen.workflows.pipeline import DEFAULTS, Configs, add_override_flags, run_pipeline  # noqa: E402
+from jaxgen.workflows.pipeline import DEFAULTS, Configs, run_pipeline  # noqa: E402
 
 
 def record(result: dict, workdir: pathlib.Path, command: str, minutes: float, curve=None) -> pathlib.Path:

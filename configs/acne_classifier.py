@@ -5,7 +5,7 @@ augmentation, 80/20 train/validation split, best checkpoint by validation accura
 
   python train.py --config configs/acne_classifier.py --config.data.path=data/synthetic \\
       --workdir runs/cls_synthetic
-  python evaluate.py --classifier runs/cls_synthetic --test data/acne_real_test
+  python evaluate.py classifier --classifier runs/cls_synthetic --test data/acne_real_test
   python train.py --config configs/acne_classifier.py:tiny --workdir runs/cls_tiny   # CPU, demo data
 
 Models: small_cnn, resnet50v2, resnet152v2, inception_resnet_v2

@@ -1,8 +1,8 @@
-"""Compare the depth-face generators and baselines in one table (evaluate.py --compare).
+"""Compare the depth-face generators and baselines in one table (python evaluate.py compare).
 
   python train.py --config configs/depth_emotion.py:tiny --workdir runs/depth_tiny
   python train.py --config configs/depth_emotion.py:tiny,nokd --workdir runs/depth_tiny_nokd
-  python evaluate.py --compare configs/depth_compare.py:tiny --out runs/depth_compare
+  python evaluate.py compare --config configs/depth_compare.py:tiny --out runs/depth_compare
 
 Methods (rows, in `method_order`): cdcgan (plain conditional DCGAN), cdcgan_kd
 (with EMA-teacher distillation), cdcgan_kd_ga (the image folder that evolve.py

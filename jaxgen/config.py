@@ -8,6 +8,8 @@ files import only `ml_collections` and this module, so they work from any
 working directory (no `sys.path` edits, no `configs` package on the path).
 
   stylegan2_ada()       StyleGAN2-ADA training (NVIDIA's values unless noted)
+  dcgan(name, data)     the conditional DCGAN with EMA-teacher distillation (64 px depth faces)
+  classifier(name, data)  an image classifier (the acne paper's settings)
   evolve()              the genetic algorithm over latents and the dataset export
   data(...)             an image source for `jaxgen.data.load_dataset`
   parse_variants(...)   'tiny,finetune' -> frozenset, unknown names rejected
@@ -124,7 +126,7 @@ def data(source: str = "folder", path: str = "", resolution: int = 256, channels
     d.seed = 0                      # demo rendering seed
     d.demo_version = 3              # demo renderer version (1, 2 = earlier demo sets, redrawn bit for bit; see demo_faces)
     d.skip_corrupt = False          # skip (and list) unreadable images instead of stopping
-    d.stream = "auto"               # a packed path (python -m jaxgen.data.pack): 'auto' streams it above
+    d.stream = "auto"               # a packed path (python -m jaxgen pack): 'auto' streams it above
                                     # 2 GiB decoded, 'always' reads each step's rows, 'never' loads it
     d.update(extra)
     return d
@@ -155,6 +157,45 @@ def classifier(name: str, data_cfg: ml_collections.ConfigDict, model: str = "res
     c.augment.max_degrees = max_degrees
     c.augment.max_brightness = max_brightness
     c.augment.flip = True
+    return c
+
+
+def dcgan(name: str, data_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A conditional DCGAN run with EMA-teacher knowledge distillation (`train.py` with task
+    'dcgan'; jaxgen.dcgan.train): widths for 64 px, Adam 2e-4 (0.5, 0.999), batch 64, 300 kimg,
+    KD weights G 0.5 / D 0.1 (set both to 0 for the plain conditional DCGAN)."""
+    c = ml_collections.ConfigDict()
+    c.task = "dcgan"
+    c.name = name
+    c.seed = 0
+
+    c.data = data_cfg
+    c.data.conditional = True        # class-conditional G and D
+    c.data.mirror = True             # random x-flips of the reals
+
+    c.model = ml_collections.ConfigDict()
+    c.model.z_dim = 128
+    c.model.embed_dim = 32           # G label embedding size
+    c.model.widths = (256, 256, 128, 64, 32)  # channels at 4, 8, 16, 32, 64 px (one per doubling)
+    c.model.mbstd = True             # minibatch-stddev channel in D
+    c.model.dtype = "float32"        # compute dtype ('bfloat16' on GPU/TPU); params stay fp32
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 64
+    c.train.g_lr = 2e-4
+    c.train.d_lr = 2e-4
+    c.train.betas = (0.5, 0.999)
+    c.train.total_kimg = 300.0
+    c.train.kimg_per_tick = 4.0
+    c.train.snapshot_ticks = 5       # checkpoint every N ticks
+    c.train.image_snapshot_ticks = 5  # sample grid + loss curves every N ticks
+    c.train.keep_checkpoints = 3
+    c.train.grid_cols = 8
+
+    c.kd = ml_collections.ConfigDict()
+    c.kd.ema_decay = 0.994           # teacher <- decay * teacher + (1 - decay) * student, per step
+    c.kd.g_weight = 0.5              # L1(G(z,c), G_teacher(z,c)); 0 = off
+    c.kd.d_weight = 0.1              # MSE(D(x), D_teacher(x)) on real and fake logits; 0 = off
     return c
 
 

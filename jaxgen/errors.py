@@ -1,6 +1,6 @@
 """The errors a user can cause and fix: bad input, not a bug.
 
-Every command catches `UserError` at its entry point (`jaxgen.cli`) and prints
+Every command catches `UserError` at its entry point (`jaxgen.commands.common`) and prints
 its message as one line with exit status 2; anything else is a bug and keeps
 its traceback. Each subclass also derives from the builtin a caller would
 expect (ValueError, FileExistsError, ...), so library users can catch either.
@@ -34,7 +34,7 @@ class TrainingStopped(BaseException):
     """A training run stopped on a signal (SIGTERM, SIGINT, SIGUSR1) after saving a checkpoint.
 
     Not an error: the run is whole up to that step, and the same command resumes it exactly.
-    The entry points (`jaxgen.cli`) print its message as one line and exit with `exit_status`,
+    The entry points (`jaxgen.commands.common`) print its message as one line and exit with `exit_status`,
     EXIT_STOPPED = 75 (EX_TEMPFAIL) for every signal: one status that a job script or a
     scheduler's requeue rule can test for "unfinished but resumable", distinct from 0 (done),
     1 (a bug), 2 (a UserError) and 128+N (killed by signal N before anything was saved, e.g.

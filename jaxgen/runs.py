@@ -3,7 +3,7 @@
 `path` may be
   * a training workdir of any kind (StyleGAN2-ADA, conditional DCGAN, classifier):
     its `run.json` says the kind, its latest (or best) checkpoint gives the weights;
-  * a StyleGAN2 networks directory (`python -m jaxgen.stylegan2.pkl_to_orbax` output);
+  * a StyleGAN2 networks directory (`python -m jaxgen pkl_to_orbax` output);
   * an official NVIDIA StyleGAN2-ADA snapshot `.pkl` (PyTorch, or a TensorFlow-era
     StyleGAN2 / StyleGAN2-ADA pickle such as stylegan2-ffhq-config-f.pkl), read by the
     restricted unpickler (the source code it embeds never runs).

@@ -38,6 +38,7 @@ os.environ["JAXGEN_JAX_CACHE"] = str(JAX_CACHE)  # commands run in-process (main
 # Only now JAX (tiny_gan imports it): JAX reads JAX_PLATFORMS and JAX_COMPILATION_CACHE_DIR at
 # import, so importing it above left this process's compilations uncached.
 import tiny_gan  # noqa: E402,F401
+from log_lines import log_lines  # noqa: E402,F401 - the fixture, for every test
 
 
 # The longest modules first (CI durations, 2026-12-02). `make test` runs `-n 2 --dist

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from jaxgen.config import load_config, parse_variants
+from jaxgen.config import classifier, data, dcgan, load_config, parse_variants, stylegan2_ada
 from jaxgen.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -68,3 +68,35 @@ def test_set_parses_as_config_flags_do_and_refuses_a_misspelt_bool():
                      ("model.nope=1", "has no field")]:
         with pytest.raises(ConfigError, match=msg):
             load_config("configs/acne.py:tiny", [bad])
+
+
+def _fields(config, prefix=""):
+    """The dotted names of every leaf field of a ConfigDict."""
+    out = set()
+    for k, v in config.items():
+        out |= _fields(v, f"{prefix}{k}.") if hasattr(v, "items") else {prefix + k}
+    return out
+
+
+BUILDERS = {"stylegan2": stylegan2_ada, "dcgan": lambda: dcgan("", data()),
+            "classifier": lambda: classifier("", data())}
+
+
+def test_every_training_config_has_every_field_of_its_builder():
+    """The trainers read their settings without defaults of their own (config.train.batch_gpu, not
+    .get('batch_gpu', 0)): every training config and variant builds on its jaxgen.config builder."""
+    for spec in SPECS:
+        config = load_config(f"{REPO}/configs/{spec}")
+        if config.get("task") in BUILDERS:
+            missing = _fields(BUILDERS[config.task]()) - _fields(config)
+            assert not missing, (spec, sorted(missing))
+
+
+def test_the_depth_dcgan_config_is_its_builder_with_its_data():
+    """configs/depth_emotion.py sets only its name and data on jaxgen.config.dcgan(); the variants
+    change the size (tiny) and turn distillation off (nokd)."""
+    depth = data("depth_demo", "data/demo_depth", 64, 1, num_per_class=256, cache_dir="")
+    assert load_config(f"{REPO}/configs/depth_emotion.py").to_dict() == dcgan("depth_emotion", depth).to_dict()
+    tiny = load_config(f"{REPO}/configs/depth_emotion.py:tiny,nokd")
+    assert tiny.name == "depth_emotion_tiny_nokd" and tiny.kd.g_weight == tiny.kd.d_weight == 0.0
+    assert tiny.data.resolution == 32 and tiny.model.widths == (128, 64, 32, 16) and tiny.train.snapshot_ticks == 5

@@ -14,7 +14,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxgen.harness import logs, loop
+from jaxgen.harness import logs
+from jaxgen.harness.experiment import Experiment
 
 RES = 4
 
@@ -32,14 +33,18 @@ class ToyState:
     opt: Any
 
 
-class ToyExperiment(loop.Experiment):
+class ToyExperiment(Experiment):
     """w [16 + extra] fit by `self.tx` to labels [B] from images [B, 4, 4, 1] (uint8 / 255);
     `noise`: the loss gets 1e-3 * N(0, 1) from fold_in(key, step), so a resumed run that drew
-    other keys would differ. Subclasses set tx, schedule, descriptor, ... in __init__."""
+    other keys would differ. Subclasses' constructors set `tx` and the fields `Experiment`
+    requires (descriptor, schedule, seed, num_examples), and define `batch` or `local_batch`."""
 
     kind = "classifier"
     noise = False
     extra = 0        # weights beyond the 16 the loss uses (a state of another shape)
+    tx: optax.GradientTransformation
+    images: np.ndarray    # uint8 [N, 4, 4, 1] (`toy_data`)
+    labels: np.ndarray    # int32 [N]
 
     def toy_data(self, n: int, num_classes: int) -> None:
         """images uint8 [n, 4, 4, 1] and labels int32 [n] in [0, num_classes), seeded."""

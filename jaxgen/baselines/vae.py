@@ -40,25 +40,53 @@ import optax
 from flax import serialization
 
 from jaxgen.data.folder import check_resolution, to_float, to_uint8
+from jaxgen.utils.logger import logger
 
 PARAMS_FILE, CONFIG_FILE = "vae_params.msgpack", "vae_config.json"
 
 
-def _levels(resolution: int) -> int:
-    return int(math.log2(check_resolution(resolution))) - 2   # stride-2 stages R -> 4
-
-
-def _width(base: int, cap: int, level: int) -> int:
-    return int(min(base * 2 ** level, cap))
-
-
-class VAEEncoder(nn.Module):
-    """q(z | x, label): x [B,R,R,C] in [-1,1], label [B] -> mean, logvar [B,L]."""
-    resolution: int
-    num_classes: int
+@dataclasses.dataclass
+class VAEConfig:
+    """Model size and training settings (all JSON-serialisable)."""
     latent_dim: int = 32
     base_channels: int = 32
     max_channels: int = 256
+    steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    beta: float = 1.0
+    likelihood: str = "gaussian"
+    sigma: float = 0.1
+    log_every: int = 100
+    seed: int = 0
+
+
+class _VAESizes(nn.Module):
+    """The sizes the encoder, the decoder and the whole VAE share (the whole's fields are
+    what save_vae records and what it hands its two parts)."""
+    resolution: int
+    channels: int
+    num_classes: int
+    latent_dim: int = VAEConfig.latent_dim
+    base_channels: int = VAEConfig.base_channels
+    max_channels: int = VAEConfig.max_channels
+
+    def sizes(self) -> Dict[str, Any]:
+        """The fields above as keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(_VAESizes)
+                if f.name not in ("parent", "name")}
+
+    def levels(self) -> int:
+        """Stride-2 stages from R down to 4."""
+        return int(math.log2(check_resolution(self.resolution))) - 2
+
+    def width(self, level: int) -> int:
+        """Channels of stage `level`: base_channels * 2**level, at most max_channels."""
+        return int(min(self.base_channels * 2 ** max(level, 0), self.max_channels))
+
+
+class VAEEncoder(_VAESizes):
+    """q(z | x, label): x [B,R,R,C] in [-1,1], label [B] -> mean, logvar [B,L]."""
 
     @nn.compact
     def __call__(self, x, label):
@@ -66,52 +94,36 @@ class VAEEncoder(nn.Module):
         tiled = jnp.broadcast_to(onehot[:, None, None, :], x.shape[:3] + (self.num_classes,))
         h = jnp.concatenate([x, tiled], axis=-1)
         h = nn.leaky_relu(nn.Conv(self.base_channels, (3, 3), name="stem")(h), 0.2)
-        for i in range(_levels(self.resolution)):                            # R/2^(i+1)
-            h = nn.Conv(_width(self.base_channels, self.max_channels, i), (4, 4), (2, 2),
-                        name=f"down{i}")(h)
-            h = nn.leaky_relu(h, 0.2)
+        for i in range(self.levels()):                                       # R/2^(i+1)
+            h = nn.leaky_relu(nn.Conv(self.width(i), (4, 4), (2, 2), name=f"down{i}")(h), 0.2)
         h = jnp.concatenate([h.reshape(h.shape[0], -1), onehot], axis=-1)    # [B,16*ch+K]
         h = nn.leaky_relu(nn.Dense(4 * self.latent_dim, name="hidden")(h), 0.2)
         return nn.Dense(self.latent_dim, name="mean")(h), nn.Dense(self.latent_dim,
                                                                    name="logvar")(h)
 
 
-class VAEDecoder(nn.Module):
+class VAEDecoder(_VAESizes):
     """p(x | z, label): z [B,L], label [B] -> logits a [B,R,R,C] (image = tanh(a))."""
-    resolution: int
-    channels: int
-    num_classes: int
-    base_channels: int = 32
-    max_channels: int = 256
 
     @nn.compact
     def __call__(self, z, label):
         onehot = jax.nn.one_hot(label, self.num_classes, dtype=z.dtype)
-        n = _levels(self.resolution)
-        ch = _width(self.base_channels, self.max_channels, max(n - 1, 0))
+        n = self.levels()
+        ch = self.width(n - 1)
         h = nn.Dense(4 * 4 * ch, name="fc")(jnp.concatenate([z, onehot], axis=-1))
         h = nn.leaky_relu(h.reshape(z.shape[0], 4, 4, ch), 0.2)               # [B,4,4,ch]
         for i in reversed(range(n)):                                         # 4 -> R
-            h = nn.ConvTranspose(_width(self.base_channels, self.max_channels, max(i - 1, 0)),
-                                 (4, 4), (2, 2), padding="SAME", name=f"up{i}")(h)
+            h = nn.ConvTranspose(self.width(i - 1), (4, 4), (2, 2), padding="SAME", name=f"up{i}")(h)
             h = nn.leaky_relu(h, 0.2)
         return nn.Conv(self.channels, (3, 3), name="to_image")(h)
 
 
-class ConditionalVAE(nn.Module):
+class ConditionalVAE(_VAESizes):
     """Encoder + decoder; ``__call__(x, label) -> (logits, mean, logvar)``."""
-    resolution: int
-    channels: int
-    num_classes: int
-    latent_dim: int = 32
-    base_channels: int = 32
-    max_channels: int = 256
 
     def setup(self):
-        self.encoder = VAEEncoder(self.resolution, self.num_classes, self.latent_dim,
-                                  self.base_channels, self.max_channels, name="encoder")
-        self.decoder = VAEDecoder(self.resolution, self.channels, self.num_classes,
-                                  self.base_channels, self.max_channels, name="decoder")
+        self.encoder = VAEEncoder(**self.sizes(), name="encoder")
+        self.decoder = VAEDecoder(**self.sizes(), name="decoder")
 
     def __call__(self, x, label):
         mean, logvar = self.encoder(x, label)
@@ -149,22 +161,6 @@ def elbo_loss(x, logits, mean, logvar, beta: float = 1.0, likelihood: str = "gau
     kl = 0.5 * jnp.sum(jnp.exp(logvar) + mean ** 2 - 1.0 - logvar, axis=1)
     recon, kl = jnp.mean(recon), jnp.mean(kl)
     return recon + beta * kl, dict(recon=recon, kl=kl)
-
-
-@dataclasses.dataclass
-class VAEConfig:
-    """Model size and training settings (all JSON-serialisable)."""
-    latent_dim: int = 32
-    base_channels: int = 32
-    max_channels: int = 256
-    steps: int = 2000
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    beta: float = 1.0
-    likelihood: str = "gaussian"
-    sigma: float = 0.1
-    log_every: int = 100
-    seed: int = 0
 
 
 def _config(cfg) -> VAEConfig:
@@ -233,8 +229,8 @@ def train_vae(images_uint8, labels, num_classes: int, cfg=None, workdir=None,
             history.append(row)
             acc = []
             if verbose:
-                print(f"vae step {s:6d}/{cfg.steps}  loss {row['loss']:.2f}  recon "
-                      f"{row['recon']:.2f}  kl {row['kl']:.2f}  {row['seconds']:.1f}s", flush=True)
+                logger.info(f"vae step {s:6d}/{cfg.steps}  loss {row['loss']:.2f}  recon "
+                            f"{row['recon']:.2f}  kl {row['kl']:.2f}  {row['seconds']:.1f}s")
     if workdir is not None:
         save_vae(workdir, model, params, cfg, history)
     return model, params, history
@@ -245,10 +241,8 @@ def save_vae(workdir, model: ConditionalVAE, params, cfg=None, history=None) -> 
     ({'model': module kwargs, 'train': cfg, 'history': [...]}) into ``workdir``."""
     wd = pathlib.Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
-    kwargs = {f.name: getattr(model, f.name) for f in dataclasses.fields(ConditionalVAE)
-              if f.name not in ("parent", "name")}
     (wd / PARAMS_FILE).write_bytes(serialization.to_bytes(jax.device_get(params)))
-    meta = dict(model=kwargs, train=dataclasses.asdict(_config(cfg)), history=history or [])
+    meta = dict(model=model.sizes(), train=dataclasses.asdict(_config(cfg)), history=history or [])
     (wd / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return wd
 

@@ -28,6 +28,7 @@ from jaxgen.classifiers.report import write_comparison, write_report
 from jaxgen.data import load_image_folder
 from jaxgen.errors import ConfigError
 from jaxgen.runs import open_run
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import beside, check_output, claim_output, has_files
 
 OUTPUT_KIND = "classifier-eval"
@@ -101,8 +102,8 @@ def evaluate_classifiers(workdirs: Sequence[str], test_path: str, out_dir: Optio
         name = pathlib.Path(w).name
         res = evaluate_classifier(w, test_path, str(root / name) if root else None, claim=root is None)
         reports[name] = m = res["metrics"]
-        print(f"{name}: accuracy {m['accuracy']:.4f}  report {res['paths'].get('md', '')}", flush=True)
+        logger.info(f"{name}: accuracy {m['accuracy']:.4f}  report {res['paths'].get('md', '')}")
     if len(reports) > 1 and root is not None:
         write_comparison(root, reports)
-        print((root / "comparison.md").read_text())
+        logger.info((root / "comparison.md").read_text())
     return reports

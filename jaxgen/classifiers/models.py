@@ -73,11 +73,29 @@ def make_head(num_classes: int, dtype: Dtype = jnp.float32, precision: Any = Non
                     kernel_init=KERNEL_INIT, name="predictions")
 
 
-def _finish(x: jax.Array, num_classes: int, dtype: Dtype, precision: Any, return_features: bool):
-    """Global average pool (float32) -> head; the common tail of every model."""
-    feats = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
-    logits = make_head(num_classes, dtype, precision)(feats.astype(dtype)).astype(jnp.float32)
-    return (logits, feats) if return_features else logits
+class _Classifier(nn.Module, kw_only=True):
+    """What every classifier shares: the input cast to ``dtype``, ``trunk``, then a global
+    average pool (float32) and the ``predictions`` head.
+
+    Subclasses give ``trunk(x, train)``: images [N, H, W, C] in ``dtype`` -> feature map
+    [N, h, w, D]; its layers compute in ``dtype`` at ``precision`` (float32 parameters).
+    Fields are keyword-only.
+    """
+    num_classes: int = 1000
+    dtype: Dtype = jnp.float32
+    precision: Any = None
+
+    def trunk(self, x: jax.Array, train: bool) -> jax.Array:
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
+        """logits [N, num_classes] float32, or (logits, features [N, D] float32)."""
+        x = self.trunk(x.astype(self.dtype), train)
+        feats = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        logits = make_head(self.num_classes, self.dtype, self.precision)(feats.astype(self.dtype))
+        logits = logits.astype(jnp.float32)
+        return (logits, feats) if return_features else logits
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,18 +128,13 @@ class PreactBottleneck(nn.Module):
         return shortcut + y
 
 
-class ResNetV2(nn.Module):
+class ResNetV2(_Classifier, kw_only=True):
     """Keras-style ResNet-V2; stacks are ``conv2``..``conv5`` with blocks ``conv{k}_block{i}``."""
     stage_sizes: Sequence[int]
-    num_classes: int = 1000
     widths: Sequence[int] = (64, 128, 256, 512)
-    dtype: Dtype = jnp.float32
-    precision: Any = None
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
+    def trunk(self, x: jax.Array, train: bool) -> jax.Array:
         kw = dict(dtype=self.dtype, precision=self.precision)
-        x = x.astype(self.dtype)
         x = _conv(64, 7, 2, ((3, 3), (3, 3)), name="conv1_conv", **kw)(x)
         # Keras zero-pads before the max-pool; the stem has no ReLU, so the zeros can win.
         x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -135,8 +148,7 @@ class ResNetV2(nn.Module):
                 stride = 2 if (last and s < n_stacks - 1) else 1
                 x = PreactBottleneck(filters, stride, conv_shortcut=(i == 1),
                                      name=f"conv{s + 2}_block{i}", **kw)(x, train)
-        x = nn.relu(_bn(train, RESNET_EPS, dtype=self.dtype, name="post_bn")(x))
-        return _finish(x, self.num_classes, self.dtype, self.precision, return_features)
+        return nn.relu(_bn(train, RESNET_EPS, dtype=self.dtype, name="post_bn")(x))
 
 
 def ResNet50V2(num_classes: int = 1000, **kw) -> ResNetV2:
@@ -251,16 +263,11 @@ class InceptionResBlock(nn.Module):
         return nn.relu(x) if self.activation else x
 
 
-class InceptionResNetV2(nn.Module):
+class InceptionResNetV2(_Classifier, kw_only=True):
     """Keras's Inception-ResNet-V2 (features: conv_7b output pooled, 1536-d)."""
-    num_classes: int = 1000
-    dtype: Dtype = jnp.float32
-    precision: Any = None
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
+    def trunk(self, x: jax.Array, train: bool) -> jax.Array:
         kw = dict(dtype=self.dtype, precision=self.precision)
-        x = x.astype(self.dtype)
         for name, conv in IRV2_STEM:
             if conv is None:
                 x = nn.max_pool(x, (3, 3), (2, 2), "VALID")
@@ -275,8 +282,7 @@ class InceptionResNetV2(nn.Module):
                                       name=f"{prefix}_{i}", **kw)(x, train)
             if reduction is not None:
                 x = InceptionModule(reduction[1], name=reduction[0], **kw)(x, train)
-        x = ConvBN(1536, 1, name="conv_7b", **kw)(x, train)
-        return _finish(x, self.num_classes, self.dtype, self.precision, return_features)
+        return ConvBN(1536, 1, name="conv_7b", **kw)(x, train)
 
 
 def irv2_convbn_paths() -> List[Tuple[str, ...]]:
@@ -302,23 +308,19 @@ def irv2_convbn_paths() -> List[Tuple[str, ...]]:
 # ----------------------------------------------------------------------------------------------
 # A small CNN for CPU runs.
 
-class SmallCNN(nn.Module):
+class SmallCNN(_Classifier, kw_only=True):
     """``stages`` x (``convs_per_stage`` x [3x3 conv - BN - ReLU]) with a 2x2 max-pool after
     every stage but the last; widths ``width * 2**s``; global average pool; dense head.
     With the default 4 stages a 16 px input reaches 2x2 before pooling.  BN momentum is 0.9
     (not Keras's 0.99) so that the running statistics settle within the ~100 steps of a short
     CPU run; with 0.99 they still remember their initial values and eval mode lags."""
-    num_classes: int
+    num_classes: int        # required here (the Keras models default to ImageNet's 1000)
     width: int = 32
     stages: int = 4
     convs_per_stage: int = 2
     bn_momentum: float = 0.9
-    dtype: Dtype = jnp.float32
-    precision: Any = None
 
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False, return_features: bool = False):
-        x = x.astype(self.dtype)
+    def trunk(self, x: jax.Array, train: bool) -> jax.Array:
         for s in range(self.stages):
             for j in range(self.convs_per_stage):
                 x = ConvBN(self.width * 2 ** s, 3, use_scale=True, epsilon=1e-3, momentum=self.bn_momentum,
@@ -326,7 +328,7 @@ class SmallCNN(nn.Module):
                            name=f"stage{s + 1}_conv{j + 1}")(x, train)
             if s < self.stages - 1:
                 x = nn.max_pool(x, (2, 2), (2, 2), "SAME")
-        return _finish(x, self.num_classes, self.dtype, self.precision, return_features)
+        return x
 
 
 # ----------------------------------------------------------------------------------------------

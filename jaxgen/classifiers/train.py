@@ -44,7 +44,10 @@ from jaxgen.data.folder import DatasetError
 from jaxgen.errors import ConfigError
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step, batch_indices, process_rows
+from jaxgen.harness.experiment import Experiment, TickInfo
+from jaxgen.harness.schedule import Schedule
 from jaxgen.utils.files import write_text_atomic
+from jaxgen.utils.logger import logger
 from jaxgen.utils.trees import copy_matching
 
 
@@ -231,10 +234,11 @@ def _load_split(config: Any):
             dict(train=summary), None if soft is None else soft[tr])
 
 
-class ClassifierExperiment(loop.Experiment):
-    """A classifier for `jaxgen.harness.loop.train`; batches are (images uint8 [B,R,R,C],
-    labels int32 [B]), or (images, teacher probabilities float32 [B, K]) with
-    config.data.soft_labels_from; best/ follows the validation accuracy (folder labels)."""
+class ClassifierExperiment(Experiment):
+    """A classifier for `jaxgen.harness.loop.train` (the contract: `jaxgen.harness.experiment`);
+    batches are (images uint8 [B,R,R,C], labels int32 [B]), or (images, teacher probabilities
+    float32 [B, K]) with config.data.soft_labels_from; best/ follows the validation accuracy
+    (folder labels)."""
 
     kind = "classifier"
     resolution_range = (16, 1024)
@@ -249,7 +253,7 @@ class ClassifierExperiment(loop.Experiment):
         self.num_examples = len(self.tr_x)
         self.model = build(config, len(names))
         self.tx = optax.adam(float(t.lr))
-        self.schedule = loop.Schedule.from_epochs(int(t.batch_size), len(self.tr_x), int(t.epochs))
+        self.schedule = Schedule.from_epochs(int(t.batch_size), len(self.tr_x), int(t.epochs))
         self.descriptor = dict(class_names=names, resolution=int(d.resolution), channels=int(d.channels),
                                model=config.model.name, model_kwargs=dict(config.model.get("kwargs", {})))
         self.train_step, eval_step = make_steps(self.model, self.tx, config.augment)
@@ -273,7 +277,7 @@ class ClassifierExperiment(loop.Experiment):
         loaded = load_keras_h5(path, self.config.model.name, len(self.descriptor["class_names"]),
                                include_top=False)
         merged, copied, _ = copy_matching({"params": state.params, "batch_stats": state.batch_stats}, loaded)
-        print(f"ImageNet init: {len(copied)} arrays from {path}", flush=True)
+        logger.info(f"ImageNet init: {len(copied)} arrays from {path}")
         return state.replace(params=merged["params"], batch_stats=merged["batch_stats"])
 
     def local_batch(self, step: int, process=(0, 1)):
@@ -284,7 +288,7 @@ class ClassifierExperiment(loop.Experiment):
         idx = batch_indices(len(self.tr_x), self.schedule.batch_size, self.seed, step)[lo:hi]
         return self.tr_x[idx], self.tr_soft[idx]
 
-    def evaluate(self, state: ClsState, tick: loop.TickInfo, stats: Dict[str, float]) -> Dict[str, float]:
+    def evaluate(self, state: ClsState, tick: TickInfo, stats: Dict[str, float]) -> Dict[str, float]:
         v = run_eval(self._eval, state, self.va_x, self.va_y, self.schedule.batch_size)
         return dict(val_loss=v["loss"], val_acc=v["acc"])
 
@@ -292,7 +296,7 @@ class ClassifierExperiment(loop.Experiment):
         return (f"epoch {stats['tick']}/{self.config.train.epochs}  loss {stats['train_loss']:.4f}  "
                 f"acc {stats['train_acc']:.3f}  val_loss {stats['val_loss']:.4f}  val_acc {stats['val_acc']:.3f}")
 
-    def after_tick(self, state: ClsState, tick: loop.TickInfo) -> None:
+    def after_tick(self, state: ClsState, tick: TickInfo) -> None:
         if jax.process_index() == 0:
             _save_history(self.workdir, _epochs(tick.history))
 

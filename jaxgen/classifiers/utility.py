@@ -18,7 +18,7 @@ tested on held-out real images that the GAN, the sorter and the GA never saw.
 Validation (the best checkpoint) uses a split of each arm's own training folder, so
 the synthetic arm never sees a real image before the test.
 
-  python evaluate.py --utility --real_train data/acne --synthetic runs/pipeline/synthetic \\
+  python evaluate.py utility --real_train data/acne --synthetic runs/pipeline/synthetic \\
       --test data/acne_test --classifier_config configs/acne_classifier.py:tiny --out runs/utility \\
       [--synthetic_multiple 1,4,16] [--teacher_arm]
 
@@ -33,17 +33,16 @@ trained on, hard links where possible; the teacher arm's folder also holds its
 metadata.jsonl) and `runs/<arm>/seed<k>/` (the classifier workdirs); <arm> in file
 names is `arm_dir(arm)` (e.g. synthetic_x4). Each finished (arm, seed) leaves
 `runs/<arm>/seed<k>.test.json`; a rerun of the same command (same settings.json)
-skips those and resumes the rest.
+skips those and resumes the rest. The arms' names and the images each trains on are
+`jaxgen.classifiers.utility_arms`'s.
 """
 from __future__ import annotations
 
 import copy
 import json
-import os
 import pathlib
-import shutil
 import time
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import scipy.stats
@@ -53,33 +52,20 @@ from jaxgen.classifiers.evaluate import predict
 from jaxgen.classifiers.metrics import classification_metrics
 from jaxgen.classifiers.report import plot_confusion_matrix
 from jaxgen.classifiers.train import train_classifier
+from jaxgen.classifiers.utility_arms import ARMS, TEACHER_ARM, arm_dir, materialise, multiple_arm, plan_data
 from jaxgen.config import load_config
 from jaxgen.data import load_image_folder
-from jaxgen.data.folder import DatasetError, prepare_image, scan_image_folder
+from jaxgen.data.folder import prepare_image
 from jaxgen.errors import ConfigError, OutputError
 from jaxgen.runs import open_run
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import save_grid
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.utils.progress import format_duration
 
 OUTPUT_KIND = "utility"
-ARMS = ("real", "synthetic", "real+synthetic")
-TEACHER_ARM = "synthetic (teacher labels)"
 LEGACY_SETTINGS = dict(multiples=[1], teacher=False)   # runs recorded before these settings existed
-LABEL_BY_HINT = "export with --label_by <classifier run>"
-
-
-def multiple_arm(m: int) -> str:
-    """The arm trained on m x the real count per class: 'synthetic' for 1 (the standard
-    Classification Accuracy Score row), 'synthetic x<m>' otherwise."""
-    return "synthetic" if int(m) == 1 else f"synthetic x{int(m)}"
-
-
-def arm_dir(arm: str) -> str:
-    """An arm's name in paths: 'synthetic x4' -> 'synthetic_x4', TEACHER_ARM ->
-    'synthetic_teacher_labels'; the three standard arms keep their names."""
-    return arm.replace(" (", "_").replace(")", "").replace(" ", "_")
 
 
 def parse_multiples(value: Any) -> Tuple[int, ...]:
@@ -107,136 +93,6 @@ def interval(values: Sequence[float], level: float = 0.95) -> Dict[str, Any]:
     std = float(v.std(ddof=1))
     h = float(scipy.stats.t.ppf(0.5 + level / 2, v.size - 1) * std / np.sqrt(v.size))
     return dict(mean=mean, std=std, lo=mean - h, hi=mean + h, half_width=h, n=int(v.size))
-
-
-def _class_files(root: str, flag: str) -> Dict[str, List[str]]:
-    """{class name: sorted image paths} of a class-folder dataset (DatasetError names the flag)."""
-    try:
-        items, names = scan_image_folder(root)
-    except DatasetError as e:
-        raise DatasetError(f"{flag}: {e}") from None
-    files: Dict[str, List[str]] = {n: [] for n in names}
-    for path, label in items:
-        files[names[label]].append(str(path))
-    return files
-
-
-def _check_folders(real_train: str, synthetic: str, test: str):
-    """(real, synthetic, test {class: sorted paths}, class names) of the three folders, which
-    must have the same >= 2 class sub-folders (else a one-line DatasetError)."""
-    real = _class_files(real_train, "--real_train")
-    syn = _class_files(synthetic, "--synthetic")
-    tst = _class_files(test, "--test")
-    names = list(real)
-    if len(names) < 2:
-        raise DatasetError(f"--real_train {real_train} needs >= 2 class sub-folders, found {names}")
-    for flag, other in (("--synthetic " + synthetic, syn), ("--test " + test, tst)):
-        if list(other) != names:
-            raise DatasetError(f"{flag} has classes {list(other)}, --real_train {names}; all three "
-                               "folders need the same class sub-folders")
-    return real, syn, tst, names
-
-
-def _pick(real: Dict[str, List[str]], syn: Dict[str, List[str]], synthetic: str,
-          multiples: Sequence[int]) -> Dict[int, Dict[str, List[str]]]:
-    """{m: {class: sorted synthetic paths}} for m = 1 and each multiple: per class with n real
-    images, a fixed random n (the 1x subset), plus the first (m - 1) n of a fixed random order
-    of the other synthetic images (so each multiple holds the smaller ones' images)."""
-    top = max(multiples)
-    rng, more = np.random.default_rng(0), np.random.default_rng(1)
-    out: Dict[int, Dict[str, List[str]]] = {m: {} for m in sorted(set(multiples) | {1})}
-    for n in real:
-        k = len(real[n])
-        if len(syn[n]) < top * k:
-            why = ("the protocol trains on the same number per class" if top == 1 else
-                   f"--synthetic_multiple {top} trains on {top} x that number per class")
-            raise DatasetError(f"--synthetic {synthetic}/{n} has {len(syn[n])} images, the real "
-                               f"training class {k}; {why}: export at least {top * k} per class")
-        first = rng.choice(syn[n], k, replace=False).tolist()
-        taken = set(first)
-        rest = more.permutation([f for f in syn[n] if f not in taken]).tolist()
-        for m in out:
-            out[m][n] = sorted(first + rest[:(m - 1) * k])
-    return out
-
-
-def teacher_labels(synthetic: str, files: Dict[str, List[str]],
-                   num_classes: int) -> Tuple[Dict[str, List[float]], List[str]]:
-    """({path: teacher_probs, num_classes floats} for every path of `files`, the sorted teacher
-    runs named) from <synthetic>/metadata.jsonl (rows {"file": "<class>/<name>", "teacher_probs",
-    "teacher"}); no file, a picked image without probs or a wrong length: one-line DatasetError."""
-    meta = pathlib.Path(synthetic).expanduser() / "metadata.jsonl"
-    if not meta.is_file():
-        raise DatasetError(f"--teacher_arm: {meta} not found, so no teacher labels; {LABEL_BY_HINT}")
-    rows = {}
-    for line in meta.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            rows[pathlib.PurePath(r["file"]).as_posix()] = r
-    paths = [f for fs in files.values() for f in fs]
-    probs, teachers, missing = {}, set(), []
-    for f in paths:
-        r = rows.get(pathlib.PurePath(os.path.relpath(f, meta.parent)).as_posix(), {})
-        if r.get("teacher_probs") is None:
-            missing.append(os.path.relpath(f, meta.parent))
-        elif len(r["teacher_probs"]) != num_classes:
-            raise DatasetError(f"--teacher_arm: {meta}: {r['file']} has {len(r['teacher_probs'])} "
-                               f"teacher_probs, the dataset {num_classes} classes; {LABEL_BY_HINT}")
-        else:
-            probs[f] = [float(x) for x in r["teacher_probs"]]
-            teachers.update([str(r["teacher"])] if r.get("teacher") else [])
-    if missing:
-        raise DatasetError(f"--teacher_arm: {meta} has no teacher_probs for {len(missing)} of the {len(paths)} "
-                           f"synthetic images the arm trains on (e.g. {missing[0]}); {LABEL_BY_HINT}")
-    return probs, sorted(teachers)
-
-
-def plan_data(real_train: str, synthetic: str, test: str, multiples: Sequence[int] = (1,),
-              teacher: bool = False) -> Dict[str, Any]:
-    """Check the three folders and choose each arm's files; nothing is written.
-
-    'synthetic' takes, per class, as many synthetic images as the real folder has (a fixed
-    random subset), 'synthetic x<m>' m times as many (`_pick`); a class with too few
-    synthetic images for the largest multiple is a one-line error. teacher: TEACHER_ARM,
-    the 'synthetic' images with soft['synthetic (teacher labels)'] {path: probs [K]}."""
-    real, syn, tst, names = _check_folders(real_train, synthetic, test)
-    picked = _pick(real, syn, synthetic, multiples)
-    arms = {"real": real, "synthetic": picked[1],
-            "real+synthetic": {n: real[n] + picked[1][n] for n in names}}
-    arms.update({multiple_arm(m): picked[m] for m in multiples if m != 1})
-    plan = dict(class_names=names, arms=arms, test_counts={n: len(tst[n]) for n in names}, soft={}, teachers=[])
-    if teacher:
-        arms[TEACHER_ARM] = picked[1]
-        plan["soft"][TEACHER_ARM], plan["teachers"] = teacher_labels(synthetic, picked[1], len(names))
-    return plan
-
-
-def _link(src: str, dst: pathlib.Path) -> None:
-    """Hard link `src` at `dst` (a copy across file systems); an existing `dst` is kept."""
-    if dst.exists():
-        return
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
-
-
-def materialise(arm_files: Dict[str, List[str]], root: pathlib.Path,
-                probs: Dict[str, List[float]] = None) -> None:
-    """`root/<class>/<i>_<name>`: the arm's image folder (idempotent); with `probs` ({source
-    path: K probabilities}) also root/metadata.jsonl, one {"file", "class_name",
-    "teacher_probs"} per image (what the trainer's config.data.soft_labels_from reads)."""
-    rows = []
-    for name, files in arm_files.items():
-        d = root / name
-        d.mkdir(parents=True, exist_ok=True)
-        for i, f in enumerate(files):
-            dst = f"{i:05d}_{pathlib.Path(f).name}"
-            _link(f, d / dst)
-            if probs is not None:
-                rows.append(json.dumps({"file": f"{name}/{dst}", "class_name": name, "teacher_probs": probs[f]}))
-    if probs is not None:
-        write_text_atomic(root / "metadata.jsonl", "\n".join(rows) + "\n")
 
 
 def _classifier_config(spec: Any, data_path: pathlib.Path, seed: int, resolution: int, soft: bool = False):
@@ -384,17 +240,17 @@ def arm_list(arms: Sequence[str], multiples: Sequence[int], teacher: bool) -> Li
 
 
 def _train_all(plan: Dict[str, Any], spec: Any, root: pathlib.Path, runs: Sequence[str], seeds: int, test_set,
-               res: int, log: Callable[[str], None]) -> Dict[str, List[Dict[str, Any]]]:
+               res: int) -> Dict[str, List[Dict[str, Any]]]:
     """{arm: [test metrics of seed 0..seeds-1]}: every (arm, seed) trained or resumed, logged with an ETA."""
     t0, jobs = time.time(), [(a, s) for a in runs for s in range(int(seeds))]
     per_seed: Dict[str, List[Dict[str, Any]]] = {a: [] for a in runs}
     for i, (arm, seed) in enumerate(jobs):
-        log(f"utility: classifier {i + 1}/{len(jobs)}: trained on {arm}, seed {seed}")
+        logger.info(f"utility: classifier {i + 1}/{len(jobs)}: trained on {arm}, seed {seed}")
         m = _one_run(plan, spec, root, arm, seed, test_set, res)
         per_seed[arm].append(m)
         left = (time.time() - t0) / (i + 1) * (len(jobs) - i - 1)
-        log(f"utility: {arm} seed {seed}: real-test accuracy {m['accuracy']:.3f}, macro-F1 "
-            f"{m['macro']['f1']:.3f}  ({i + 1}/{len(jobs)}, ETA {format_duration(left)})")
+        logger.info(f"utility: {arm} seed {seed}: real-test accuracy {m['accuracy']:.3f}, macro-F1 "
+                    f"{m['macro']['f1']:.3f}  ({i + 1}/{len(jobs)}, ETA {format_duration(left)})")
     return per_seed
 
 
@@ -412,8 +268,8 @@ def _write_reports(root: pathlib.Path, result: Dict[str, Any], plan: Dict[str, A
 
 def run_utility(real_train: str, synthetic: str, test: str, classifier_config: str, out: str,
                 seeds: int = 3, resolution: int = 0, arms: Sequence[str] = ARMS,
-                overrides: Sequence[str] = (), log: Callable[[str], None] = print,
-                multiples: Sequence[int] = (1,), teacher: bool = False) -> Dict[str, Any]:
+                overrides: Sequence[str] = (), multiples: Sequence[int] = (1,),
+                teacher: bool = False) -> Dict[str, Any]:
     """The benchmark (module docstring); returns the utility.json dict.
 
     classifier_config: 'file.py[:variants]' (overrides 'a.b=value' applied); resolution 0
@@ -440,21 +296,20 @@ def run_utility(real_train: str, synthetic: str, test: str, classifier_config: s
     claim_output(root, OUTPUT_KIND)
     _check_settings(root, settings)
     t0, runs = time.time(), arm_list(arms, multiples, teacher)
-    per_seed = _train_all(plan, spec, root, runs, seeds, test_set, res, log)
+    per_seed = _train_all(plan, spec, root, runs, seeds, test_set, res)
     summary = _summarise(per_seed, names, multiples)
     meta = dict(settings, seeds=int(seeds), test_images=int(len(test_set.labels)), test_counts=plan["test_counts"],
                 train_images={a: sum(len(v) for v in plan["arms"][a].values()) for a in runs},
                 class_names=names, teachers=plan["teachers"], minutes=round((time.time() - t0) / 60, 2))
     result = dict(meta, **summary)
     _write_reports(root, result, plan, res)
-    log((root / "utility.md").read_text())
+    logger.info((root / "utility.md").read_text())
     return result
 
 
 def run_curve(real_train: str, exports: Dict[float, str], test: str, classifier_config: str, out: str,
               real_accuracy: Sequence[float], final: Dict[float, Sequence[float]] = None, seeds: int = 3,
-              resolution: int = 0, overrides: Sequence[str] = (), log: Callable[[str], None] = print
-              ) -> Dict[str, Any]:
+              resolution: int = 0, overrides: Sequence[str] = ()) -> Dict[str, Any]:
     """The utility curve: how the gap closes as the generator trains.
 
     exports: {generator kimg: a 1x synthetic export of the generator at that kimg}; each trains
@@ -468,7 +323,7 @@ def run_curve(real_train: str, exports: Dict[float, str], test: str, classifier_
     accs = {float(k): list(v) for k, v in (final or {}).items()}
     for kimg, folder in sorted(exports.items()):
         r = run_utility(real_train, folder, test, classifier_config, str(root / f"kimg{kimg:g}"), seeds=seeds,
-                        resolution=resolution, arms=("synthetic",), overrides=overrides, log=log)
+                        resolution=resolution, arms=("synthetic",), overrides=overrides)
         accs[float(kimg)] = [s["accuracy"] for s in r["arms"]["synthetic"]["seeds"]]
     points = []
     for kimg in sorted(accs):

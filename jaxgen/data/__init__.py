@@ -10,7 +10,7 @@ with attributes):
                      skip_corrupt, cache_dir, stream]
                      (a path ending in .zip, or a folder whose dataset.json has "labels",
                      is NVIDIA's dataset_tool.py layout: jaxgen.data.nvidia_format; a folder
-                     written by `python -m jaxgen.data.pack` is read by index from its shards,
+                     written by `python -m jaxgen pack` is read by index from its shards,
                      streamed or held in memory by `stream`: jaxgen.data.packed)
     source='tfds':   name, resolution, [split='train', channels, data_dir,
                      image_key, label_key, max_examples]

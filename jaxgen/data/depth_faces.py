@@ -32,7 +32,7 @@ API: `render_depth_face(rng, expression, resolution) -> uint8 [R, R, 1]`,
 `out_dir/<class>/<class>_00000.png` + `dataset.json` + `preview.png`,
 idempotent and resumable), `write_depth_preview(...)` and a CLI:
 
-    python -m jaxgen.data.depth_faces --out data/demo_depth --num_per_class 64
+    python -m jaxgen depth_faces --out data/demo_depth --num_per_class 64
 
 Note: the folder loader sorts class folders by name, so a loaded dataset's
 label order is happy, neutral, sad, surprise (its `class_names` say so); the
@@ -40,20 +40,15 @@ label order is happy, neutral, sad, surprise (its `class_names` say so); the
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import time
+import functools
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-from jaxgen.cli import run_main
-from jaxgen.data.folder import DatasetError, check_resolution
-from jaxgen.utils.outputs import check_output, claim_output
+from jaxgen.data.folder import check_resolution
+from jaxgen.data.rendered_sets import check_set_size, write_preview_grid, write_rendered_set
 
 GENERATOR_VERSION = 1
 OUTPUT_KIND = "depth_faces"
@@ -285,56 +280,9 @@ def render_depth_face(rng: np.random.Generator, expression: int, resolution: int
 
 # ----------------------------------------------------------------------- dataset
 
-def _image_ok(path: Path, resolution: int) -> bool:
-    """Whether `path` is a readable grayscale image of `resolution` px (else it is rendered again)."""
-    try:
-        with Image.open(path) as im:
-            return im.size == (resolution, resolution) and im.mode == "L"
-    except Exception:  # noqa: BLE001 - missing or unreadable means "render again"
-        return False
-
-
-def _made_here(out: Path) -> bool:
-    """True for a folder holding a set of this generator made before the output marker."""
-    try:
-        return json.loads((out / "dataset.json").read_text()).get("generator") == "jaxgen.data.depth_faces"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _old_manifest(out: Path, params: dict, overwrite: bool, flag: str = "--out") -> Optional[dict]:
-    """The manifest of the dataset already in `out`: None if there is none, {} if
-    it is unreadable. A dataset made with other `params` is a DatasetError unless
-    `overwrite` (so that a typo never mixes two sets in one folder). A folder
-    of other files (no marker, no set of this generator) is an OutputError."""
-    check_output(out, OUTPUT_KIND, flag, legacy=_made_here)
-    meta_path = out / "dataset.json"
-    try:
-        old = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-    except ValueError:
-        old = {}
-    diff = [f"{k}: {old.get(k)} != {v}" for k, v in params.items()
-            if old is not None and old.get(k) != v]
-    if diff and not overwrite:
-        raise DatasetError(f"{out} already holds a dataset made with other parameters "
-                           f"({', '.join(diff)}). Pick another output folder, or pass "
-                           "overwrite=True (--overwrite).")
-    return old
-
-
-def _render_jobs(jobs: list, seed: int, resolution: int, progress: bool) -> None:
-    """Render and save each (path, expression, index) of `jobs` as a grayscale PNG
-    from `default_rng([seed, expression, index])`, atomically (never a half-written PNG)."""
-    t0, every = time.time(), max(1, len(jobs) // 10)
-    for n, (path, e, i) in enumerate(jobs, 1):
-        img = render_depth_face(np.random.default_rng([int(seed), e, i]), e, resolution)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        Image.fromarray(img[..., 0], mode="L").save(tmp, format="PNG")
-        os.replace(tmp, path)
-        if progress and len(jobs) >= 50 and (n % every == 0 or n == len(jobs)):
-            print(f"depth_faces: {n}/{len(jobs)} images rendered "
-                  f"({n / max(time.time() - t0, 1e-9):.0f}/s)", flush=True)
+def _draw_png(rng: np.random.Generator, expression: int, resolution: int) -> Image.Image:
+    """One depth face (see `render_depth_face`) as the grayscale ("L") image its PNG holds."""
+    return Image.fromarray(render_depth_face(rng, expression, resolution)[..., 0], mode="L")
 
 
 def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, seed: int = 0,
@@ -351,91 +299,26 @@ def write_depth_dataset(out_dir, num_per_class: int = 64, resolution: int = 64, 
     parameters is a DatasetError unless `overwrite=True`, which re-renders
     everything and deletes the old set's extra `<class>_NNNNN.png` files. A folder
     of other files is refused (OutputError naming `flag`, the setting that chose it).
+    jaxgen.data.rendered_sets writes it.
     """
-    check_resolution(resolution, minimum=16, maximum=1024)
-    n_per, out = int(num_per_class), Path(out_dir)
-    if n_per < 1:
-        raise DatasetError(f"num_per_class must be >= 1, got {num_per_class}")
+    n_per, out = check_set_size(resolution, num_per_class), Path(out_dir)
     params = {"generator": "jaxgen.data.depth_faces", "generator_version": GENERATOR_VERSION,
               "classes": list(EXPRESSIONS), "num_per_class": n_per,
               "resolution": int(resolution), "seed": int(seed), "channels": 1}
-    meta_path = out / "dataset.json"
-    old = _old_manifest(out, params, overwrite, flag)
-    files = {out / c / f"{c}_{i:05d}.png": (e, i) for e, c in enumerate(EXPRESSIONS)
-             for i in range(n_per)}
-    if overwrite and old:
-        for c in EXPRESSIONS:
-            for p in (out / c).glob(f"{c}_[0-9][0-9][0-9][0-9][0-9].png"):
-                if p not in files:
-                    p.unlink()
-    jobs = [(p, e, i) for p, (e, i) in files.items() if overwrite or not _image_ok(p, resolution)]
-    manifest = dict(params, counts={c: n_per for c in EXPRESSIONS}, total=len(files), complete=False)
-    if jobs:
-        claim_output(out, OUTPUT_KIND, flag, legacy=_made_here)
-        meta_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    _render_jobs(jobs, seed, resolution, progress)
-    manifest["complete"] = True
-    if jobs or old != manifest:
-        out.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    if preview and (jobs or not (out / "preview.png").is_file()):
-        write_depth_preview(out)
-    if progress:
-        what = f"rendered {len(jobs)}" if jobs else "reused all"
-        print(f"depth_faces: {out}: {what} of {len(files)} images ({resolution}px, seed {seed})",
-              flush=True)
+    write_rendered_set(out, OUTPUT_KIND, params, {c: e for e, c in enumerate(EXPRESSIONS)},
+                       functools.partial(_draw_png, resolution=resolution), progress=progress,
+                       overwrite=overwrite, flag=flag, mode="L",
+                       preview=write_depth_preview if preview else None)
     return out
 
 
 def write_depth_preview(out_dir, path=None, columns: int = 8, cell: int = 80) -> Path:
     """Save a labelled grid of a written depth set (one row per expression,
     `columns` images of `cell` px) as out_dir/preview.png, or `path`."""
-    out = Path(out_dir)
-    label_w, pad = 80, 4
-    grid = Image.new("L", (label_w + columns * (cell + pad), len(EXPRESSIONS) * (cell + pad) + pad), 255)
-    draw = ImageDraw.Draw(grid)
-    for r, name in enumerate(EXPRESSIONS):
-        top = pad + r * (cell + pad)
-        draw.text((6, top + cell // 2 - 6), name, fill=0, font=ImageFont.load_default())
-        for c, p in enumerate(sorted((out / name).glob(f"{name}_*.png"))[:columns]):
-            with Image.open(p) as im:
-                grid.paste(im.convert("L").resize((cell, cell), Image.LANCZOS),
-                           (label_w + c * (cell + pad), top))
-    path = Path(path) if path is not None else out / "preview.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
-    return path
+    rows = [(name, name) for name in EXPRESSIONS]
+    return write_preview_grid(Path(out_dir), rows, "L", path, columns, cell, label_w=80, text_dy=6)
 
 
-def _old_spellings(ap: argparse.ArgumentParser) -> None:
-    """The dashed flags of earlier versions, still accepted (hidden from --help)."""
-    ap.add_argument("--num-per-class", dest="num_per_class", type=int, default=argparse.SUPPRESS,
-                    help=argparse.SUPPRESS)
-    ap.add_argument("--no-preview", dest="no_preview", action="store_true", default=argparse.SUPPRESS,
-                    help=argparse.SUPPRESS)
-
-
-def main(argv=None) -> int:
-    """CLI: render the depth-face set into --out (with preview.png)."""
-    ap = argparse.ArgumentParser(prog="python -m jaxgen.data.depth_faces", description=(
-        "Render the procedural depth-map face dataset (4 expressions) as an image folder."))
-    ap.add_argument("--out", default="data/demo_depth", help="output folder (data/demo_depth)")
-    ap.add_argument("--num_per_class", type=int, default=64, help="images per class (64)")
-    ap.add_argument("--resolution", type=int, default=64, help="power of two, 16..1024 (64)")
-    ap.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="re-render even if the folder holds a set with other parameters")
-    ap.add_argument("--no_preview", action="store_true", help="do not write preview.png")
-    _old_spellings(ap)
-    ap.add_argument("--quiet", action="store_true", help="no progress output")
-    args = ap.parse_args(argv)
-    out = write_depth_dataset(args.out, args.num_per_class, args.resolution, args.seed,
-                              progress=not args.quiet, preview=not args.no_preview,
-                              overwrite=args.overwrite)
-    if not args.no_preview and not args.quiet:
-        print(f"depth_faces: preview grid in {out / 'preview.png'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen depth_faces
+    import runpy
+    runpy.run_module("jaxgen.commands.depth_faces", run_name="__main__")

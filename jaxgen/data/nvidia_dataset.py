@@ -1,7 +1,7 @@
 """Convert datasets between jaxgen's class folders and NVIDIA's dataset_tool.py layout.
 
-    python -m jaxgen.data.nvidia_dataset export SRC OUT.zip      class folders -> NVIDIA zip (or folder)
-    python -m jaxgen.data.nvidia_dataset import SRC.zip OUT_DIR  NVIDIA zip (or folder) -> class folders
+    python -m jaxgen nvidia_dataset export SRC OUT.zip      class folders -> NVIDIA zip (or folder)
+    python -m jaxgen nvidia_dataset import SRC.zip OUT_DIR  NVIDIA zip (or folder) -> class folders
 
 SRC of export: a jaxgen dataset of class sub-folders, or an export folder of
 generate/evolve (its latents/ and preview PNGs are left out); an NVIDIA zip or folder
@@ -9,28 +9,26 @@ is read too (e.g. to resize it with --resolution). The images keep their own siz
 channels unless --resolution/--channels say otherwise; NVIDIA's format needs one
 square power-of-two size. Outputs must be new (a zip that exists, a folder that is
 not empty: refused before any work, one line). The format itself, loading and
-writing: `jaxgen.data.nvidia_format` (re-exported here).
+writing: `jaxgen.data.nvidia_format` (reading), `jaxgen.data.nvidia_writer` (writing).
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import io
-import sys
 from pathlib import Path
 from typing import BinaryIO, Optional, Sequence, Tuple, Union
 
 from PIL import Image
 
-from jaxgen.cli import run_main
 from jaxgen.data.folder import DatasetError, ImageDataset, _is_gray, load_image_folder, scan_image_folder
-from jaxgen.data.nvidia_format import (EXPORT_KIND, IMPORT_KIND, LABELS_FILE, Archive, PathLike,
-                                       check_fresh_folder, check_nvidia_output, check_pixels, is_nvidia_dataset,
-                                       load_nvidia_dataset, nvidia_name, write_class_folders,
-                                       write_nvidia_dataset)
+from jaxgen.data.nvidia_archive import Archive, PathLike
+from jaxgen.data.nvidia_format import LABELS_FILE, check_pixels, is_nvidia_dataset, load_nvidia_dataset
+from jaxgen.data.nvidia_writer import (EXPORT_KIND, IMPORT_KIND, check_fresh_folder, check_nvidia_output, nvidia_name,
+                                       write_class_folders, write_nvidia_dataset)
+from jaxgen.utils.logger import logger
 
 __all__ = ["EXPORT_KIND", "IMPORT_KIND", "LABELS_FILE", "check_nvidia_output", "export", "import_",
-           "is_nvidia_dataset", "load_any", "load_nvidia_dataset", "main", "nvidia_name",
+           "is_nvidia_dataset", "load_any", "load_nvidia_dataset", "nvidia_name",
            "write_class_folders", "write_nvidia_dataset"]
 
 
@@ -85,7 +83,7 @@ def load_any(src: PathLike, resolution: Optional[int] = None, channels: Optional
 
 
 def export(src: str, out: str, resolution: Optional[int] = None, channels: Optional[int] = None,
-           progress_every: float = 10.0, log=print) -> Path:
+           progress_every: float = 10.0) -> Path:
     """jaxgen class folders `src` (a dataset, a generate/evolve export; or NVIDIA's, to resize
     it) -> NVIDIA's layout `out` (a new .zip, or a new folder)."""
     check_nvidia_output(out)
@@ -93,52 +91,29 @@ def export(src: str, out: str, resolution: Optional[int] = None, channels: Optio
         raise DatasetError(f"--resolution {resolution}: NVIDIA's format needs a power of two >= 4 "
                            "(e.g. 32, 64, 128)")
     ds = load_any(src, resolution, channels)
-    log(f"export: {len(ds)} images {ds.resolution}px x{ds.channels} from {src}, {ds.num_classes} "
-        f"class(es) ({', '.join(ds.class_names)})")
-    p = write_nvidia_dataset(ds.images, ds.labels, ds.class_names, out, progress_every=progress_every, log=log)
-    log(f"export: wrote {p}: {nvidia_name(0)} ... {nvidia_name(len(ds) - 1)}, {LABELS_FILE} with "
-        f"{'labels of ' + str(ds.num_classes) + ' classes' if ds.num_classes > 1 else 'labels null'}")
+    logger.info(f"export: {len(ds)} images {ds.resolution}px x{ds.channels} from {src}, {ds.num_classes} "
+                f"class(es) ({', '.join(ds.class_names)})")
+    p = write_nvidia_dataset(ds.images, ds.labels, ds.class_names, out, progress_every=progress_every)
+    logger.info(f"export: wrote {p}: {nvidia_name(0)} ... {nvidia_name(len(ds) - 1)}, {LABELS_FILE} with "
+                f"{'labels of ' + str(ds.num_classes) + ' classes' if ds.num_classes > 1 else 'labels null'}")
     return p
 
 
 def import_(src: str, out: str, resolution: Optional[int] = None, channels: Optional[int] = None,
-            progress_every: float = 10.0, log=print) -> Path:
+            progress_every: float = 10.0) -> Path:
     """NVIDIA's zip or folder `src` (or any dataset `load_any` reads) -> jaxgen class folders `out`."""
     check_fresh_folder(out, IMPORT_KIND, "OUT_DIR")
     if not Path(src).expanduser().exists():
         raise DatasetError(f"SRC {src} not found: pass a zip written by NVIDIA's dataset_tool.py or "
                            "jaxgen's export, or a folder with its dataset.json")
     ds = load_any(src, resolution, channels)
-    log(f"import: {len(ds)} images {ds.resolution}px x{ds.channels} from {src}, {ds.num_classes} "
-        f"class(es) ({', '.join(ds.class_names)})")
-    p = write_class_folders(ds, out, progress_every=progress_every, log=log)
-    log(f"import: wrote {p} (class folders; train with --config.data.path={p})")
+    logger.info(f"import: {len(ds)} images {ds.resolution}px x{ds.channels} from {src}, {ds.num_classes} "
+                f"class(es) ({', '.join(ds.class_names)})")
+    p = write_class_folders(ds, out, progress_every=progress_every)
+    logger.info(f"import: wrote {p} (class folders; train with --config.data.path={p})")
     return p
 
 
-def main(argv=None) -> int:
-    """CLI: `export SRC OUT.zip` (class folders -> NVIDIA) or `import SRC.zip OUT_DIR` (back)."""
-    ap = argparse.ArgumentParser(prog="python -m jaxgen.data.nvidia_dataset", description=(
-        "Convert datasets between jaxgen's class folders and NVIDIA's dataset_tool.py layout "
-        "(zip or folder: 00000/img00000000.png ... + dataset.json labels)."))
-    sub = ap.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("export", help="jaxgen class folders -> NVIDIA zip (or folder)")
-    ex.add_argument("src", help="class-folder dataset, or a generate/evolve export folder")
-    ex.add_argument("out", help="new .zip file (or a new folder) in NVIDIA's layout")
-    im = sub.add_parser("import", help="NVIDIA zip (or folder with dataset.json) -> jaxgen class folders")
-    im.add_argument("src", help="zip or folder written by dataset_tool.py (or by export)")
-    im.add_argument("out", help="new folder for the class sub-folders")
-    for p in (ex, im):
-        p.add_argument("--resolution", type=int, default=None,
-                       help="resize/crop to R x R (default: the images' own size)")
-        p.add_argument("--channels", type=int, default=None, choices=(1, 3),
-                       help="1 or 3 (default: 1 when every image is grayscale, else 3)")
-        p.add_argument("--progress_every", type=float, default=10.0, help="seconds between progress lines")
-    args = ap.parse_args(argv)
-    run = export if args.command == "export" else import_
-    run(args.src, args.out, args.resolution, args.channels, args.progress_every)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen nvidia_dataset
+    import runpy
+    runpy.run_module("jaxgen.commands.nvidia_dataset", run_name="__main__")

@@ -1,9 +1,10 @@
-"""NVIDIA's dataset format in and out: datasets move between jaxgen and stylegan2-ada-pytorch.
+"""NVIDIA's dataset format, and reading it: datasets move between jaxgen and stylegan2-ada-pytorch.
 
 Why: people train with both tools. NVIDIA's `dataset_tool.py` writes a zip (or a
 folder) of same-size square PNGs plus one `dataset.json` of integer class labels;
 jaxgen reads class sub-folders. This module reads NVIDIA's layout into an
-`ImageDataset` and writes either layout from the other.
+`ImageDataset` (its files through `jaxgen.data.nvidia_archive.Archive`);
+`jaxgen.data.nvidia_writer` writes either layout from the other.
 
 NVIDIA's layout (as `dataset_tool.py` writes it; `training/dataset.py` reads any
 image files in the zip or folder, sorted by their relative name):
@@ -19,14 +20,14 @@ unlabelled set is one class named after the zip or folder.
 
     load_nvidia_dataset(path, resolution, channels)   zip or folder -> ImageDataset
     is_nvidia_dataset(path)                            a .zip, or a folder whose dataset.json has "labels"
-    write_nvidia_dataset(images, labels, names, out)   -> out.zip or an NVIDIA folder
+    write_nvidia_dataset(images, labels, names, out)   -> out.zip or an NVIDIA folder (nvidia_writer)
 
 `jaxgen.data.load_dataset` with source='folder' loads a path that `is_nvidia_dataset`
 (e.g. --config.data.path=ffhq.zip). The command line (`jaxgen.data.nvidia_dataset`, a
 module of its own so that `python -m` runs it cleanly) converts both ways:
 
-    python -m jaxgen.data.nvidia_dataset export data/demo_acne /tmp/acne.zip
-    python -m jaxgen.data.nvidia_dataset import /tmp/acne.zip /tmp/acne_folders
+    python -m jaxgen nvidia_dataset export data/demo_acne /tmp/acne.zip
+    python -m jaxgen nvidia_dataset import /tmp/acne.zip /tmp/acne_folders
 
 Images load like a jaxgen folder (`prepare_image`: converted to `channels`, resized
 to `resolution` when stored at another size); all of them must have the one size
@@ -48,8 +49,6 @@ import hashlib
 import io
 import json
 import os
-import zipfile
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -60,131 +59,16 @@ from PIL import Image
 from jaxgen.data.folder import (DatasetError, ImageDataset, _read_cache, _unreadable_error, _write_cache,
                                 check_channels, check_resolution, default_cache_dir, folder_summary,
                                 prepare_image, source_info, warn_summary)
-from jaxgen.errors import OutputError
-from jaxgen.utils.files import inside
-from jaxgen.utils.outputs import MARKER, check_output, claim_output
-from jaxgen.utils.progress import Progress
+from jaxgen.data.nvidia_archive import Archive, PathLike
 
 LABELS_FILE = "dataset.json"
-EXPORT_KIND = "nvidia_dataset"          # marker kind of an NVIDIA folder jaxgen wrote
-IMPORT_KIND = "nvidia_import"           # marker kind of class folders imported from NVIDIA's format
 _CACHE_VERSION = 1
 _CHUNK = 256                            # images read from the zip, then decoded in threads, at a time
 _CHUNK_BYTES = 256 << 20                # ... and at most this many file bytes (one file may be more)
 # Bounds on hostile or broken archives, checked before anything is allocated for them:
 MAX_CLASSES = 100_000                   # classes a dataset.json without "class_names" may number
-MAX_ENTRY_BYTES = 256 << 20             # one image file read into memory (a 4096 px RGBA PNG is 64 MiB)
 MAX_JSON_BYTES = 128 << 20              # dataset.json (labels of ~3M images)
-MAX_RATIO = 1100                        # inflated / stored bytes of a zip entry (deflate's ceiling is ~1032)
-RATIO_FLOOR = 1 << 20                   # ... checked on entries that inflate to more than this
 MAX_PIXELS = 1 << 26                    # pixels of one image (8192 x 8192), read from its header
-PathLike = Union[str, os.PathLike]
-
-
-def _image_extensions() -> Tuple[str, ...]:
-    """Every extension PIL can open, as NVIDIA's ImageFolderDataset uses (PIL.Image.EXTENSION)."""
-    Image.init()
-    return tuple(Image.EXTENSION)
-
-
-def _is_image_name(name: str, extensions: Tuple[str, ...]) -> bool:
-    """An image file of the dataset: a PIL extension, no hidden part (macOS's __MACOSX/._x.png)."""
-    parts = name.split("/")
-    hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
-    return not hidden and os.path.splitext(name)[1].lower() in extensions
-
-
-def _outside(name: str) -> bool:
-    """True for an archive entry naming a place outside the archive: absolute ('/etc/x.png',
-    'C:/x.png', '\\x.png') or with a '..' part. zipfile lists such names as they are stored."""
-    parts = name.replace("\\", "/").split("/")
-    drive = len(name) > 1 and name[1] == ":" and name[0].isalpha()
-    return name.startswith(("/", "\\")) or drive or ".." in parts
-
-
-class Archive:
-    """The files of a zip or a folder by relative '/'-separated name: `names` (sorted), `read`.
-
-    Why the bounds: a zip is untrusted input. Entries that name a place outside it are refused
-    when it is opened; `read` refuses a file over `max_entry_bytes` (from the zip's declared
-    size or the file's, before reading) and a zip entry that inflates over `max_ratio` times its
-    stored size (a zip bomb), each in one line naming the entry, instead of filling memory."""
-
-    def __init__(self, path: PathLike, max_entry_bytes: int = MAX_ENTRY_BYTES, max_ratio: float = MAX_RATIO):
-        self.path = Path(path).expanduser()
-        self.zip = None
-        self.max_entry_bytes, self.max_ratio = int(max_entry_bytes), float(max_ratio)
-        if self.path.is_dir():
-            names = [os.path.relpath(os.path.join(d, f), self.path).replace(os.sep, "/")
-                     for d, _, files in os.walk(self.path) for f in files]
-        elif self.path.is_file():
-            try:
-                self.zip = zipfile.ZipFile(self.path)
-            except (zipfile.BadZipFile, OSError) as e:
-                raise DatasetError(f"{self.path} is not a readable zip ({e}); pass a zip written by "
-                                   "NVIDIA's dataset_tool.py (or jaxgen's export), or re-create it") from None
-            names = [n for n in self.zip.namelist() if not n.endswith("/")]
-            bad = next((n for n in self.zip.namelist() if _outside(n)), None)
-            if bad is not None:
-                self.zip.close()
-                raise DatasetError(f"{self.path} holds the entry {bad!r}, a path outside the zip (absolute or "
-                                   "with '..'), which no dataset has: re-make the zip from the dataset's "
-                                   "folder (dataset_tool.py, or python -m jaxgen.data.nvidia_dataset export)")
-        else:
-            raise DatasetError(f"dataset not found: {self.path}. Pass a zip written by NVIDIA's "
-                               "dataset_tool.py, or a folder of images with its dataset.json")
-        self.names = sorted(names)
-
-    def image_names(self) -> List[str]:
-        """The dataset's images: names with a PIL extension (as NVIDIA's loader), none hidden."""
-        extensions = _image_extensions()
-        return [n for n in self.names if _is_image_name(n, extensions)]
-
-    def size(self, name: str) -> int:
-        """Bytes of file `name` (a zip entry's declared inflated size: zipfile reads no more)."""
-        if self.zip is not None:
-            return self.zip.getinfo(name).file_size
-        return (self.path / name).stat().st_size
-
-    def check(self, name: str, limit: Optional[int] = None) -> int:
-        """The size of `name` if reading it is safe, else DatasetError naming it: over `limit`
-        (default max_entry_bytes) bytes, or a zip entry inflating over max_ratio times."""
-        limit, size = self.max_entry_bytes if limit is None else int(limit), self.size(name)
-        where = f"{name} in {self.path}" if self.zip is not None else str(self.path / name)
-        if size > limit:
-            raise DatasetError(f"{where} is {size:,} bytes, over the {limit:,} one file of a dataset may "
-                               "have (a corrupt or hostile zip?); remove it, or re-make the zip with "
-                               "dataset_tool.py at the size you train at")
-        stored = self.zip.getinfo(name).compress_size if self.zip is not None else size
-        if size > RATIO_FLOOR and size > self.max_ratio * max(stored, 1):
-            raise DatasetError(f"{where} inflates from {stored:,} to {size:,} bytes (over {self.max_ratio:g}x: "
-                               "a zip bomb?); re-make the zip with dataset_tool.py (it stores images uncompressed)")
-        return size
-
-    def read(self, name: str, limit: Optional[int] = None) -> bytes:
-        """The bytes of `name` after `check`: read as a stream of at most its checked size."""
-        size = self.check(name, limit)
-        try:
-            with self.zip.open(name) if self.zip is not None else open(self.path / name, "rb") as f:
-                return f.read(size)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as e:
-            raise DatasetError(f"{name} in {self.path} cannot be read ({type(e).__name__}: {str(e)[:80]}); "
-                               "the file is damaged: re-make or re-download the dataset") from None
-
-    def stamp(self) -> list:
-        """What the cache key depends on: the zip's size and mtime, or every file's in a folder."""
-        files = [self.path] if self.zip is not None else [self.path / n for n in self.names]
-        return [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-
-    def close(self) -> None:
-        if self.zip is not None:
-            self.zip.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def is_nvidia_dataset(path: PathLike) -> bool:
@@ -405,7 +289,7 @@ def load_nvidia_dataset(path: PathLike, resolution: int, channels: int = 3, requ
             raise DatasetError(
                 f"{arch.path} has {len(names)} class(es) but {need} are required for labelled "
                 "(conditional) training: its dataset.json gives no labels. Write one with integer "
-                "classes (e.g. python -m jaxgen.data.nvidia_dataset export from class folders), or "
+                "classes (e.g. python -m jaxgen nvidia_dataset export from class folders), or "
                 "train unconditionally.")
         cache_file = _cache_path(arch, resolution, channels, skip_corrupt, cache_dir)
         ds = _read_cache(cache_file)
@@ -415,121 +299,3 @@ def load_nvidia_dataset(path: PathLike, resolution: int, channels: int = 3, requ
             _write_cache(cache_file, ds)
     warn_summary(ds.summary)
     return ds
-
-
-# ---------------------------------------------------------------------------------------- writing
-
-
-def nvidia_name(index: int) -> str:
-    """The archive name of image `index`, as dataset_tool.py writes it: '00001/img00001234.png'."""
-    return f"{index // 1000:05d}/img{index:08d}.png"
-
-
-def _png_bytes(img: np.ndarray, compress_level: int) -> bytes:
-    """One uint8 image [H, W, C] (C = 1 or 3) as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, format="png",
-                                                                     compress_level=compress_level)
-    return buf.getvalue()
-
-
-def _check_arrays(images: np.ndarray, labels: Optional[np.ndarray], class_names: Sequence[str]) -> None:
-    """The arrays NVIDIA's format can hold: uint8 [N, R, R, 1|3], R a power of two, labels in range."""
-    shape = getattr(images, "shape", None)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3) or not len(images):
-        raise DatasetError(f"images must be uint8 [N, R, R, 1 or 3] with N >= 1, got {images.dtype} {shape}")
-    r = images.shape[1]
-    if images.shape[2] != r or r < 4 or r & (r - 1):
-        raise DatasetError(f"NVIDIA's format needs square power-of-two images, got {r}x{images.shape[2]}: "
-                           "pass --resolution 32, 64, 128, ... to resize them")
-    if labels is not None:
-        if np.shape(labels) != (len(images),) or (len(labels) and (labels.min() < 0
-                                                                  or labels.max() >= len(class_names))):
-            raise DatasetError(f"labels must be [{len(images)}] classes in 0..{len(class_names) - 1}, "
-                               f"got shape {np.shape(labels)}")
-
-
-def check_fresh_folder(out: PathLike, kind: str, flag: str) -> Path:
-    """`out` if new or empty (else OutputError, also for an earlier conversion: no stale files mix in)."""
-    p = check_output(out, kind, flag)
-    if p.exists() and any(e.name != MARKER for e in p.iterdir()):
-        raise OutputError(f"{flag} {p} holds an earlier conversion; nothing was written: delete it or "
-                          f"choose a new folder with {flag}")
-    return p
-
-
-def check_nvidia_output(out: PathLike, flag: str = "OUT") -> Path:
-    """`out` if NVIDIA's dataset may be written there, else OutputError (creates nothing):
-    a .zip must not exist; a folder must be new or empty."""
-    p = Path(out).expanduser()
-    if p.suffix.lower() == ".zip":
-        if p.exists():
-            raise OutputError(f"{flag} {p} exists; nothing was written: choose a new .zip name or delete it")
-        return p
-    return check_fresh_folder(p, EXPORT_KIND, flag)
-
-
-def write_nvidia_dataset(images: np.ndarray, labels: Optional[np.ndarray], class_names: Sequence[str],
-                         out: PathLike, flag: str = "OUT", progress_every: float = 10.0,
-                         compress_level: int = 0, log=print) -> Path:
-    """Write uint8 images [N, R, R, C] in NVIDIA's layout to `out` (a .zip, else a folder).
-
-    labels int32 [N] in [0, len(class_names)), or None (unlabelled: "labels": null); one
-    class only is also written unlabelled. dataset.json also gets "class_names". PNGs are
-    uncompressed (compress_level=0) and the zip stored, as dataset_tool.py writes them, so
-    they decode fast in a training loop. A zip is written under a temporary name and
-    renamed when complete. Returns `out`.
-    """
-    images = np.asarray(images)
-    labels = None if labels is None or len(class_names) < 2 else np.asarray(labels)
-    _check_arrays(images, labels, class_names)
-    p = check_nvidia_output(out, flag)
-    entries = [nvidia_name(i) for i in range(len(images))]
-    meta = dict(labels=None if labels is None else [[n, int(c)] for n, c in zip(entries, labels)],
-                class_names=list(class_names))
-    bar = Progress(len(images), f"export: images to {p}", every=progress_every, log=log)
-    if p.suffix.lower() == ".zip":
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + f".tmp{os.getpid()}")
-        try:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-                for name, img in bar.iterate(zip(entries, images)):
-                    z.writestr(name, _png_bytes(img, compress_level))
-                z.writestr(LABELS_FILE, json.dumps(meta))
-            os.replace(tmp, p)
-        finally:
-            tmp.unlink(missing_ok=True)     # only left when interrupted
-        return p
-    claim_output(p, EXPORT_KIND, flag)
-    for name, img in bar.iterate(zip(entries, images)):
-        f = inside(p, p / name)
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_bytes(_png_bytes(img, compress_level))
-    (p / LABELS_FILE).write_text(json.dumps(meta))
-    return p
-
-
-def write_class_folders(ds: ImageDataset, out: PathLike, flag: str = "OUT_DIR",
-                        progress_every: float = 10.0, log=print) -> Path:
-    """Write `ds` as jaxgen class folders: out/<class>/<name>.png (name: the file's own name
-    without its extension, or its whole relative name with '/' -> '_' when those repeat)."""
-    bad = [n for n in ds.class_names if not n or n.startswith(".") or any(c in n for c in "/\\:")]
-    if bad:
-        raise DatasetError(f"class name {bad[0]!r} cannot be a folder name; fix \"class_names\" in "
-                           "dataset.json (or remove it: classes are then named 0, 1, ...)")
-    rel = [os.path.splitext(_relative(ds, p))[0] for p in ds.paths]
-    base = [r.rsplit("/", 1)[-1] for r in rel]
-    names = base if len(set(base)) == len(base) else [r.replace("/", "_") for r in rel]
-    p = claim_output(out, IMPORT_KIND, flag)
-    bar = Progress(len(ds), f"import: images to {p}", every=progress_every, log=log)
-    for i in bar.iterate(range(len(ds))):
-        f = inside(p, p / ds.class_names[ds.labels[i]] / (names[i] + ".png"))
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_bytes(_png_bytes(ds.images[i], 6))
-    return p
-
-
-def _relative(ds: ImageDataset, path: str) -> str:
-    """The name of `path` inside the dataset's zip or folder ('00000/img00000000.png')."""
-    root = (ds.summary or {}).get("root")
-    return os.path.relpath(path, root).replace(os.sep, "/") if root else os.path.basename(path)

@@ -1,7 +1,7 @@
 """Pack a dataset once into random-access shards, for datasets larger than memory.
 
-    python -m jaxgen.data.pack SRC OUT --resolution R [--channels C] [--encoding raw|png]
-    python -m jaxgen.data.pack mnist OUT --source tfds --resolution 32 --split train --data_dir DIR
+    python -m jaxgen pack SRC OUT --resolution R [--channels C] [--encoding raw|png]
+    python -m jaxgen pack mnist OUT --source tfds --resolution 32 --split train --data_dir DIR
 
 SRC: an image folder (class sub-folders), NVIDIA's dataset_tool.py zip or folder, or
 (--source tfds) a prepared TFDS dataset name. Each image is prepared as the loaders
@@ -30,13 +30,11 @@ DatasetError naming it (all unreadable files at once, or --skip_corrupt).
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import json
 import os
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -44,15 +42,16 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from jaxgen.cli import run_main
 from jaxgen.data import folder as folder_lib
-from jaxgen.data import nvidia_format
+from jaxgen.data import nvidia_format, nvidia_writer
 from jaxgen.data.folder import (CONVERSIONS, DatasetError, ImageDataset, basic_summary, check_channels,
                                 check_resolution, scan_image_folder, summary_line)
-from jaxgen.data.nvidia_format import Archive, is_nvidia_dataset
+from jaxgen.data.nvidia_archive import Archive
+from jaxgen.data.nvidia_format import is_nvidia_dataset
 from jaxgen.data.packed import (ENCODINGS, FORMAT, LABELS_FILE, META_FILE, PATHS_FILE, VERSION, content_hasher,
                                 is_packed, shard_suffix)
 from jaxgen.data.tfds_source import open_tfds
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.utils.progress import Progress
 
@@ -233,7 +232,7 @@ def _record(img: np.ndarray, encoding: str) -> bytes:
     the size is within a few percent of level 6 for photos)."""
     if encoding == "raw":
         return np.ascontiguousarray(img).tobytes()
-    return nvidia_format._png_bytes(img, 1)
+    return nvidia_writer._png_bytes(img, 1)
 
 
 def _write_rows(source: _Source, tmp: Path, resolution: int, channels: int, encoding: str, shard_bytes: int,
@@ -281,7 +280,7 @@ def _publish(tmp: Path, out: Path) -> None:
 
 def pack_dataset(src: Union[PathLike, Dict[str, Any]], out: PathLike, resolution: int, channels: int = 3,
                  encoding: str = "raw", shard_bytes: int = SHARD_BYTES, skip_corrupt: bool = False,
-                 threads: Optional[int] = None, progress_every: float = 10.0, log=print) -> Path:
+                 threads: Optional[int] = None, progress_every: float = 10.0) -> Path:
     """Pack `src` (see `open_source`) into the new folder `out` (see the module docstring);
     returns `out`. OUT and SRC are checked before anything is created."""
     resolution, channels = check_resolution(resolution, power_of_two=False), check_channels(channels)
@@ -289,7 +288,7 @@ def pack_dataset(src: Union[PathLike, Dict[str, Any]], out: PathLike, resolution
         raise DatasetError(f"--encoding {encoding!r}: use 'raw' (fastest to read) or 'png' (smaller)")
     out = check_output(out, KIND, "OUT")
     source = open_source(src, resolution, channels, threads)
-    return _write_pack(source, out, resolution, channels, encoding, shard_bytes, skip_corrupt, progress_every, log)
+    return _write_pack(source, out, resolution, channels, encoding, shard_bytes, skip_corrupt, progress_every)
 
 
 def _array_source(items: Iterable[Tuple[np.ndarray, int]], resolution: int, channels: int,
@@ -317,7 +316,7 @@ def _array_source(items: Iterable[Tuple[np.ndarray, int]], resolution: int, chan
 
 def pack_arrays(items: Iterable[Tuple[np.ndarray, int]], out: PathLike, resolution: int, channels: int = 3,
                 encoding: str = "raw", class_names: Optional[Sequence[str]] = None, total: Optional[int] = None,
-                shard_bytes: int = SHARD_BYTES, progress_every: float = 10.0, log=print) -> Path:
+                shard_bytes: int = SHARD_BYTES, progress_every: float = 10.0) -> Path:
     """Pack images given as arrays, one at a time: `items` yields (uint8 [R, R, C], int label)
     already at the pack's size (no conversion; each is written and dropped, so memory does not
     grow with their number). class_names: one per label (default '0', '1', ... up to the
@@ -328,56 +327,28 @@ def pack_arrays(items: Iterable[Tuple[np.ndarray, int]], out: PathLike, resoluti
         raise DatasetError(f"encoding {encoding!r}: use 'raw' (fastest to read) or 'png' (smaller)")
     out = check_output(out, KIND, "OUT")
     source = _array_source(items, resolution, channels, class_names, total)
-    return _write_pack(source, out, resolution, channels, encoding, shard_bytes, False, progress_every, log)
+    return _write_pack(source, out, resolution, channels, encoding, shard_bytes, False, progress_every)
 
 
 def _write_pack(source: _Source, out: Path, resolution: int, channels: int, encoding: str, shard_bytes: int,
-                skip_corrupt: bool, progress_every: float, log) -> Path:
+                skip_corrupt: bool, progress_every: float) -> Path:
     """Write `source` into a hidden folder beside `out`, then put it in place (see the module docstring)."""
     tmp = out.with_name(f".{out.name}.packing-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)      # left by a killed run of this process id
         claim_output(tmp, KIND, "OUT")
-        bar = Progress(source.total, f"pack: images to {out}", every=progress_every, log=log)
+        bar = Progress(source.total, f"pack: images to {out}", every=progress_every)
         meta = _write_rows(source, tmp, resolution, channels, encoding, shard_bytes, skip_corrupt, bar)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
         _publish(tmp, out)
     finally:
         source.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"pack: wrote {out}: {len(meta['shards'])} shard(s), {meta['encoding']}, content sha256 "
-        f"{meta['content_sha256'][:16]}...; {summary_line(meta['summary'])}")
+    logger.info(f"pack: wrote {out}: {len(meta['shards'])} shard(s), {meta['encoding']}, content sha256 "
+                f"{meta['content_sha256'][:16]}...; {summary_line(meta['summary'])}")
     return out
 
 
-def main(argv=None) -> int:
-    """CLI: `SRC OUT --resolution R [--channels C] [--encoding raw|png] [--source folder|tfds ...]`."""
-    ap = argparse.ArgumentParser(prog="python -m jaxgen.data.pack", description=(
-        "Pack an image folder, an NVIDIA dataset zip or a prepared TFDS split into shards "
-        "that training reads by index (--config.data.path=OUT)."))
-    ap.add_argument("src", help="image folder, NVIDIA zip/folder, or (with --source tfds) a TFDS name")
-    ap.add_argument("out", help="new folder for the pack (or an earlier pack, replaced)")
-    ap.add_argument("--resolution", type=int, required=True, help="square size R of the packed images")
-    ap.add_argument("--channels", type=int, default=3, choices=(1, 3), help="1 (grayscale) or 3 (RGB)")
-    ap.add_argument("--encoding", default="raw", choices=ENCODINGS,
-                    help="raw: no decoding when read (default); png: about half the bytes")
-    ap.add_argument("--source", default="folder", choices=("folder", "tfds"))
-    ap.add_argument("--split", default="train", help="TFDS split (e.g. train, train[:90%%])")
-    ap.add_argument("--data_dir", default=None, help="TFDS data_dir (default $TFDS_DATA_DIR)")
-    ap.add_argument("--image_key", default="image")
-    ap.add_argument("--label_key", default="label", help="TFDS label feature ('' for unlabelled)")
-    ap.add_argument("--max_examples", type=int, default=None)
-    ap.add_argument("--skip_corrupt", action="store_true", help="leave unreadable files out (listed)")
-    ap.add_argument("--shard_mb", type=float, default=SHARD_BYTES / 2 ** 20, help="MiB of records per shard")
-    ap.add_argument("--progress_every", type=float, default=10.0, help="seconds between progress lines")
-    a = ap.parse_args(argv)
-    src = a.src if a.source == "folder" else dict(
-        source="tfds", name=a.src, split=a.split, data_dir=a.data_dir, image_key=a.image_key,
-        label_key=a.label_key or None, max_examples=a.max_examples)
-    pack_dataset(src, a.out, a.resolution, a.channels, a.encoding, int(a.shard_mb * 2 ** 20), a.skip_corrupt,
-                 progress_every=a.progress_every)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen pack
+    import runpy
+    runpy.run_module("jaxgen.commands.pack", run_name="__main__")

@@ -1,4 +1,4 @@
-"""Read a packed dataset ("jaxgen-packed" v1, written by `python -m jaxgen.data.pack`).
+"""Read a packed dataset ("jaxgen-packed" v1, written by `python -m jaxgen pack`).
 
 Why: the other sources decode every image into one in-RAM array before the first
 step, so a dataset larger than memory cannot train. A packed folder holds the
@@ -37,7 +37,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, Optional, Sequence, Union
 
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordReader
@@ -78,7 +78,7 @@ def read_meta(path: PathLike) -> Dict[str, Any]:
         meta = json.loads((root / META_FILE).read_text())
     except (OSError, ValueError) as e:
         raise DatasetError(f"{root / META_FILE} is not readable ({type(e).__name__}); re-pack the "
-                           "dataset with python -m jaxgen.data.pack") from None
+                           "dataset with python -m jaxgen pack") from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise DatasetError(f"{root} is not a {FORMAT} v{VERSION} folder (format {meta.get('format')!r}, "
                            f"version {meta.get('version')!r}); re-pack it with this jaxgen")
@@ -280,7 +280,7 @@ class PackedImages:
 
     def _damaged(self, shard: int, what: str) -> DatasetError:
         return DatasetError(f"{self.root / self.meta['shards'][shard]['file']} holds {what}: the pack is "
-                            "damaged; re-pack the dataset with python -m jaxgen.data.pack")
+                            "damaged; re-pack the dataset with python -m jaxgen pack")
 
     def _reader(self, shard: int) -> Any:
         """The shard's reader, opened once: a file descriptor of a raw shard (`os.preadv` is
@@ -296,7 +296,7 @@ class PackedImages:
         f = self.root / self.meta["shards"][shard]["file"]
         if not f.is_file():
             raise DatasetError(f"{f} is missing: the pack {self.root} is incomplete; re-pack "
-                               "the dataset with python -m jaxgen.data.pack")
+                               "the dataset with python -m jaxgen pack")
         if self.encoding != "raw":
             return ArrayRecordReader(str(f), READER_OPTIONS)
         want = int(self.meta["shards"][shard]["rows"]) * int(np.prod(self.item_shape))
@@ -361,7 +361,7 @@ def load_packed(path: PathLike, resolution: int, channels: int = 3, require_labe
         raise DatasetError(f"{root} is packed at {meta['resolution']}px x{meta['channels']} but "
                            f"{resolution}px x{channels} was asked: set --config.data.resolution="
                            f"{meta['resolution']} --config.data.channels={meta['channels']}, or re-pack "
-                           f"it with python -m jaxgen.data.pack --resolution {resolution} --channels {channels}")
+                           f"it with python -m jaxgen pack --resolution {resolution} --channels {channels}")
     names = list(meta["class_names"])
     need = max(int(min_classes), 2 if require_labels else 1)
     if len(names) < need:

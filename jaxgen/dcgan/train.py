@@ -39,7 +39,9 @@ from jaxgen.data import load_dataset, to_float
 from jaxgen.dcgan.models import (Discriminator, Generator, build, discriminator_loss, ema_update,
                                  generator_loss, model_kwargs)
 from jaxgen.harness import loop
-from jaxgen.harness.batches import batch_at_step, grid_inputs
+from jaxgen.harness.batches import Grid, batch_at_step, grid_inputs
+from jaxgen.harness.experiment import Experiment, TickInfo
+from jaxgen.harness.schedule import Schedule
 from jaxgen.utils.images import save_grid
 
 
@@ -154,19 +156,20 @@ def plot_losses(history: List[Dict[str, float]], path) -> pathlib.Path:
     return path
 
 
-class DCGANExperiment(loop.Experiment):
-    """The DCGAN for `jaxgen.harness.loop.train`; batches are (images [B,R,R,C] in [-1,1],
-    labels int32 [B])."""
+class DCGANExperiment(Experiment):
+    """The DCGAN for `jaxgen.harness.loop.train` (the contract: `jaxgen.harness.experiment`);
+    batches are (images [B,R,R,C] in [-1,1], labels int32 [B])."""
 
     kind = "dcgan"
+    grid: Grid                        # always set: G's samples every image snapshot
     divergence_hint = "lower config.train.g_lr/d_lr"
     resolution_range = (16, 256)      # models.stage_widths
 
     def __init__(self, config: Any, workdir: pathlib.Path):
         t, kd = config.train, config.kd
         self.config, self.workdir, self.seed = config, workdir, int(config.seed)
-        data_cfg = config.data.to_dict() if hasattr(config.data, "to_dict") else dict(config.data)
-        data_cfg["cache_dir"] = data_cfg.get("cache_dir") or None
+        data_cfg = config.data.to_dict()
+        data_cfg["cache_dir"] = data_cfg["cache_dir"] or None
         self.ds = ds = load_dataset(data_cfg)
         self.data_summary = {"train": ds.summary}
         self.num_examples = len(ds.images)
@@ -174,14 +177,13 @@ class DCGANExperiment(loop.Experiment):
         G_kwargs, D_kwargs = model_kwargs(config.model, ds.resolution, ds.channels, k)
         self.G, self.D = G, D = build(G_kwargs, D_kwargs)
         self.g_tx, self.d_tx = make_optimizers(t)
-        self.schedule = loop.Schedule.from_kimg(t)
+        self.schedule = Schedule.from_kimg(t)
         self.descriptor = dict(class_names=list(ds.class_names[:k]) if k else [], resolution=ds.resolution,
                                channels=ds.channels, G_kwargs=G_kwargs, D_kwargs=D_kwargs)
         self.train_step = make_train_step(G, D, self.g_tx, self.d_tx, StepConfig(
             z_dim=G.z_dim, kd_g_weight=float(kd.g_weight), kd_d_weight=float(kd.d_weight),
             ema_decay=float(kd.ema_decay)))
-        self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, G.z_dim,
-                                int(t.get("grid_cols", 8)), self.seed)
+        self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, G.z_dim, int(t.grid_cols), self.seed)
         self._gen = jax.jit(lambda p, z, c: G.apply({"params": p}, z, c))
 
     def banner(self) -> str:
@@ -196,7 +198,7 @@ class DCGANExperiment(loop.Experiment):
     def local_batch(self, step: int, process=(0, 1)):
         """This process's rows of step `step`'s batch (of a streamed pack, only those are read)."""
         img, labels = batch_at_step(self.ds.images, self.ds.labels, step, self.schedule.batch_size,
-                                    self.seed, bool(self.config.data.get("mirror", False)), process)
+                                    self.seed, bool(self.config.data.mirror), process)
         return to_float(img), labels
 
     def sample(self, state: DCGANState, params: Any = None) -> np.ndarray:
@@ -208,11 +210,11 @@ class DCGANExperiment(loop.Experiment):
         return (f"G {stats['loss/G_gan']:.4f}  D {stats['loss/D_gan']:.4f}  kdG {stats['kd/G']:.4f}  "
                 f"kdD {stats['kd/D']:.4f}  real {stats['logits/real']:+.3f}  fake {stats['logits/fake']:+.3f}")
 
-    def after_tick(self, state: DCGANState, tick: loop.TickInfo) -> None:
+    def after_tick(self, state: DCGANState, tick: TickInfo) -> None:
         if tick.image_snapshot and jax.process_index() == 0:
             plot_losses(tick.history, self.workdir / "losses.png")
 
-    def finish(self, state: DCGANState, tick: loop.TickInfo) -> None:
+    def finish(self, state: DCGANState, tick: TickInfo) -> None:
         """samples/final.png (teacher G) and samples/student_final.png; losses.png redrawn."""
         if jax.process_index() != 0:
             return

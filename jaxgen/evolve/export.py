@@ -51,12 +51,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import pathlib
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -64,51 +63,16 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from PIL import Image
 
-from jaxgen.errors import OutputError
+from jaxgen.evolve.export_config import ClassTask, ExportConfig, export_settings
+from jaxgen.evolve.export_folder import OpenExport, open_export
 from jaxgen.evolve.fitness import Inputs, Scorer, jit_terms
 from jaxgen.evolve.ga import GAConfig, run_ga
-from jaxgen.evolve.identity import pixel_features
+from jaxgen.evolve.pixel_embedder import pixel_features
 from jaxgen.evolve.terms import FEATURE_SIZE
 from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
-from jaxgen.utils.outputs import MARKER, check_output, claim_output, forget_settings, read_marker
+from jaxgen.utils.logger import logger
 from jaxgen.utils.progress import Progress
-
-OUTPUT_KIND = "evolve"
-
-
-@dataclasses.dataclass
-class ClassTask:
-    """Everything the export needs for one class (built by ``jaxgen.evolve.tasks``)."""
-
-    name: str
-    scorer: Scorer
-    inputs: Inputs                     # fitness inputs; the export sets the bank each round
-    target: Optional[int]              # classifier index of this class (None: no classifier)
-    generator: str                     # where G came from (for the metadata)
-    ref_files: List[str]               # identity references, for nearest-face metadata
-    identity_name: str = ""            # the identity embedder's name, for the metadata
-    near_copy: Any = None              # identity.IdentityCheck of a pixel identity: the shift-tolerant
-                                       # check (calibrated threshold) export applies instead of the term's
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportConfig:
-    """How many images per class, how they are drawn and checked (see the module doc)."""
-
-    num_per_class: int = 16
-    per_round: int = 4
-    max_rounds: int = 0               # 0: 4 * ceil(num_per_class / per_round)
-    psi: float = 0.7                  # truncation of each round's starting latent
-    seed: int = 0
-    require_class: bool = True
-    min_diversity: float = 0.05
-    bank_size: int = 1024
-
-    @property
-    def rounds(self) -> int:
-        """The most rounds per class."""
-        return self.max_rounds or 4 * math.ceil(self.num_per_class / self.per_round)
 
 
 @functools.partial(jax.jit, static_argnames="size")
@@ -122,183 +86,10 @@ def _feature_size(scorer: Scorer) -> int:
     return int(getattr(scorer.term("diversity"), "feature_size", FEATURE_SIZE))
 
 
-def _read_jsonl(path: pathlib.Path) -> List[dict]:
-    """The rows of a JSON-lines file ([] if missing), without a last line cut by a crash."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a crash: its round is redone
-                pass
-    return rows
-
-
 def _json_num(x):
     """A float for JSON; NaN (e.g. a face that could not be embedded) -> null."""
     x = float(x)
     return None if math.isnan(x) else x
-
-
-@dataclasses.dataclass
-class _Export:
-    """The export's shared state: where it writes and what finished rounds wrote."""
-
-    out: pathlib.Path
-    ga_cfg: GAConfig
-    cfg: ExportConfig
-    log: Callable[[str], None]
-    progress: Dict[str, dict]          # progress.json: per class rounds, exported, rejected, history
-    rows: List[dict]                   # metadata.jsonl rows of finished rounds
-
-    @property
-    def meta_path(self) -> pathlib.Path:
-        return self.out / "metadata.jsonl"
-
-    @property
-    def prog_path(self) -> pathlib.Path:
-        return self.out / "progress.json"
-
-
-def _legacy_export(folder: pathlib.Path) -> bool:
-    """True for an export written before the output marker: its progress.json of class rounds."""
-    try:
-        prog = json.loads((folder / "progress.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(prog, dict) and all(isinstance(v, dict) and "rounds" in v for v in prog.values())
-
-
-def check_export_folder(out, flag: str = "--out") -> pathlib.Path:
-    """`out` as a Path if an export may write there (new, empty, or an export); else OutputError.
-
-    Creates nothing: evolve.py calls it before it builds any model.
-    """
-    return check_output(out, OUTPUT_KIND, flag, legacy=_legacy_export)
-
-
-def settings_diff(stored: Any, now: Any, key: str = "") -> List[str]:
-    """'key: old -> new' of every leaf where two settings dicts differ (keys joined by dots)."""
-    if isinstance(stored, dict) and isinstance(now, dict):
-        return [d for k in sorted(set(stored) | set(now), key=str)
-                for d in settings_diff(stored.get(k), now.get(k), f"{key}.{k}" if key else str(k))]
-    return [] if stored == now else [f"{key}: {stored!r} -> {now!r}"]
-
-
-def refuse_changed(out: pathlib.Path, now: Dict[str, Any], flag: str = "--out") -> None:
-    """OutputError (one line, nothing written) when the export in `out` was made with other
-    settings: the sections of `now` that its marker also holds are compared ('config': the evolve
-    config before any model is built; 'export': `export_settings`, once they are)."""
-    stored = (read_marker(out) or {}).get("settings") if out.is_dir() else None
-    if not isinstance(stored, dict):
-        return
-    now = json.loads(json.dumps(now, default=str))
-    diff = [d for k in now if k in stored for d in settings_diff(stored[k], now[k], k)]
-    if diff:
-        more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
-        raise OutputError(f"{flag} {out} holds an export made with other settings ({'; '.join(diff[:4])}{more}); "
-                          f"nothing was written: rerun with its settings to resume it, choose a new {flag}, or "
-                          "pass --rebuild to replace that export's images with new ones")
-
-
-def store_settings(out: pathlib.Path, now: Dict[str, Any]) -> None:
-    """Record the settings sections `now` in the export's marker (beside those it holds)."""
-    marker = read_marker(out) or {}
-    settings = dict(marker.get("settings") or {}, **json.loads(json.dumps(now, default=str)))
-    if marker.get("settings") != settings:
-        write_text_atomic(out / MARKER, json.dumps(dict(marker, settings=settings), indent=1) + "\n")
-
-
-def _sha256(tree: Any, cache: Dict[int, str]) -> Optional[str]:
-    """A SHA-256 (20 hex digits) of a pytree of arrays (model weights); cached by the tree's id."""
-    if id(tree) not in cache:
-        leaves = jax.tree_util.tree_leaves(tree)
-        h = hashlib.sha256()
-        for leaf in leaves:
-            a = np.ascontiguousarray(np.asarray(leaf))
-            h.update(f"{a.dtype.str}{a.shape}".encode())
-            h.update(a.tobytes())
-        cache[id(tree)] = h.hexdigest()[:20] if leaves else None
-    return cache[id(tree)]
-
-
-def export_settings(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig) -> Dict[str, Any]:
-    """What decides an export's images, compared when it is resumed: the GA, the export settings
-    but how many images (num_per_class, max_rounds: a rerun may ask for more), and per class the
-    generator (path, SHA-256 of its weights and of the term models'), the fitness terms, the
-    target class, the identity references and the near-copy threshold in use."""
-    cache: Dict[int, str] = {}
-    export = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("num_per_class", "max_rounds")}
-    classes = {t.name: dict(generator=t.generator, weights=_sha256(t.inputs.g_vars, cache),
-                            term_models={k: _sha256(v, cache) for k, v in sorted(t.inputs.term_vars.items())},
-                            terms=[term.describe() for term in t.scorer.terms], target=t.target,
-                            references=len(t.ref_files), identity=t.identity_name,
-                            threshold=None if t.near_copy is None else round(float(t.near_copy.threshold), 4))
-               for t in tasks}
-    return dict(ga=dataclasses.asdict(ga_cfg), export=export, classes=classes)
-
-
-def config_settings(config: Dict[str, Any]) -> Dict[str, Any]:
-    """evolve.py's config (a dict) as an export compares it: without where it writes, how it is
-    distributed and how many images it asks for (a rerun may ask for more of the same)."""
-    return {k: v for k, v in config.items() if k not in ("out", "distributed", "num_per_class", "max_rounds")}
-
-
-def _own_files(folder: pathlib.Path, name: str, ext: str) -> List[pathlib.Path]:
-    """The export-pattern files <name>_NNNNN<ext> of a folder, with the .tmp<ext> of a cut write."""
-    digits = "[0-9]" * 5
-    return sorted(list(folder.glob(f"{name}_{digits}{ext}")) + list(folder.glob(f"{name}_{digits}.tmp{ext}")))
-
-
-def remove_unlisted(out: pathlib.Path, rows: List[dict]) -> int:
-    """Delete the export-pattern images (<class>/<class>_NNNNN.png) and latents
-    (latents/<class>/<class>_NNNNN.npy) that no metadata row lists: written by a round that did
-    not finish, or by an earlier export (--rebuild passes no rows). Other files stay; class
-    folders left empty are removed. Returns how many images."""
-    keep = {r.get("file") for r in rows} | {r.get("latent") for r in rows}
-    n = 0
-    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "latents"):
-        for folder, ext in ((d, ".png"), (out / "latents" / d.name, ".npy")):
-            gone = [p for p in _own_files(folder, d.name, ext) if p.relative_to(out).as_posix() not in keep]
-            for p in gone:
-                p.unlink()
-            n += len(gone) if ext == ".png" else 0
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-    return n
-
-
-def clear_export(out: pathlib.Path) -> int:
-    """--rebuild: delete what the export in `out` wrote (its images and latents, metadata.jsonl,
-    progress.json, evolve.json, the plots) and forget its settings; returns images removed."""
-    n = remove_unlisted(out, [])
-    for f in ("metadata.jsonl", "progress.json", "evolve.json", "fitness.png", "preview.png"):
-        (out / f).unlink(missing_ok=True)
-    forget_settings(out)
-    return n
-
-
-def _open_export(out: pathlib.Path, ga_cfg: GAConfig, cfg: ExportConfig, log, settings: Dict[str, Any],
-                 rebuild: bool = False) -> _Export:
-    """Claim `out` (new, empty or an export) or resume it: an export made with other `settings`
-    is refused (cleared with `rebuild`); keep the metadata rows of finished rounds and remove the
-    images no row lists, so the folder holds exactly what metadata.jsonl lists."""
-    check_export_folder(out)
-    if rebuild and out.is_dir():
-        log(f"evolve: --rebuild: removed {clear_export(out)} images of the earlier export in {out}")
-    refuse_changed(out, settings)
-    claim_output(out, OUTPUT_KIND, legacy=_legacy_export)
-    store_settings(out, settings)
-    ex = _Export(out, ga_cfg, cfg, log, {}, [])
-    if ex.prog_path.exists():
-        ex.progress = json.loads(ex.prog_path.read_text())
-    ex.rows = [r for r in _read_jsonl(ex.meta_path)
-               if r.get("round", 0) < ex.progress.get(r.get("class_name"), {}).get("rounds", 0)]
-    write_text_atomic(ex.meta_path, "".join(json.dumps(r) + "\n" for r in ex.rows))
-    stray = remove_unlisted(out, ex.rows)
-    if stray:
-        log(f"evolve: removed {stray} images of {out} that metadata.jsonl does not list (a round cut short)")
-    return ex
 
 
 @dataclasses.dataclass
@@ -320,7 +111,7 @@ class _ClassState:
         self.n_done += 1
 
 
-def _class_state(ex: _Export, task: ClassTask) -> _ClassState:
+def _class_state(ex: OpenExport, task: ClassTask) -> _ClassState:
     """The class's folders (checked to stay in `out`) and, on resume, its bank of exported images."""
     cdir = inside(ex.out, ex.out / task.name)
     ldir = inside(ex.out, ex.out / "latents" / task.name)
@@ -340,15 +131,14 @@ def _class_state(ex: _Export, task: ClassTask) -> _ClassState:
 
 
 def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, out: str,
-                   settings: Optional[dict] = None, log: Callable[[str], None] = print,
-                   rebuild: bool = False, config: Optional[dict] = None) -> dict:
+                   settings: Optional[dict] = None, rebuild: bool = False, config: Optional[dict] = None) -> dict:
     """Run the GA rounds for every class task and export; returns the summary (evolve.json).
 
     A rerun into `out` resumes it when its settings (`export_settings`, and `config`: evolve.py's
     config as `config_settings` keeps it) are those of the export there, and is refused
     (OutputError) when not; rebuild=True replaces that export instead (`clear_export`)."""
     now = dict(export=export_settings(tasks, ga_cfg, cfg), **({"config": config} if config is not None else {}))
-    ex = _open_export(pathlib.Path(out), ga_cfg, cfg, log, now, rebuild)
+    ex = open_export(pathlib.Path(out), ga_cfg, cfg, now, rebuild)
     summary = dict(settings=settings or {}, classes={}, out=str(ex.out))
     for ci, task in enumerate(tasks):
         summary["classes"][task.name] = _export_class(ex, ci, task)
@@ -359,19 +149,19 @@ def evolve_dataset(tasks: List[ClassTask], ga_cfg: GAConfig, cfg: ExportConfig, 
     return summary
 
 
-def _export_class(ex: _Export, ci: int, task: ClassTask) -> dict:
+def _export_class(ex: OpenExport, ci: int, task: ClassTask) -> dict:
     """Rounds of class number `ci` until it has num_per_class images or max_rounds; its summary."""
     st, t0, cfg = _class_state(ex, task), time.time(), ex.cfg
     bar = Progress(cfg.num_per_class, f"evolve: {task.name}", every=30.0, done=st.n_done,
-                   unit="images", log=ex.log)
+                   unit="images")
     while st.n_done < cfg.num_per_class and st.prog["rounds"] < cfg.rounds:
         before = st.n_done
         _export_round(ex, ci, st)
         bar.update(st.n_done - before)
     if st.n_done < cfg.num_per_class:
-        ex.log(f"evolve: WARNING {task.name}: only {st.n_done}/{cfg.num_per_class} images after "
-               f"{st.prog['rounds']} rounds (max_rounds={cfg.rounds}); rejections: "
-               f"{st.prog['rejected']}. Raise --config.max_rounds or relax the checks.")
+        logger.warning(f"evolve: WARNING {task.name}: only {st.n_done}/{cfg.num_per_class} images after "
+                       f"{st.prog['rounds']} rounds (max_rounds={cfg.rounds}); rejections: "
+                       f"{st.prog['rejected']}. Raise --config.max_rounds or relax the checks.")
     return dict(exported=st.n_done, rounds=st.prog["rounds"], rejected=st.prog["rejected"],
                 seconds=round(time.time() - t0, 1))
 
@@ -389,7 +179,7 @@ class _Candidates:
     ga: dict                           # run_ga's result (history, best_fitness)
 
 
-def _candidates(ex: _Export, ci: int, rnd: int, st: _ClassState) -> _Candidates:
+def _candidates(ex: OpenExport, ci: int, rnd: int, st: _ClassState) -> _Candidates:
     """Run round `rnd` of class `ci`'s GA from its starting latent; score the final candidates."""
     scorer = st.task.scorer
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(ex.cfg.seed), ci), rnd)
@@ -426,7 +216,7 @@ def _identity_threshold(task: ClassTask) -> float:
     return float(task.near_copy.threshold if task.near_copy is not None else task.scorer.term("identity").threshold)
 
 
-def _export_round(ex: _Export, ci: int, st: _ClassState) -> None:
+def _export_round(ex: OpenExport, ci: int, st: _ClassState) -> None:
     """One round: GA, checks, files, metadata, then progress.json (the resume point)."""
     rnd, t0 = st.prog["rounds"], time.time()
     c = _candidates(ex, ci, rnd, st)
@@ -445,9 +235,9 @@ def _export_round(ex: _Export, ci: int, st: _ClassState) -> None:
         best, gen0 = float(c.ga["best_fitness"]), f"gen 0 max {h['max'][0]:.4f}"
     else:  # generations 0: the initial population only (a filter of the starting latents)
         best, gen0 = float(np.max(np.nan_to_num(c.fitness, nan=-np.inf))), "0 generations"
-    ex.log(f"evolve: {st.task.name} round {rnd}: best fitness {best:.4f} "
-           f"({gen0}), exported {len(accepted)} -> {st.n_done}/"
-           f"{ex.cfg.num_per_class}, rejected {reasons or 'none'} [{time.time() - t0:.1f}s]")
+    logger.info(f"evolve: {st.task.name} round {rnd}: best fitness {best:.4f} "
+                f"({gen0}), exported {len(accepted)} -> {st.n_done}/"
+                f"{ex.cfg.num_per_class}, rejected {reasons or 'none'} [{time.time() - t0:.1f}s]")
 
 
 def _select(cfg: ExportConfig, st: _ClassState, c: _Candidates) -> Tuple[List[int], Dict[str, int]]:
@@ -487,7 +277,7 @@ def _reject_reason(i: int, c: _Candidates, st: _ClassState, cfg: ExportConfig,
     return ""
 
 
-def _write_accepted(ex: _Export, st: _ClassState, c: _Candidates, rnd: int,
+def _write_accepted(ex: OpenExport, st: _ClassState, c: _Candidates, rnd: int,
                     accepted: List[int]) -> List[dict]:
     """Write the accepted candidates' PNGs and latents; their metadata rows."""
     task, rows = st.task, []

@@ -77,10 +77,20 @@ def seed_genomes(G, g_vars, space: LatentSpace, c_onehot, mean, std, z, psi: flo
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class StyleGANDecoder:
-    """Genome -> image for a StyleGAN2 G: normalised w+ (see module doc); style-mixable."""
+class _Decoder:
+    """A decoder's generator ``G`` (a Flax module; its variables are ``inputs.g_vars``)."""
 
     G: Any
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.G.z_dim)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StyleGANDecoder(_Decoder):
+    """Genome -> image for a StyleGAN2 G: normalised w+ (see module doc); style-mixable."""
+
     noise_mode: str = "const"
     latent_space = "w+ [num_ws, w_dim]"
 
@@ -100,10 +110,6 @@ class StyleGANDecoder:
     def w_dim(self) -> int:
         return int(self.G.w_dim)
 
-    @property
-    def z_dim(self) -> int:
-        return int(self.G.z_dim)
-
     def images(self, genomes, inputs):
         """genomes [pop, dim] -> images [pop, R, R, C], G's raw output (about [-1, 1])."""
         ws = self.space.to_ws(genomes, inputs.w_mean, inputs.w_std)
@@ -120,7 +126,7 @@ class StyleGANDecoder:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DCGANDecoder:
+class DCGANDecoder(_Decoder):
     """Genome -> image for the conditional DCGAN (jaxgen.dcgan): the genome is z [z_dim];
     the class label is ``inputs.label`` (int32 scalar). One layer: no style mixing.
 
@@ -132,22 +138,16 @@ class DCGANDecoder:
     G was never trained (the depth study). 0: off (z as evolved).
     """
 
-    G: Any
     max_z_rms: float = 0.0
     latent_space = "z [z_dim]"
     num_ws = 1
 
     @property
     def dim(self) -> int:
-        return int(self.G.z_dim)
+        """The genome is z: its size, z_dim, is also the one layer's (``w_dim``)."""
+        return self.z_dim
 
-    @property
-    def w_dim(self) -> int:
-        return int(self.G.z_dim)
-
-    @property
-    def z_dim(self) -> int:
-        return int(self.G.z_dim)
+    w_dim = dim
 
     def z(self, genomes):
         """The z [pop, z_dim] that G sees for genomes [pop, z_dim] (capped by ``max_z_rms``)."""

@@ -32,14 +32,16 @@ import numpy as np
 from jaxgen.data import load_dataset
 from jaxgen.errors import ConfigError
 from jaxgen.evolve import terms as T
-from jaxgen.evolve.export import ClassTask, ExportConfig
+from jaxgen.evolve.export_config import ClassTask, ExportConfig
 from jaxgen.evolve.fitness import Inputs, Scorer, Term, make_scorer
 from jaxgen.evolve.ga import GAConfig
-from jaxgen.evolve.identity import IdentityCheck, PixelEmbedder, make_embedder
+from jaxgen.evolve.identity import IdentityCheck, make_embedder
 from jaxgen.evolve.latents import decoder_for, w_statistics
+from jaxgen.evolve.pixel_embedder import PixelEmbedder
 from jaxgen.harness.checkpoint import CheckpointError
 from jaxgen.runs import GENERATOR_KINDS, Run, RunError, open_run
 from jaxgen.utils.labels import one_hot_labels
+from jaxgen.utils.logger import logger
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +76,11 @@ def _config_field(field: str, value: Any):
         raise ConfigError(f"--config.{field}={value!r}: {err}") from None
 
 
-def ga_config(e: Any, decoder, log=print) -> GAConfig:
+def ga_config(e: Any, decoder) -> GAConfig:
     """The GA settings; style-mix crossover needs a generator with several latent layers."""
     crossover = e.crossover
     if crossover == "style_mix" and decoder.num_ws < 2:
-        log(f"evolve: {type(decoder).__name__} has one latent layer: no style-mix crossover")
+        logger.info(f"evolve: {type(decoder).__name__} has one latent layer: no style-mix crossover")
         crossover = "none"
     mix = crossover == "style_mix"
     return GAConfig(strategy=e.strategy, popsize=int(e.popsize), generations=int(e.generations),
@@ -102,12 +104,12 @@ def generator_run(e: Any, path: str) -> Run:
         return open_run(path, which, kinds=GENERATOR_KINDS)
 
 
-def classifier_run(e: Any, log=print) -> Optional[Run]:
+def classifier_run(e: Any) -> Optional[Run]:
     """The classifier of the class term; None when w_class is 0 or no classifier is given."""
     if not float(e.w_class):
         return None
     if not e.classifier:
-        log("evolve: no --config.classifier: the class-confidence term is off")
+        logger.info("evolve: no --config.classifier: the class-confidence term is off")
         return None
     with _config_field("classifier", e.classifier):
         return open_run(e.classifier, kinds=("classifier",))
@@ -138,7 +140,7 @@ def identity_embedder(e: Any):
     return make_embedder(e.identity, float(e.identity_threshold), bool(e.dlib_detect), e.dlib_fallback)
 
 
-def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:
+def identity_refs(e: Any) -> Optional[IdentityRefs]:
     """The real faces of --config.real, embedded for the identity term (None: term off)."""
     emb = identity_embedder(e)
     if emb is None:
@@ -148,22 +150,22 @@ def identity_refs(e: Any, log=print) -> Optional[IdentityRefs]:
     r = emb.embed_detailed(imgs)
     bad = int((~r.ok).sum())
     check = IdentityCheck(emb, imgs, list(ds.paths)) if isinstance(emb, PixelEmbedder) and bad < len(imgs) else None
-    log(f"evolve: identity references: {len(imgs)} real faces from {e.real.path}, "
-        f"{len(imgs) - bad} embedded by {emb.name} (threshold {check.threshold if check else emb.threshold:g})"
-        + (f"; {bad} not embedded and left out: {sorted(set(np.asarray(r.status)[~r.ok]))}" if bad else ""))
+    logger.info(f"evolve: identity references: {len(imgs)} real faces from {e.real.path}, "
+                f"{len(imgs) - bad} embedded by {emb.name} (threshold {check.threshold if check else emb.threshold:g})"
+                + (f"; {bad} not embedded and left out: {sorted(set(np.asarray(r.status)[~r.ok]))}" if bad else ""))
     if bad == len(imgs):
         raise ConfigError(f"no real face could be embedded by {emb.name}; check --config.real "
                          "or use --config.dlib_fallback=whole")
     return IdentityRefs(emb, jnp.asarray(r.embeddings), jnp.asarray(r.ok), list(ds.paths), check)
 
 
-def open_models(e: Any, log=print) -> Models:
+def open_models(e: Any) -> Models:
     """Open what every class shares (see ``Models``); errors name the config field."""
     if not e.generator:
         raise ConfigError("--config.generator is needed: a GAN workdir, networks dir or NVIDIA "
                          ".pkl ('{class}' in it: one generator per class)")
     shared = None if "{class}" in e.generator else generator_run(e, e.generator)
-    return Models(shared, classifier_run(e, log), detector_run(e), identity_refs(e, log))
+    return Models(shared, classifier_run(e), detector_run(e), identity_refs(e))
 
 
 def class_names(e: Any, models: Models) -> List[str]:
@@ -248,22 +250,22 @@ def class_inputs(e: Any, gen: Run, c: Optional[np.ndarray], target: Optional[int
                          ref_emb=ident.emb if ident else None, ref_ok=ident.ok if ident else None)
 
 
-def _mesh(popsize: int, log=print):
+def _mesh(popsize: int):
     """A 1-D mesh ("pop") over every device to shard the population on; None on one device."""
     n = jax.device_count()
     if n < 2:
         return None
     if popsize % n:
-        log(f"evolve: population {popsize} is not divisible by {n} devices; running on one")
+        logger.warning(f"evolve: population {popsize} is not divisible by {n} devices; running on one")
         return None
     return jax.sharding.Mesh(np.asarray(jax.devices()), ("pop",))
 
 
-def build_tasks(config: Any, log=print) -> tuple:
+def build_tasks(config: Any) -> tuple:
     """(tasks, GAConfig, ExportConfig, settings dict) for ``export.evolve_dataset``."""
     e = config
-    models = open_models(e, log)
-    mesh = _mesh(int(e.popsize), log)
+    models = open_models(e)
+    mesh = _mesh(int(e.popsize))
     scorers: Dict[str, Tuple[Scorer, Dict[str, Any]]] = {}
     tasks = []
     for name in class_names(e, models):
@@ -280,4 +282,4 @@ def build_tasks(config: Any, log=print) -> tuple:
     settings = dict(evolve=e.to_dict(), devices=jax.device_count(),
                     fitness={t.name: t.describe() for t in tasks[0].scorer.terms},
                     identity_embedder=tasks[0].identity_name)
-    return tasks, ga_config(e, tasks[0].scorer.decoder, log), export_config(e), settings
+    return tasks, ga_config(e, tasks[0].scorer.decoder), export_config(e), settings

@@ -37,7 +37,7 @@ Adding a term: a dataclass here, and one line in ``tasks.fitness_terms``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict
+from typing import Any, Callable, ClassVar, Dict
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +46,7 @@ import numpy as np
 from jaxgen.classifiers.sorting import to_classifier_input
 from jaxgen.errors import ConfigError
 from jaxgen.evolve.fitness import Inputs, Term
-from jaxgen.evolve.identity import PixelEmbedder, pixel_features
+from jaxgen.evolve.pixel_embedder import PixelEmbedder, pixel_features
 
 FEATURE_SIZE = 16  # pixel features (size x size x 3) of the diversity term and bank
 
@@ -65,39 +65,58 @@ def _classifier_probs(model, variables, img, resolution: int, channels: int):
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class ClassConfidence(Term):
-    """The classifier's probability of the class (index ``inputs.target`` of its classes).
-
-    The classifier sees the image resized to its ``resolution`` and ``channels``, as in training.
-    """
+class _ClassifierTerm(Term):
+    """A term read off a classifier's softmax: ``probs`` [pop, K] of the images resized to its
+    ``resolution`` and ``channels``, as in its training. ``what`` names the model in the
+    error of a term built with a weight but no model."""
 
     model: Any
     resolution: int
     channels: int
-    name: str = "class"
+    what: ClassVar[str] = "classifier"
 
     def __post_init__(self):
-        _require(self, self.model, "classifier")
+        _require(self, self.model, self.what)
+
+    def probs(self, img, inputs: Inputs) -> jax.Array:
+        """Softmax [pop, K] of the images img [pop, R, R, C] in [-1, 1]."""
+        return _classifier_probs(self.model, inputs.term_vars[self.name], img,
+                                 self.resolution, self.channels)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class ClassConfidence(_ClassifierTerm):
+    """The classifier's probability of the class (index ``inputs.target`` of its classes)."""
+
+    name: str = "class"
 
     def __call__(self, raw, img, inputs: Inputs) -> Dict[str, jax.Array]:
-        probs = _classifier_probs(self.model, inputs.term_vars[self.name], img,
-                                  self.resolution, self.channels)
+        probs = self.probs(img, inputs)
         return {self.name: probs[:, inputs.target], "predicted_class": jnp.argmax(probs, -1)}
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class StyleGANRealism(Term):
-    """sigmoid of a StyleGAN2 discriminator's logit on the raw images, conditioned on ``inputs.c``.
-
-    D's minibatch-stddev layer looks at groups of ``mbstd_group_size`` consecutive
-    images, as in training: the batch is padded to whole groups with its last images.
-    """
+class _DiscriminatorTerm(Term):
+    """A term read off a GAN discriminator ``D``: "realism", the sigmoid of its logits."""
 
     D: Any
     name: str = "realism"
 
     def __post_init__(self):
         _require(self, self.D, "discriminator")
+
+    def realism(self, logits) -> Dict[str, jax.Array]:
+        """{name: sigmoid(logits [pop]) in float32}."""
+        return {self.name: jax.nn.sigmoid(logits.astype(jnp.float32))}
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class StyleGANRealism(_DiscriminatorTerm):
+    """sigmoid of a StyleGAN2 discriminator's logit on the raw images, conditioned on ``inputs.c``.
+
+    D's minibatch-stddev layer looks at groups of ``mbstd_group_size`` consecutive
+    images, as in training: the batch is padded to whole groups with its last images.
+    """
 
     def __call__(self, raw, img, inputs: Inputs) -> Dict[str, jax.Array]:
         n = raw.shape[0]
@@ -105,43 +124,29 @@ class StyleGANRealism(Term):
         pad = (-n) % g if n > g else 0
         x = jnp.concatenate([raw, raw[-pad:]]) if pad else raw
         c = None if not self.D.c_dim else jnp.broadcast_to(inputs.c, (x.shape[0], self.D.c_dim))
-        logits = self.D.apply(inputs.term_vars[self.name], x, c).reshape(-1)[:n]
-        return {self.name: jax.nn.sigmoid(logits.astype(jnp.float32))}
+        return self.realism(self.D.apply(inputs.term_vars[self.name], x, c).reshape(-1)[:n])
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class DCGANRealism(Term):
+class DCGANRealism(_DiscriminatorTerm):
     """sigmoid of the conditional DCGAN discriminator's logit on the raw images of ``inputs.label``."""
-
-    D: Any
-    name: str = "realism"
-
-    def __post_init__(self):
-        _require(self, self.D, "discriminator")
 
     def __call__(self, raw, img, inputs: Inputs) -> Dict[str, jax.Array]:
         n = raw.shape[0]
         logits = self.D.apply(inputs.term_vars[self.name], raw, jnp.broadcast_to(inputs.label, (n,)))
-        return {self.name: jax.nn.sigmoid(logits.reshape(n).astype(jnp.float32))}
+        return self.realism(logits.reshape(n))
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class DetectorRealism(Term):
+class DetectorRealism(_ClassifierTerm):
     """A real-vs-synthetic classifier's probability of its real class (index ``real_index``)."""
 
-    model: Any
-    resolution: int
-    channels: int
     real_index: int
     name: str = "realism"
-
-    def __post_init__(self):
-        _require(self, self.model, "detector")
+    what: ClassVar[str] = "detector"
 
     def __call__(self, raw, img, inputs: Inputs) -> Dict[str, jax.Array]:
-        probs = _classifier_probs(self.model, inputs.term_vars[self.name], img,
-                                  self.resolution, self.channels)
-        return {self.name: probs[:, self.real_index]}
+        return {self.name: self.probs(img, inputs)[:, self.real_index]}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

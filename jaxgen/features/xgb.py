@@ -15,17 +15,14 @@ API:
 * ``synthetic_to_real_xgb(train_folder, test_folder, resolution, ...)`` -> report
   dict (metrics + data/feature/model details; files when ``out_dir`` is given).
 
-CLI: ``python -m jaxgen.features.xgb --train SYN_DIR --test REAL_DIR
---resolution 64 --out reports/xgb``. --out must be new, empty or an earlier
+Command: ``python -m jaxgen xgb --train SYN_DIR --test REAL_DIR
+--resolution 64 --out reports/xgb`` (jaxgen/commands/xgb.py). --out must be new, empty or an earlier
 xgb report (``jaxgen.utils.outputs``); it is checked before any image is read.
 Feature extraction (about 3 ms per 64 px image on a CPU core) prints progress
 lines (images, rate, ETA) every 10 s when ``verbose``.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from typing import Any, Dict, Mapping, Optional, Sequence
 
@@ -33,10 +30,10 @@ import numpy as np
 
 from jaxgen.classifiers.metrics import classification_metrics
 from jaxgen.classifiers.report import write_report
-from jaxgen.cli import run_main
 from jaxgen.data import load_dataset
 from jaxgen.errors import ConfigError
 from jaxgen.features.handcrafted import FEATURES, extract_features, feature_blocks
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import check_output, claim_output, has_files
 from jaxgen.utils.progress import Progress
 
@@ -115,8 +112,7 @@ def block_importance(model, blocks) -> Dict[str, float]:
 def extract_with_progress(images, which: Sequence[str], params: Mapping[str, Mapping], label: str,
                           verbose: bool = True, chunk: int = 256, every: float = 10.0) -> np.ndarray:
     """`extract_features` of uint8 images, `chunk` at a time, with progress lines when verbose."""
-    bar = Progress(len(images), f"xgb: features of {label}", every=every,
-                   log=(lambda line: print(line, flush=True)) if verbose else (lambda _: None))
+    bar = Progress(len(images), f"xgb: features of {label}", every=every, quiet=not verbose)
     parts = []
     for s in range(0, len(images), chunk):
         parts.append(extract_features(images[s:s + chunk], which, **params))
@@ -165,9 +161,9 @@ def synthetic_to_real_xgb(train_folder, test_folder, resolution: int, channels: 
     x_test = extract_with_progress(test.images, which, fp, "test images", verbose)
     blocks = feature_blocks(train.resolution, train.resolution, which, **fp)
     if verbose:
-        print(f"features: {x_train.shape[1]} dims ({', '.join(f'{b.name} {b.size}' for b in blocks)})"
-              f"; train {len(x_train)} / test {len(x_test)} images, "
-              f"{time.time() - t0:.1f}s", flush=True)
+        logger.info(f"features: {x_train.shape[1]} dims ({', '.join(f'{b.name} {b.size}' for b in blocks)})"
+                    f"; train {len(x_train)} / test {len(x_test)} images, "
+                    f"{time.time() - t0:.1f}s")
     model = train_xgb(x_train, train.labels, len(names), xgb_params, seed)
     report = evaluate_xgb(model, x_test, test_labels, names)
     used = {k: v for k, v in model.get_params().items() if k in DEFAULT_XGB_PARAMS
@@ -179,8 +175,8 @@ def synthetic_to_real_xgb(train_folder, test_folder, resolution: int, channels: 
                   block_importance=block_importance(model, blocks),
                   seconds=round(time.time() - t0, 3))
     if verbose:
-        print(f"synthetic -> real: accuracy {report['accuracy']:.4f}, macro F1 "
-              f"{report['macro']['f1']:.4f} on {len(x_test)} test images", flush=True)
+        logger.info(f"synthetic -> real: accuracy {report['accuracy']:.4f}, macro F1 "
+                    f"{report['macro']['f1']:.4f} on {len(x_test)} test images")
     if out_dir is not None:
         if claim:
             claim_output(out_dir, OUTPUT_KIND, legacy=has_files("report.json"))
@@ -189,21 +185,6 @@ def synthetic_to_real_xgb(train_folder, test_folder, resolution: int, channels: 
     return report
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train", required=True, help="synthetic image folder (class sub-folders)")
-    ap.add_argument("--test", required=True, help="real image folder (same class names)")
-    ap.add_argument("--resolution", type=int, default=64)
-    ap.add_argument("--channels", type=int, default=1)
-    ap.add_argument("--features", default=",".join(FEATURES), help="comma-separated blocks")
-    ap.add_argument("--out", default=None, help="folder for report.json/.md and the PNG")
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    rep = synthetic_to_real_xgb(a.train, a.test, a.resolution, a.channels,
-                                tuple(a.features.split(",")), seed=a.seed, out_dir=a.out, claim=True)
-    print(json.dumps({k: rep[k] for k in ("accuracy", "macro", "confusion_matrix")}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen xgb
+    import runpy
+    runpy.run_module("jaxgen.commands.xgb", run_name="__main__")

@@ -1,7 +1,10 @@
 """The training harness every trainer shares: workdir, resume, ticks, logs, checkpoints.
 
-`loop`: `train(make_experiment, config, workdir)`, the one training loop, and
-`Experiment`, what a product (StyleGAN2-ADA, the DCGAN, the classifiers) supplies.
+`loop`: `train(experiment, config, workdir)`, the one training loop.
+`experiment`: `Experiment`, what a product (StyleGAN2-ADA, the DCGAN, the classifiers)
+supplies, field by field and hook by hook; `TickInfo`, what its per-tick hooks get.
+`schedule`: `Schedule`, a run's length, ticks and snapshot intervals in steps.
+`stop_signals`: `StopSignals`, SIGTERM / SIGINT / SIGUSR1 as a stop with a checkpoint.
 `batches`: the real batch of a step as a pure function of (seed, step); grid inputs.
 `parallel`: the data-parallel mesh (state replicated, batch sharded, donation).
 `validate`: what is checked before any data is loaded or file created (settings, paths,

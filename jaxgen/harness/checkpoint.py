@@ -11,7 +11,7 @@ Layout of a training workdir (any kind):
   workdir/checkpoints/<step>/meta    JSON: kimg, tick, wall time, best score, ...
   workdir/best/<step>/...            the checkpoint with the best score so far
 
-A *networks* directory (what `python -m jaxgen.stylegan2.pkl_to_orbax` writes
+A *networks* directory (what `python -m jaxgen pkl_to_orbax` writes
 from an official NVIDIA snapshot) has run.json (kind stylegan2) and
   dir/networks                       orbax pytree {G, D, G_ema}: each {params[, buffers]}
 
@@ -149,7 +149,7 @@ def read_descriptor(directory: PathLike) -> Dict[str, Any]:
             except KeyError as e:
                 raise CheckpointError(f"{d / name}: an old jaxgen descriptor without {e}") from e
     raise CheckpointError(f"{d} has no {DESCRIPTOR}: it is not a jaxgen run (train one with train.py, "
-                          "or convert an NVIDIA .pkl with python -m jaxgen.stylegan2.pkl_to_orbax)")
+                          "or convert an NVIDIA .pkl with python -m jaxgen pkl_to_orbax)")
 
 
 def _read_json(path: pathlib.Path) -> Dict[str, Any]:

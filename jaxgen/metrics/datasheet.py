@@ -1,11 +1,11 @@
 """A datasheet for a synthetic image dataset: how faithful, diverse and private it is.
 
-  python evaluate.py --datasheet --synthetic runs/pipeline/synthetic --real data/demo_acne \\
+  python evaluate.py datasheet --synthetic runs/pipeline/synthetic --real data/demo_acne \\
       --holdout data/demo_acne_test --feature_net random_inception --identity pixel --out runs/sheet
 
-Given the synthetic folder, the real training folder (what the generator saw) and a
-real holdout folder (what it never saw), all with the same class sub-folders, it
-writes into `out`:
+Given the synthetic set, the real training set (what the generator saw) and a real
+holdout set (what it never saw), all with the same classes, `compute` measures and
+`write` writes into `out`:
 
   datasheet.json   every number below, with the settings and software versions
   datasheet.md     the same as tables, each measure beside its reference value
@@ -33,6 +33,9 @@ comparable to published numbers):
 
 Each diversity, privacy and task-feature measure is given beside the holdout set's value scored
 as if it were synthetic: what fresh draws from the real distribution would get.
+
+Reading the folders (or an export's folder), opening the runs, the identity embedder and the
+utility benchmark: jaxgen/workflows/datasheet.py (`datasheet_for_folders`, `datasheet_for_export`).
 """
 from __future__ import annotations
 
@@ -41,31 +44,16 @@ import datetime
 import json
 import pathlib
 import platform
-import warnings
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence
 
 import flax
 import jax
 import numpy as np
 
-from PIL import Image
-
-from jaxgen.classifiers.utility import run_utility
-from jaxgen.data import load_image_folder
-from jaxgen.data.folder import ImageDataset, prepare_image, scan_image_folder
-from jaxgen.errors import ConfigError
-from jaxgen.evolve import identity as identity_models
-from jaxgen.evolve.identity import IdentityCheck
 from jaxgen.metrics import formulas, privacy, task_features
-from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
-from jaxgen.runs import open_run
-from jaxgen.stylegan2.projector import datasheet_membership
-from jaxgen.utils.files import inside, write_text_atomic
+from jaxgen.metrics.suite import FeatureNet, extract
+from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import save_grid
-from jaxgen.utils.outputs import check_output, claim_output
-
-OUTPUT_KIND = "datasheet"
-PathLike = Union[str, pathlib.Path]
 
 UNINFORMATIVE_SHARE = 0.05   # training faces "matching" another training face above this: caveat
 
@@ -99,10 +87,10 @@ def diversity(train_f, hold_f, syn_f, k_pr: int = 3, k_dc: int = 5) -> Dict[str,
     return out
 
 
-def identity(check: IdentityCheck, syn_images) -> Dict[str, Any]:
-    """Nearest training identity of every synthetic image (the export's own check, its
-    references embedded once), and whether the embedder separates the training faces at all
-    (the share of them within the threshold of another one)."""
+def identity(check, syn_images) -> Dict[str, Any]:
+    """Nearest training identity of every synthetic image (check: a jaxgen.evolve.identity
+    IdentityCheck, the training faces its references, embedded once), and whether the embedder
+    separates the training faces at all (the share of them within the threshold of another one)."""
     r = check.check(syn_images)
     dist, thr, n_ref = r["distance"].astype(np.float64), check.threshold, int(check.ref_index.size)
     self_match = None
@@ -138,16 +126,16 @@ def _versions() -> Dict[str, str]:
                 flax=flax.__version__)
 
 
-def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_dc: int = 5,
+def compute(syn, train, hold, net: FeatureNet, check=None, k_pr: int = 3, k_dc: int = 5,
             projection: Optional[Dict[str, Any]] = None, feature_classifier=None,
             task_dlib: bool = True) -> Dict[str, Any]:
     """Every measure of the datasheet for ImageDatasets syn, train, hold (same class names).
 
-    embedder: an identity embedder (train's faces are then embedded here), an IdentityCheck
-    whose references are already embedded (an export's), or None (no identity section).
+    check: the identity check (a jaxgen.evolve.identity.IdentityCheck whose references are
+    train's faces, already embedded), or None (no identity section).
     projection: {'run': Run, 'steps': N, 'max_images': 64, 'config': ProjectConfig} (the last two
     optional) also projects training and holdout images into the run's generator (privacy's
-    'projection_membership'; jaxgen/stylegan2/projector.py's datasheet_membership).
+    'projection_membership', through its datasheet_membership).
     feature_classifier: a classifier Run (or workdir) trained on the real faces: adds the
     'task_features' section (its penultimate features; dlib's descriptors unless task_dlib=False).
     Returns the JSON-ready sheet plus '_per_image' (arrays for images.csv and the sheet)."""
@@ -162,14 +150,14 @@ def compute(syn, train, hold, net: FeatureNet, embedder=None, k_pr: int = 3, k_d
         settings=dict(k_precision_recall=k_pr, k_density_coverage=k_dc),
         versions=_versions(), date=datetime.datetime.now().isoformat(timespec="seconds"))
     if projection is not None:
-        sheet["privacy"]["projection_membership"] = datasheet_membership(train=train, holdout=hold, **projection)
+        sheet["privacy"]["projection_membership"] = privacy.datasheet_membership(train=train, holdout=hold,
+                                                                                 **projection)
     if feature_classifier is not None:
         sheet["task_features"] = task_features.datasheet_section(
             feature_classifier, train.images, syn.images, hold.images, dlib=task_dlib, k=k_pr)
     d_feat, i_feat = privacy.nearest(syn_f, train_f, 1)
     per_image = dict(feature_distance=d_feat[:, 0], feature_index=i_feat[:, 0])
-    if embedder is not None:
-        check = embedder if isinstance(embedder, IdentityCheck) else IdentityCheck(embedder, train.images, train.paths)
+    if check is not None:
         ident = identity(check, syn.images)
         index = ident.pop("index")
         per_image.update(identity_distance=ident.pop("distance"),
@@ -336,155 +324,3 @@ def write(out: pathlib.Path, sheet: Dict[str, Any], syn, train, meta: Dict[str, 
     write_text_atomic(out / "datasheet.json", json.dumps(sheet, indent=1) + "\n")
     write_text_atomic(out / "datasheet.md", markdown(sheet, meta))
     return sheet
-
-
-def make_embedder(kind: str, threshold: float = -1.0):
-    """--identity: 'dlib' (threshold 0.6 unless given), 'pixel' (0.3; not an identity model) or 'none'."""
-    if kind not in ("dlib", "pixel", "none"):
-        raise ConfigError(f"--identity={kind!r}: use 'dlib', 'pixel' or 'none'")
-    return identity_models.make_embedder(kind, threshold)
-
-
-def _check_folders(folders: Dict[str, str]) -> tuple:
-    """(class names, image side) of the labelled folders; one-line errors naming the flag."""
-    names, side = None, None
-    for flag, root in folders.items():
-        if not root or not pathlib.Path(root).is_dir():
-            raise ConfigError(f"{flag} {root or '(empty)'}: not a folder; give a folder of class sub-folders")
-        items, classes = scan_image_folder(root)
-        if len(classes) < 1 or not items:
-            raise ConfigError(f"{flag} {root}: no images in class sub-folders")
-        if names is None:
-            names = classes
-            with Image.open(items[0][0]) as im:
-                side = min(im.size)
-        elif classes != names:
-            raise ConfigError(f"{flag} {root} has classes {classes}, but {next(iter(folders))} has "
-                              f"{names}; the datasheet compares class by class, so they must match")
-    return names, side
-
-
-def utility_summary(result: Dict[str, Any], out: str) -> Dict[str, Any]:
-    """The datasheet's utility section from a utility.json dict (jaxgen/classifiers/utility.py)."""
-    arms = result["arms"]
-    acc = {a: arms[a]["accuracy"] for a in arms}
-    return dict(classifier=result["classifier"], seeds=result["seeds"], test=result["test"], report=out,
-                real_train_acc=acc.get("real"), synthetic_train_acc=acc.get("synthetic"),
-                real_plus_synthetic_acc=acc.get("real+synthetic"), gap=result.get("gap"))
-
-
-def datasheet_for_folders(synthetic: str, real: str, holdout: str, out: str, inception_weights: str = "",
-                          feature_net: str = "", identity_model: str = "dlib", threshold: float = -1.0,
-                          resolution: int = 0, meta: Optional[Dict[str, Any]] = None,
-                          utility: Optional[Dict[str, Any]] = None,
-                          projection: Optional[Dict[str, Any]] = None,
-                          feature_classifier: str = "") -> Dict[str, Any]:
-    """Check the three folders and `out`, then compute and write the datasheet; returns it.
-
-    utility: {'classifier_config', 'seeds', 'overrides'} also runs the utility benchmark (real
-    train vs synthetic, tested on the holdout) into out/utility and adds its accuracies; a dict
-    with 'real_train_acc' is a section measured elsewhere (utility_summary's keys), kept as is.
-    projection: {'run': path, 'steps': N} adds the projection membership AUC (see compute).
-    feature_classifier: a classifier workdir trained on the real faces (the pipeline's cls_real)
-    adds the task_features section (see compute)."""
-    folders = {"--real": real, "--synthetic": synthetic, "--holdout": holdout}
-    names, side = _check_folders(folders)
-    out_dir = check_output(out, OUTPUT_KIND)
-    clf = task_features.open_feature_classifier(feature_classifier) if feature_classifier else None
-    net = make_feature_net(inception_weights, feature_net)
-    embedder = make_embedder(identity_model, threshold)
-    if projection:
-        projection = dict(projection, run=open_run(projection["run"], kinds=("stylegan2",)))
-    res = int(resolution) or side
-    train, hold = (load_image_folder(f, res, 3, cache_dir=None) for f in (real, holdout))
-    syn = synthetic_images(synthetic, res, names)   # an export's: exactly the images it lists
-    out_dir = claim_output(out_dir, OUTPUT_KIND)
-    sheet = compute(syn, train, hold, net, embedder, projection=projection, feature_classifier=clf)
-    if utility and "real_train_acc" in utility:
-        sheet["utility"] = dict(utility)
-    elif utility:
-        u_out = str(out_dir / "utility")
-        result = run_utility(real, synthetic, holdout, utility["classifier_config"], u_out,
-                             int(utility.get("seeds", 3)), res, overrides=utility.get("overrides", ()))
-        sheet["utility"] = utility_summary(result, u_out)
-    meta = dict(meta or {}, synthetic=str(synthetic), real_train=str(real), real_holdout=str(holdout),
-                resolution=res)
-    return write(out_dir, sheet, syn, train, meta)
-
-
-def only_classes(ds: ImageDataset, names: Sequence[str]) -> ImageDataset:
-    """`ds` with the classes `names` only, relabelled 0..len(names)-1 in that order; names
-    ['all'] (an unconditional generator's one class) -> every image in one class 'all'."""
-    if list(names) == ["all"] and list(ds.class_names) != ["all"]:
-        return ImageDataset(ds.images, np.zeros(len(ds), np.int32), ["all"], list(ds.paths))
-    index = {n: k for k, n in enumerate(names)}
-    old = [index.get(n, -1) for n in ds.class_names]
-    new = np.asarray(old, np.int32)[np.asarray(ds.labels)]
-    keep = np.flatnonzero(new >= 0)
-    return ImageDataset(ds.images[keep], new[keep], list(names), [ds.paths[i] for i in keep])
-
-
-def listed_files(folder: PathLike) -> Optional[List[str]]:
-    """The images an export's metadata.jsonl lists (paths relative to `folder`), or None when the
-    folder has no metadata.jsonl of jaxgen's export rows (each with 'file' and 'class_name')."""
-    try:
-        rows = [json.loads(line) for line in (pathlib.Path(folder) / "metadata.jsonl").read_text().splitlines()
-                if line.strip()]
-    except (OSError, ValueError):
-        return None
-    if not rows or not all(isinstance(r, dict) and {"file", "class_name"} <= set(r) for r in rows):
-        return None
-    return [str(r["file"]) for r in rows]
-
-
-def load_listed(folder: PathLike, files: Sequence[str], resolution: int,
-                names: Optional[Sequence[str]] = None) -> ImageDataset:
-    """The listed images of an export (RGB at `resolution`), classes = `names` (default: their
-    sorted class folders), so the datasheet scores exactly what metadata.jsonl lists; ConfigError
-    naming a listed file that is missing or unreadable (the export is incomplete: rerun it to
-    resume) or in a class not among `names`."""
-    root = pathlib.Path(folder)
-    names = list(names or sorted({f.split("/", 1)[0] for f in files}))
-    stray = sorted({f.split("/", 1)[0] for f in files} - set(names))
-    if stray:
-        raise ConfigError(f"{root}/metadata.jsonl lists images of class(es) {', '.join(stray)}, which the real "
-                          f"folders lack ({', '.join(names)}); give real folders with the same classes")
-    images = []
-    for f in files:
-        path = inside(root, root / f)
-        try:
-            with Image.open(path) as im:
-                images.append(prepare_image(im, resolution, 3))
-        except OSError as e:
-            raise ConfigError(f"{root}/metadata.jsonl lists {f}, which cannot be read ({type(e).__name__}); "
-                              "rerun the export into the same folder to resume it") from None
-    labels = np.asarray([names.index(f.split("/", 1)[0]) for f in files], np.int32)
-    return ImageDataset(np.stack(images), labels, names, [str(root / f) for f in files])
-
-
-def synthetic_images(folder: PathLike, resolution: int, names: Optional[Sequence[str]] = None) -> ImageDataset:
-    """The synthetic set a datasheet scores: the images metadata.jsonl lists for an export
-    (generate, evolve; classes `names` if given), else every image of the class folders."""
-    files = listed_files(folder)
-    if files is not None:
-        return load_listed(folder, files, resolution, names)
-    with warnings.catch_warnings():   # nearest_real.png of an earlier sheet may lie in the folder
-        warnings.filterwarnings("ignore", message="ignoring .* image")
-        return load_image_folder(folder, resolution, 3, cache_dir=None)
-
-
-def datasheet_for_export(out: pathlib.Path, train: ImageDataset, holdout: ImageDataset, net: FeatureNet,
-                         check: IdentityCheck, meta: Dict[str, Any], feature_classifier=None) -> Dict[str, Any]:
-    """The datasheet of an export's own folder `out` (class sub-folders), written into it beside
-    the images: datasheet.json/.md, nearest_real.png, images.csv. train and holdout are cut to
-    the classes `out` holds; identity uses the export's own check (every training face, embedded
-    once). feature_classifier: a classifier workdir or Run trained on the real faces adds the
-    task_features section."""
-    res = int(train.images.shape[1])
-    syn = synthetic_images(out, res)     # exactly the images its metadata.jsonl lists
-    rgb = [ImageDataset(np.repeat(d.images, 3, -1) if d.images.shape[-1] == 1 else d.images,
-                        d.labels, d.class_names, d.paths) for d in (train, holdout)]
-    train, holdout = (only_classes(d, syn.class_names) for d in rgb)
-    clf = task_features.open_feature_classifier(feature_classifier) if feature_classifier else None
-    sheet = compute(syn, train, holdout, net, check, feature_classifier=clf)
-    return write(out, sheet, syn, train, dict(meta, synthetic=str(out), resolution=res))

@@ -31,6 +31,7 @@ from jaxgen.errors import ConfigError
 from jaxgen.metrics import suite
 from jaxgen.runs import GENERATOR_KINDS, open_run
 from jaxgen.utils.files import write_text_atomic
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import beside, check_output, claim_output, has_files
 from jaxgen.utils.progress import Progress
 
@@ -143,13 +144,13 @@ def _counting(net: suite.FeatureNet, phases: List[Tuple[str, int]], every: float
 
 
 def _write(out_dir: pathlib.Path, res: Dict[str, Any], title: str) -> None:
-    """metrics.json and metrics.md into the (claimed) output folder; the table on stdout."""
+    """metrics.json and metrics.md into the (claimed) output folder; the table logged (a command's stdout)."""
     claim_output(out_dir, OUTPUT_KIND, legacy=has_files("metrics.json"))
     write_text_atomic(out_dir / "metrics.json", json.dumps(res, indent=2))
     md = markdown_table(res, title)
     write_text_atomic(out_dir / "metrics.md", md)
-    print(md)
-    print(f"written: {out_dir / 'metrics.json'}, {out_dir / 'metrics.md'}")
+    logger.info(md)
+    logger.info(f"written: {out_dir / 'metrics.json'}, {out_dir / 'metrics.md'}")
 
 
 def _folder_resolution(folder: str) -> int:

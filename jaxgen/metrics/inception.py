@@ -132,15 +132,27 @@ def _max_pool_s2(x):
     return nn.max_pool(x, (3, 3), (2, 2), "VALID")
 
 
-class InceptionA(nn.Module):
+class _Block(nn.Module, kw_only=True):
+    """An Inception block: ``conv`` makes its BasicConv2d layers, all at its ``precision``.
+
+    Keyword-only fields (the blocks add their own, without defaults, after ``precision``).
+    """
+
+    precision: Any = "highest"
+
+    def conv(self, features: int, kernel: Tuple[int, int] = (1, 1), stride: int = 1,
+             padding: Tuple[int, int] = (0, 0), *, name: str) -> BasicConv2d:
+        return BasicConv2d(features, kernel, stride, padding, self.precision, name=name)
+
+
+class InceptionA(_Block, kw_only=True):
     """35x35 block (Mixed_5b/5c/5d): 1x1 | 1x1-5x5 | 1x1-3x3-3x3 | avgpool(valid)-1x1."""
 
     pool_features: int
-    precision: Any = "highest"
 
     @nn.compact
     def __call__(self, x):
-        conv = functools.partial(BasicConv2d, precision=self.precision)
+        conv = self.conv
         b1 = conv(64, name="branch1x1")(x)
         b5 = conv(48, name="branch5x5_1")(x)
         b5 = conv(64, (5, 5), padding=(2, 2), name="branch5x5_2")(b5)
@@ -151,14 +163,12 @@ class InceptionA(nn.Module):
         return jnp.concatenate([b1, b5, b3, bp], axis=-1)
 
 
-class InceptionB(nn.Module):
+class InceptionB(_Block, kw_only=True):
     """Grid reduction 35 -> 17 (Mixed_6a): 3x3/2 | 1x1-3x3-3x3/2 | maxpool/2."""
-
-    precision: Any = "highest"
 
     @nn.compact
     def __call__(self, x):
-        conv = functools.partial(BasicConv2d, precision=self.precision)
+        conv = self.conv
         b3 = conv(384, (3, 3), stride=2, name="branch3x3")(x)
         bd = conv(64, name="branch3x3dbl_1")(x)
         bd = conv(96, (3, 3), padding=(1, 1), name="branch3x3dbl_2")(bd)
@@ -166,15 +176,14 @@ class InceptionB(nn.Module):
         return jnp.concatenate([b3, bd, _max_pool_s2(x)], axis=-1)
 
 
-class InceptionC(nn.Module):
+class InceptionC(_Block, kw_only=True):
     """17x17 block (Mixed_6b-6e) with factorised 7x7 convs and an avgpool(valid) branch."""
 
     channels_7x7: int
-    precision: Any = "highest"
 
     @nn.compact
     def __call__(self, x):
-        conv = functools.partial(BasicConv2d, precision=self.precision)
+        conv = self.conv
         c7 = self.channels_7x7
         row, col = dict(kernel=(1, 7), padding=(0, 3)), dict(kernel=(7, 1), padding=(3, 0))
         b1 = conv(192, name="branch1x1")(x)
@@ -190,14 +199,12 @@ class InceptionC(nn.Module):
         return jnp.concatenate([b1, b7, bd, bp], axis=-1)
 
 
-class InceptionD(nn.Module):
+class InceptionD(_Block, kw_only=True):
     """Grid reduction 17 -> 8 (Mixed_7a): 1x1-3x3/2 | 1x1-1x7-7x1-3x3/2 | maxpool/2."""
-
-    precision: Any = "highest"
 
     @nn.compact
     def __call__(self, x):
-        conv = functools.partial(BasicConv2d, precision=self.precision)
+        conv = self.conv
         b3 = conv(192, name="branch3x3_1")(x)
         b3 = conv(320, (3, 3), stride=2, name="branch3x3_2")(b3)
         b7 = conv(192, name="branch7x7x3_1")(x)
@@ -207,15 +214,14 @@ class InceptionD(nn.Module):
         return jnp.concatenate([b3, b7, _max_pool_s2(x)], axis=-1)
 
 
-class InceptionE(nn.Module):
+class InceptionE(_Block, kw_only=True):
     """8x8 block (Mixed_7b: avgpool(valid) branch, Mixed_7c: 3x3 max-pool branch)."""
 
     pool: str = "avg"  # 'avg' (FIDInceptionE_1) or 'max' (FIDInceptionE_2)
-    precision: Any = "highest"
 
     @nn.compact
     def __call__(self, x):
-        conv = functools.partial(BasicConv2d, precision=self.precision)
+        conv = self.conv
         row, col = dict(kernel=(1, 3), padding=(0, 1)), dict(kernel=(3, 1), padding=(1, 0))
         b1 = conv(320, name="branch1x1")(x)
         b3 = conv(384, name="branch3x3_1")(x)
@@ -262,17 +268,17 @@ class FIDInceptionV3(nn.Module):
             conv(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3"),
             conv(80, name="Conv2d_3b_1x1"),
             conv(192, (3, 3), name="Conv2d_4a_3x3"),
-            InceptionA(32, p, name="Mixed_5b"),
-            InceptionA(64, p, name="Mixed_5c"),
-            InceptionA(64, p, name="Mixed_5d"),
-            InceptionB(p, name="Mixed_6a"),
-            InceptionC(128, p, name="Mixed_6b"),
-            InceptionC(160, p, name="Mixed_6c"),
-            InceptionC(160, p, name="Mixed_6d"),
-            InceptionC(192, p, name="Mixed_6e"),
-            InceptionD(p, name="Mixed_7a"),
-            InceptionE("avg", p, name="Mixed_7b"),
-            InceptionE("max", p, name="Mixed_7c"),
+            InceptionA(pool_features=32, precision=p, name="Mixed_5b"),
+            InceptionA(pool_features=64, precision=p, name="Mixed_5c"),
+            InceptionA(pool_features=64, precision=p, name="Mixed_5d"),
+            InceptionB(precision=p, name="Mixed_6a"),
+            InceptionC(channels_7x7=128, precision=p, name="Mixed_6b"),
+            InceptionC(channels_7x7=160, precision=p, name="Mixed_6c"),
+            InceptionC(channels_7x7=160, precision=p, name="Mixed_6d"),
+            InceptionC(channels_7x7=192, precision=p, name="Mixed_6e"),
+            InceptionD(precision=p, name="Mixed_7a"),
+            InceptionE(pool="avg", precision=p, name="Mixed_7b"),
+            InceptionE(pool="max", precision=p, name="Mixed_7c"),
         ]
         outputs = {}
         for stage in stages:

@@ -1,9 +1,9 @@
 """Diversity and privacy measures of a synthetic set against real train and holdout sets.
 
-Everything takes feature vectors ``[N, D]`` (Inception pool3, a classifier's
-features or flattened pixels) and returns plain numbers, so a datasheet can put
-each beside the value it would have if the synthetic images were fresh draws from
-the real distribution (the holdout set scored as if it were synthetic).
+Everything but the projection membership takes feature vectors ``[N, D]`` (Inception
+pool3, a classifier's features or flattened pixels) and returns plain numbers, so a
+datasheet can put each beside the value it would have if the synthetic images were
+fresh draws from the real distribution (the holdout set scored as if it were synthetic).
 
 * **Density / coverage** (Naeem et al. 2020, k=5): a real sample's radius is the
   distance to its k-th nearest real neighbour (itself excluded).
@@ -24,15 +24,28 @@ the real distribution (the holdout set scored as if it were synthetic).
   scored by minus their distance to the nearest synthetic sample; the attack's
   ROC AUC at telling training from holdout is 0.5 when nothing leaks, 1 when the
   synthetic set gives the training set away.
+* **Projection membership** (`projection_membership`): training and holdout images are
+  projected into the generator itself (jaxgen/stylegan2/projector.py) and scored by their
+  reconstruction MSE; a generator that reconstructs its training faces much better than
+  held-out faces of the same kind has memorised them: the ROC AUC of "train reconstructs
+  better" is 0.5 without leak, 1 for full leak. It optimises and scores pixels only by
+  default: D saw the training images too, and neither its features nor its opinion should
+  make them look memorised by G. `evaluate.py datasheet --checkpoint RUN
+  --projection_steps N` adds it to the datasheet (64 training and 64 holdout images).
 
 Distances are Euclidean, in float64, computed in row blocks (memory O(block * N)).
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import dataclasses
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import scipy.stats
+
+from jaxgen.errors import ConfigError
+from jaxgen.stylegan2.projector import ProjectConfig, project_many
+from jaxgen.utils.logger import logger
 
 
 def _as_feats(x, name: str) -> np.ndarray:
@@ -137,3 +150,50 @@ def privacy_report(train, holdout, synthetic) -> Dict[str, object]:
     out["dcr"] = dcr(train, synthetic, holdout)
     out["membership_auc"] = membership_auc(train, holdout, synthetic)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Projection membership: does G reconstruct its training images better than held-out ones?
+
+def projection_membership(run, train_images, holdout_images, steps: int = 300, train_labels=None,
+                          holdout_labels=None, cfg: Optional[ProjectConfig] = None,
+                          inception: Optional[Tuple[Any, Any]] = None) -> Dict[str, Any]:
+    """Project both sets (images [N, H, W, C], see projector.fit_targets) into `run`'s (a
+    StyleGAN2 jaxgen.runs.Run) generator and score each image by its reconstruction's pixel MSE.
+    Returns {'auc': P(a training image reconstructs better than a holdout one), ties 1/2 (0.5 =
+    no leak, 1 = the training set is given away), 'train_mse' / 'holdout_mse' per image, their
+    medians, steps, w_plus, features}.
+
+    The default cfg optimises pixels only (d_weight 0): the discriminator saw the training
+    images too, and a loss in its features could reconstruct them better because D (which is
+    not released) remembers them, not G; the Inception (trained elsewhere) may be added
+    (inception: (FID Inception, its variables), with cfg.inception_weight > 0)."""
+    cfg = dataclasses.replace(cfg or ProjectConfig(d_weight=0.0), steps=int(steps))
+    logger.info(f"projection membership: {len(train_images)} training and {len(holdout_images)} holdout "
+                f"images, {cfg.steps} steps each")
+    tr = project_many(run, train_images, cfg, train_labels, inception)
+    ho = project_many(run, holdout_images, cfg, holdout_labels, inception)
+    return dict(auc=roc_auc(-tr.mse, -ho.mse), train_median_mse=float(np.median(tr.mse)),
+                holdout_median_mse=float(np.median(ho.mse)), train_mse=tr.mse.tolist(),
+                holdout_mse=ho.mse.tolist(), steps=cfg.steps, w_plus=cfg.w_plus, features=list(tr.features),
+                score="pixel MSE of the projection (images in [-1, 1]); lower = reconstructs better")
+
+
+def datasheet_membership(run, train, holdout, steps: int, max_images: int = 64,
+                         config: Optional[ProjectConfig] = None) -> Dict[str, Any]:
+    """projection_membership on up to `max_images` evenly spaced images of each ImageDataset
+    (train: what G saw, holdout: what it never saw); a conditional run gets each image's class
+    by name. The datasheet's 'projection membership' row (config: other ProjectConfig settings)."""
+    def pick(ds):
+        idx = np.unique(np.linspace(0, len(ds) - 1, min(max_images, len(ds))).round().astype(int))
+        if not run.model.c_dim:
+            return ds.images[idx], None
+        names = [ds.class_names[j] for j in np.asarray(ds.labels)[idx]]
+        missing = sorted(set(names) - set(run.class_names))
+        if missing:
+            raise ConfigError(f"projection: classes {missing} are not among {run.path}'s "
+                              f"{list(run.class_names)}; give the folders the generator was trained on")
+        return ds.images[idx], [run.class_names.index(n) for n in names]
+    (tr, tl), (ho, hl) = pick(train), pick(holdout)
+    out = projection_membership(run, tr, ho, steps, tl, hl, cfg=config)
+    return dict(out, run=str(run.path), images=dict(train=len(tr), holdout=len(ho)))

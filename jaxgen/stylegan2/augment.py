@@ -463,13 +463,21 @@ def augment(images: jnp.ndarray, rng: jax.Array, p,
     """
     if images.ndim != 4 or images.shape[3] not in (1, 3):
         raise ValueError(f"expected NHWC images with 1 or 3 channels, got {images.shape}")
-    gb, gg, cm = sample_matrices(rng, p, spec, images.shape)
-    x = images
+    return apply_matrices(images, sample_matrices(rng, p, spec, images.shape), spec)
+
+
+def apply_matrices(images: jnp.ndarray, matrices, spec: AugmentSpec) -> jnp.ndarray:
+    """Images [N, H, W, C] under drawn transforms `matrices` = (blit [N,3,3], general
+    [N,3,3], color [N,4,4]) from `sample_matrices`: the geometric ones, then colour.
+
+    Why apart from `augment`: the train step draws the matrices once, up front, and
+    applies a round's rows of them later (jaxgen.stylegan2.loss)."""
+    g_blit, g_general, color = matrices
     if spec.any_of(_BLIT + _GEOM):
-        x = apply_geometric(x, gb, gg, general=spec.any_of(_GEOM))
+        images = apply_geometric(images, g_blit, g_general, general=spec.any_of(_GEOM))
     if spec.any_of(_COLOR):
-        x = apply_color(x, cm)
-    return x
+        images = apply_color(images, color)
+    return images
 
 
 def ada_adjust(p, sign_mean, num_images, target: float = 0.6, ada_kimg: float = 500.0):

@@ -1,7 +1,7 @@
 """Generation controls for StyleGAN2 runs: seeds, classes, truncation, style mixing, interpolation.
 
 What a person asks of a trained generator to look at it (the command is
-`python -m jaxgen.workflows.images`); every function works in w space, with
+`python -m jaxgen images`); every function works in w space, with
 shapes
 
   z   [N, z_dim]          seed s -> np.random.RandomState(s).randn(z_dim), as NVIDIA's
@@ -75,7 +75,7 @@ def parse_ints(text: str, flag: str, hi: Optional[int] = None, max_count: Option
     count = sum(b - a + 1 for a, b in ranges)
     if max_count is not None and count > max_count:
         raise ConfigError(f"{flag} {text[:60]!r}: {count:,} values, over the {max_count:,} one call takes; "
-                          "give fewer (a large synthetic dataset: python -m jaxgen.workflows.generate)")
+                          "give fewer (a large synthetic dataset: python -m jaxgen generate)")
     return [v for a, b in ranges for v in range(a, b + 1)]
 
 

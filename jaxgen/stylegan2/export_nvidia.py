@@ -1,6 +1,6 @@
 """Export a jaxgen StyleGAN2 run as NVIDIA state dicts (`.safetensors`) plus constructor kwargs.
 
-  python -m jaxgen.stylegan2.export_nvidia runs/ffhq_ft exports/ffhq_ft
+  python -m jaxgen export_nvidia runs/ffhq_ft exports/ffhq_ft
 
 RUN is anything `jaxgen.runs.open_run` opens as a StyleGAN2 run (a training
 workdir, a networks directory, an NVIDIA .pkl); OUT is a new (or empty) folder.
@@ -19,7 +19,7 @@ The keys and layouts are NVIDIA's: dense [out, in], conv OIHW, const [C, 4, 4],
 `mapping.w_avg`, `*.noise_const`, and every `*.resample_filter` buffer NVIDIA's
 modules register (a strict load needs them; they are rebuilt from the run's
 FIR taps as NVIDIA's `upfirdn2d.setup_filter` does). The inverse command is
-`python -m jaxgen.stylegan2.pkl_to_orbax` (for .pkl) and `jaxgen.stylegan2.nvidia`.
+`python -m jaxgen pkl_to_orbax` (for .pkl) and `jaxgen.stylegan2.nvidia`.
 
 The safetensors files are written by the `safetensors` package's numpy writer. Their
 `__metadata__` holds the network name,
@@ -27,20 +27,17 @@ NVIDIA's class name, the kwargs JSON, the class names (label order), the source 
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import pathlib
 import re
-import sys
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import jax.numpy as jnp
 import numpy as np
 from safetensors.numpy import save_file
 
-from jaxgen.cli import run_main
 from jaxgen.errors import OutputError
 from jaxgen.runs import Run, open_run
 from jaxgen.stylegan2.discriminator import Discriminator
@@ -245,30 +242,17 @@ def check_export_output(out: pathlib.Path) -> None:
                           "choose a new folder for this one")
 
 
-def main(argv=None) -> int:
-    """Command line: export RUN's G, D and G_ema into OUT (see the module docstring)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="a StyleGAN2 run: training workdir, networks directory or NVIDIA .pkl")
-    p.add_argument("out", type=pathlib.Path, help="output folder: new or empty")
-    p.add_argument("--which", choices=("auto", "latest", "best"), default="auto",
-                   help="a workdir's checkpoint: latest (auto) or best-FID")
-    args = p.parse_args(argv)
-    check_export_output(args.out)
-    run = open_run(args.run, args.which, kinds=("stylegan2",))
-    dicts, kwargs = export_state_dicts(run)       # every check before the folder is made
-    claim_output(args.out, OUTPUT_KIND, OUT_FLAG)
-    paths = write_export(args.out, run, dicts, kwargs)
-    step = "" if run.step is None else f", checkpoint step {run.step}"
-    print(f"exported {run.path} ({run.resolution}px, c_dim {run.num_classes}{step}) -> {args.out}")
-    for net, sd in dicts.items():
-        size = paths[net].stat().st_size
-        print(f"{paths[net]}: {len(sd)} tensors, {num_params(sd):,} params, {size / 2**20:.2f} MiB")
-    print(f"kwargs: {paths['G_kwargs']}, {paths['D_kwargs']}")
-    print("load in stylegan2-ada-pytorch: G = training.networks.Generator(**json.load(open('G_kwargs.json'))); "
-          "G.load_state_dict(safetensors.torch.load_file('G_ema.safetensors'))")
-    return 0
+def export_run(spec: str, out: pathlib.Path, which: str = "auto") -> Tuple[Run, Dict[str, Dict[str, np.ndarray]],
+                                                                          Dict[str, pathlib.Path]]:
+    """Export the StyleGAN2 run `spec` (its `which` checkpoint) into the new folder `out`; every check
+    comes before the folder is made. Returns (run, {net: state dict}, {file key: path written})."""
+    check_export_output(out)
+    run = open_run(spec, which, kinds=("stylegan2",))
+    dicts, kwargs = export_state_dicts(run)
+    claim_output(out, OUTPUT_KIND, OUT_FLAG)
+    return run, dicts, write_export(out, run, dicts, kwargs)
 
 
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen export_nvidia
+    import runpy
+    runpy.run_module("jaxgen.commands.export_nvidia", run_name="__main__")

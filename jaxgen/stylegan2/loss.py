@@ -10,21 +10,20 @@
 
 Each loss function returns (scalar, aux) so `jax.value_and_grad(..., has_aux=True)`
 gives the phase's gradients; `gain` (the lazy-regularisation interval) multiplies
-the scalar exactly as in the reference. Augmentation of everything D sees is a
-function argument (`augment_fn(img, rng, part) -> img`), identity when ADA is off.
+the scalar exactly as in the reference. D's inputs are augmented by `Nets.augment`
+(ADA's pipeline; None = not at all).
 
 Nothing here is stateful: the new G buffers (w_avg) and the new pl_mean are
 returned in `aux` and the caller puts them into the train state.
 
-Gradient accumulation (`jaxgen.stylegan2.step`, batch_gpu): a phase can run
-its batch in rounds; `part` (a `Part`: round `index` of `count`) then says
-which rows of the full batch the given samples are, and every per-sample
-random number drawn here (style-mixing latents, path-length noise, and, in the
-step's augment_fn, ADA's transforms) is drawn for the full batch and sliced,
-so a round sees the numbers the full batch would. Synthesis noise is the
-exception: the generator draws it with the round's shape, from a key folded
-with the round index. `g_pl_round_loss` is the path-length loss of one round
-whose gradient, averaged over the rounds, is g_pl_loss's gradient.
+Random numbers. Each loss takes its random numbers as one value (`GMainDraws`,
+`PLDraws`, `DMainDraws`, `R1Draws`: style mixing, the synthesis-noise key, the
+path-length noise, ADA's per-sample transforms), or a PRNG key from which it
+draws them for the samples it is given (`draw_g_main`, ...). The train step
+(`jaxgen.stylegan2.step`) draws them once for the whole batch and, when it runs
+a phase in accumulation rounds, hands each round its rows, so a round sees the
+numbers the whole batch would (`g_pl_round_loss` is the path-length loss of one
+round, whose gradient averaged over the rounds is g_pl_loss's).
 """
 from __future__ import annotations
 
@@ -35,41 +34,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxgen.stylegan2.augment import AugmentSpec, apply_matrices, sample_matrices
 from jaxgen.stylegan2.discriminator import Discriminator
 from jaxgen.stylegan2.generator import Generator
-
-
-class Part(NamedTuple):
-    """Round `index` (int32 scalar, may be traced) of `count` (static) accumulation rounds.
-
-    Its samples are rows index, index + count, index + 2 count, ... of the full
-    batch: strided, so that minibatch-std groups ({j, j + N/G, ...}) of a round
-    are groups of the full batch, and a batch sharded over devices in contiguous
-    blocks gives every device its share of each round without moving data.
-    """
-    index: Any
-    count: int
-
-    def take(self, x: jnp.ndarray) -> jnp.ndarray:
-        """This round's rows of x [N, ...]: [N / count, ...]."""
-        y = x.reshape((x.shape[0] // self.count, self.count) + x.shape[1:])
-        return lax.dynamic_index_in_dim(y, self.index, axis=1, keepdims=False)
-
-
-AugmentFn = Callable[[jnp.ndarray, jax.Array, Optional[Part]], jnp.ndarray]
-
-
-def no_augment(img: jnp.ndarray, rng: jax.Array, part: Optional[Part] = None) -> jnp.ndarray:
-    del rng, part
-    return img
-
-
-def normal_rows(rng: jax.Array, shape: Tuple[int, ...], part: Optional[Part] = None,
-                dtype: Any = jnp.float32) -> jnp.ndarray:
-    """N(0, 1) of `shape` [n, ...]: with a part, its rows of the full batch's draw [n * count, ...]."""
-    if part is None:
-        return jax.random.normal(rng, shape, dtype)
-    return part.take(jax.random.normal(rng, (shape[0] * part.count,) + tuple(shape[1:]), dtype))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,53 +52,147 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Nets:
-    """The two modules and how D's inputs are augmented."""
+    """The two modules and how D's inputs are augmented: ADA's pipeline `augment` at
+    probability `ada_p` (a traced scalar in the train step), or not at all (None)."""
     G: Generator
     D: Discriminator
-    augment_fn: AugmentFn = no_augment
+    augment: Optional[AugmentSpec] = None
+    ada_p: Any = 0.0
 
+
+# ------------------------------------------------------------ random numbers
+
+class Mixing(NamedTuple):
+    """Style mixing's random numbers for n samples: with probability style_mixing_prob the
+    ws from index `cutoff` on come from the second latents z2 (one cutoff per batch, as NVIDIA)."""
+    cutoff: jnp.ndarray   # int32 []: in [1, num_ws), or num_ws when the batch is not mixed
+    z2: jnp.ndarray       # [n, z_dim]
+
+
+class GDraws(NamedTuple):
+    """The random numbers of one training-mode run of G on n samples: style mixing and the
+    synthesis-noise key (the generator draws 'random' noise itself, with the batch's shape)."""
+    mixing: Mixing
+    noise: jax.Array
+
+
+# ADA's transforms of n images (augment.sample_matrices): the inverse blit and general geometric
+# matrices [n, 3, 3] and the colour matrix [n, 4, 4]; None where D's inputs are not augmented.
+AugDraws = Optional[Tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]]
+
+
+class GMainDraws(NamedTuple):
+    """Gmain's random numbers for n samples: G's run and the augmentation of its fakes."""
+    g: GDraws
+    aug: AugDraws
+
+
+class PLDraws(NamedTuple):
+    """The path-length batch's random numbers (n samples): G's run and the directions the
+    images are projected on, pl_noise = y / sqrt(R R) with y ~ N(0, I) [n, R, R, C]."""
+    g: GDraws
+    pl_noise: jnp.ndarray
+
+
+class DMainDraws(NamedTuple):
+    """Dmain's random numbers for n fakes and n reals: each batch's augmentation."""
+    fake_aug: AugDraws
+    real_aug: AugDraws
+
+
+class R1Draws(NamedTuple):
+    """Dreg's random numbers for n reals: their augmentation."""
+    real_aug: AugDraws
+
+
+def draw_mixing(rng: jax.Array, n: int, nets: Nets, cfg: LossConfig) -> Mixing:
+    """Style mixing for n samples; `rng` is split into mix-or-not, the cutoff and z2."""
+    k_mix, k_cut, k_z = jax.random.split(rng, 3)
+    num_ws = nets.G.num_ws
+    cutoff = jax.random.randint(k_cut, (), 1, num_ws)
+    cutoff = jnp.where(jax.random.uniform(k_mix, ()) < cfg.style_mixing_prob, cutoff, num_ws)
+    return Mixing(cutoff, jax.random.normal(k_z, (n, nets.G.z_dim)))
+
+
+def draw_g(rng: jax.Array, n: int, nets: Nets, cfg: LossConfig) -> GDraws:
+    """A run of G on n samples; `rng` is split into style mixing and the noise key."""
+    k_map, k_noise = jax.random.split(rng)
+    return GDraws(draw_mixing(k_map, n, nets, cfg), k_noise)
+
+
+def draw_augment(rng: jax.Array, n: int, nets: Nets) -> AugDraws:
+    """ADA's transforms of n images for D (at probability nets.ada_p); None without augmentation."""
+    if nets.augment is None:
+        return None
+    shape = (n, nets.D.img_resolution, nets.D.img_resolution, nets.D.img_channels)
+    return sample_matrices(rng, nets.ada_p, nets.augment, shape)
+
+
+def draw_g_main(rng: jax.Array, n: int, nets: Nets, cfg: LossConfig) -> GMainDraws:
+    """Gmain on n samples; `rng` is split into G's run and D's augmentation."""
+    k_g, k_d = jax.random.split(rng)
+    return GMainDraws(draw_g(k_g, n, nets, cfg), draw_augment(k_d, n, nets))
+
+
+def draw_pl(rng: jax.Array, n: int, nets: Nets, cfg: LossConfig) -> PLDraws:
+    """The n-sample path-length batch; `rng` is split into style mixing, noise key and y."""
+    k_map, k_noise, k_pl = jax.random.split(rng, 3)
+    G = nets.G
+    y = jax.random.normal(k_pl, (n, G.img_resolution, G.img_resolution, G.img_channels))
+    return PLDraws(GDraws(draw_mixing(k_map, n, nets, cfg), k_noise), _pl_scaled(y))
+
+
+def _pl_scaled(y: jnp.ndarray) -> jnp.ndarray:
+    """The projection directions from y ~ N(0, I) [n, R, R, C]: y / sqrt(R R), so that
+    |J^T pl_noise| does not grow with the resolution."""
+    return y / jnp.sqrt(float(y.shape[1] * y.shape[2]))
+
+
+def draw_d_main(rng: jax.Array, n: int, nets: Nets) -> DMainDraws:
+    """Dmain on n fakes and n reals; `rng` is split into the fakes' and the reals' augmentation."""
+    k_f, k_r = jax.random.split(rng)
+    return DMainDraws(draw_augment(k_f, n, nets), draw_augment(k_r, n, nets))
+
+
+def draw_r1(rng: jax.Array, n: int, nets: Nets) -> R1Draws:
+    """Dreg on n reals: their augmentation, from `rng` itself."""
+    return R1Draws(draw_augment(rng, n, nets))
+
+
+def _drawn(draws: Any, kind: type, draw: Callable, *args):
+    """`draws` if it is a `kind` already, else draw(draws, *args): a PRNG key is drawn from."""
+    return draws if isinstance(draws, kind) else draw(draws, *args)
+
+
+# ------------------------------------------------------------ the networks in training mode
 
 def map_with_mixing(nets: Nets, g_params: Any, g_buffers: Any, z: jnp.ndarray, c: jnp.ndarray,
-                    rng: jax.Array, cfg: LossConfig, part: Optional[Part] = None) -> Tuple[jnp.ndarray, Any]:
-    """Training-mode mapping: updates w_avg and applies style mixing.
+                    mixing: Any, cfg: LossConfig) -> Tuple[jnp.ndarray, Any]:
+    """Training-mode mapping of z [n, z_dim], c [n, K]: updates w_avg and applies style mixing.
 
-    With probability `style_mixing_prob` the ws from a cutoff (uniform in
-    [1, num_ws), one per batch) onwards come from a second, independent z
-    (with a `part`: its rows of the full batch's second z).
-    Returns (ws [N, num_ws, w_dim], new buffers).
+    mixing: their `Mixing`, or a PRNG key to draw it. Returns (ws [n, num_ws, w_dim], new buffers).
     """
     G = nets.G
-    k_mix, k_cut, k_z = jax.random.split(rng, 3)
+    mixing = _drawn(mixing, Mixing, draw_mixing, z.shape[0], nets, cfg)
     ws, mutated = G.apply({"params": g_params, "buffers": g_buffers}, z, c, update_w_avg=True,
                           method=Generator.map, mutable=["buffers"])
     buffers = mutated["buffers"]
     if cfg.style_mixing_prob > 0:
-        num_ws = ws.shape[1]
-        cutoff = jax.random.randint(k_cut, (), 1, num_ws)
-        cutoff = jnp.where(jax.random.uniform(k_mix, ()) < cfg.style_mixing_prob, cutoff, num_ws)
-        ws2 = G.apply({"params": g_params, "buffers": buffers}, normal_rows(k_z, z.shape, part), c,
-                      method=Generator.map)
-        ws = jnp.where(jnp.arange(num_ws)[None, :, None] < cutoff, ws, ws2)
+        ws2 = G.apply({"params": g_params, "buffers": buffers}, mixing.z2, c, method=Generator.map)
+        ws = jnp.where(jnp.arange(ws.shape[1])[None, :, None] < mixing.cutoff, ws, ws2)
     return ws, buffers
 
 
-def run_G(nets: Nets, g_params: Any, g_buffers: Any, z: jnp.ndarray, c: jnp.ndarray,
-          rng: jax.Array, cfg: LossConfig,
-          part: Optional[Part] = None) -> Tuple[jnp.ndarray, jnp.ndarray, Any]:
-    """Map (with style mixing and w_avg update) and synthesise in training mode.
+def run_G(nets: Nets, g_params: Any, g_buffers: Any, z: jnp.ndarray, c: jnp.ndarray, draws: Any,
+          cfg: LossConfig) -> Tuple[jnp.ndarray, jnp.ndarray, Any]:
+    """Map (with style mixing and w_avg update) and synthesise z [n, z_dim], c [n, K] in training mode.
 
-    Returns (img [N,R,R,C], ws [N,num_ws,w_dim], new buffers).
+    draws: their `GDraws`, or a PRNG key. Returns (img [n,R,R,C], ws [n,num_ws,w_dim], new buffers).
     """
-    k_map, k_noise = jax.random.split(rng)
-    ws, buffers = map_with_mixing(nets, g_params, g_buffers, z, c, k_map, cfg, part)
-    img = synthesize(nets, g_params, buffers, ws, _noise_key(k_noise, part), cfg)
+    draws = _drawn(draws, GDraws, draw_g, z.shape[0], nets, cfg)
+    ws, buffers = map_with_mixing(nets, g_params, g_buffers, z, c, draws.mixing, cfg)
+    img = synthesize(nets, g_params, buffers, ws, draws.noise, cfg)
     return img, ws, buffers
-
-
-def _noise_key(rng: jax.Array, part: Optional[Part]) -> jax.Array:
-    """The synthesis-noise key: `rng`, folded with the round index for a part (the generator
-    draws noise with the round's shape, so rounds must not share a key)."""
-    return rng if part is None else jax.random.fold_in(rng, part.index)
 
 
 def synthesize(nets: Nets, g_params: Any, g_buffers: Any, ws: jnp.ndarray, rng: jax.Array,
@@ -141,50 +202,57 @@ def synthesize(nets: Nets, g_params: Any, g_buffers: Any, ws: jnp.ndarray, rng: 
                         method=Generator.synthesize, rngs={"noise": rng})
 
 
-def run_D(nets: Nets, d_params: Any, img: jnp.ndarray, c: jnp.ndarray, rng: jax.Array,
-          part: Optional[Part] = None) -> jnp.ndarray:
-    """Augment (img [N,R,R,C], c [N,K]) then discriminate: logits [N, 1]."""
-    return nets.D.apply({"params": d_params}, nets.augment_fn(img, rng, part), c)
+def augment_images(nets: Nets, img: jnp.ndarray, aug: AugDraws) -> jnp.ndarray:
+    """img [n,R,R,C] under ADA's drawn transforms `aug` (img itself without nets.augment)."""
+    return img if nets.augment is None else apply_matrices(img, aug, nets.augment)
 
 
-def g_main_loss(g_params, g_buffers, d_params, z, c, rng, nets: Nets, cfg: LossConfig,
-                gain: float = 1.0, part: Optional[Part] = None):
-    """Non-saturating generator loss. aux: logits, per-sample loss, new buffers."""
-    k_g, k_d = jax.random.split(rng)
-    img, _, buffers = run_G(nets, g_params, g_buffers, z, c, k_g, cfg, part)
-    logits = run_D(nets, d_params, img, c, k_d, part)
+def run_D(nets: Nets, d_params: Any, img: jnp.ndarray, c: jnp.ndarray, aug: AugDraws) -> jnp.ndarray:
+    """Augment (img [n,R,R,C], c [n,K]) by `aug` then discriminate: logits [n, 1]."""
+    return nets.D.apply({"params": d_params}, augment_images(nets, img, aug), c)
+
+
+# ------------------------------------------------------------ the losses
+
+def g_main_loss(g_params, g_buffers, d_params, z, c, draws, nets: Nets, cfg: LossConfig,
+                gain: float = 1.0):
+    """Non-saturating generator loss of fakes from z [n, z_dim], c [n, K].
+
+    draws: their `GMainDraws`, or a PRNG key. aux: logits, per-sample loss, new buffers, img.
+    """
+    draws = _drawn(draws, GMainDraws, draw_g_main, z.shape[0], nets, cfg)
+    img, _, buffers = run_G(nets, g_params, g_buffers, z, c, draws.g, cfg)
+    logits = run_D(nets, d_params, img, c, draws.aug)
     loss = jax.nn.softplus(-logits)
     return jnp.mean(loss) * gain, dict(logits=logits, loss=loss, buffers=buffers, img=img)
 
 
-def pl_lengths(g_params, g_buffers, z, c, rng, nets: Nets, cfg: LossConfig,
-               pl_noise_randn: Optional[jnp.ndarray] = None, part: Optional[Part] = None):
+def pl_lengths(g_params, g_buffers, z, c, draws, nets: Nets, cfg: LossConfig):
     """Path lengths a = |J_w^T y| [n] of the samples z [n, z_dim], c [n, K] (all of them).
 
-    Returns (a [n], new buffers, img [n,R,R,C]); `pl_noise_randn` as in g_pl_loss.
+    draws: their `PLDraws`, or a PRNG key. Returns (a [n], new buffers, img [n,R,R,C]).
     """
-    k_map, k_noise, k_pl = jax.random.split(rng, 3)
-    ws, buffers = map_with_mixing(nets, g_params, g_buffers, z, c, k_map, cfg, part)
-    k_noise = _noise_key(k_noise, part)
+    draws = _drawn(draws, PLDraws, draw_pl, z.shape[0], nets, cfg)
+    ws, buffers = map_with_mixing(nets, g_params, g_buffers, z, c, draws.g.mixing, cfg)
     # img and d<img, y>/dws in one forward + one VJP (differentiable again for the params).
-    img, vjp_fn = jax.vjp(lambda w: synthesize(nets, g_params, buffers, w, k_noise, cfg), ws)
-    if pl_noise_randn is None:
-        pl_noise_randn = normal_rows(k_pl, img.shape, part, img.dtype)
-    pl_noise = pl_noise_randn / jnp.sqrt(float(img.shape[1] * img.shape[2]))
-    (pl_grads,) = vjp_fn(pl_noise)
+    img, vjp_fn = jax.vjp(lambda w: synthesize(nets, g_params, buffers, w, draws.g.noise, cfg), ws)
+    (pl_grads,) = vjp_fn(draws.pl_noise)
     return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(pl_grads), axis=2), axis=1)), buffers, img
 
 
-def g_pl_loss(g_params, g_buffers, z, c, rng, pl_mean, nets: Nets, cfg: LossConfig,
+def g_pl_loss(g_params, g_buffers, z, c, draws, pl_mean, nets: Nets, cfg: LossConfig,
               gain: float = 1.0, pl_noise_randn: Optional[jnp.ndarray] = None):
-    """Path-length regulariser on the first N // pl_batch_shrink samples.
+    """Path-length regulariser on the first n = N // pl_batch_shrink of z [N, z_dim], c [N, K].
 
-    `pl_noise_randn` ([n,R,R,C] standard normal) can be given to reproduce a
-    reference run; otherwise it is drawn from `rng`.
-    aux: pl_penalty [n], new pl_mean, new buffers.
+    draws: the `PLDraws` of those n samples, or a PRNG key. `pl_noise_randn` ([n,R,R,C]
+    standard normal) replaces its y, to reproduce a reference run.
+    aux: pl_penalty [n], new pl_mean, new buffers, img.
     """
     n = max(z.shape[0] // cfg.pl_batch_shrink, 1)
-    a, buffers, img = pl_lengths(g_params, g_buffers, z[:n], c[:n], rng, nets, cfg, pl_noise_randn)
+    draws = _drawn(draws, PLDraws, draw_pl, n, nets, cfg)
+    if pl_noise_randn is not None:
+        draws = draws._replace(pl_noise=_pl_scaled(pl_noise_randn))
+    a, buffers, img = pl_lengths(g_params, g_buffers, z[:n], c[:n], draws, nets, cfg)
     new_pl_mean = pl_mean + cfg.pl_decay * (jnp.mean(a) - pl_mean)
     pl_penalty = jnp.square(a - new_pl_mean)
     loss = pl_penalty * cfg.pl_weight
@@ -193,8 +261,8 @@ def g_pl_loss(g_params, g_buffers, z, c, rng, pl_mean, nets: Nets, cfg: LossConf
     return jnp.mean(loss) * gain, aux
 
 
-def g_pl_round_loss(g_params, g_buffers, z, c, rng, new_pl_mean, mean_offset, nets: Nets,
-                    cfg: LossConfig, part: Part, gain: float = 1.0):
+def g_pl_round_loss(g_params, g_buffers, z, c, draws: PLDraws, new_pl_mean, mean_offset, nets: Nets,
+                    cfg: LossConfig, gain: float = 1.0):
     """One round's path-length loss whose gradient, averaged over the rounds, is g_pl_loss's.
 
     g_pl_loss's penalty (a_i - m')^2 couples the samples through m' = pl_mean +
@@ -203,21 +271,23 @@ def g_pl_round_loss(g_params, g_buffers, z, c, rng, new_pl_mean, mean_offset, ne
     i.e. the gradient of mean_i [(a_i - sg m')^2 - 2 pl_decay sg(mean_k(a_k - m')) a_i] w
     (sg: no gradient), which splits over rounds. `new_pl_mean` (m') and
     `mean_offset` (mean_k(a_k - m')) are scalars from a first pass over all rounds.
-    z [n, z_dim], c [n, K]: the round's samples of the path-length batch.
+    z [n, z_dim], c [n, K], draws: the round's rows of the path-length batch's.
     aux: new buffers. The value is not the penalty; take that from the first pass.
     """
-    a, buffers, _ = pl_lengths(g_params, g_buffers, z, c, rng, nets, cfg, part=part)
+    a, buffers, _ = pl_lengths(g_params, g_buffers, z, c, draws, nets, cfg)
     m, off = lax.stop_gradient(new_pl_mean), lax.stop_gradient(mean_offset)
     loss = (jnp.square(a - m) - 2 * cfg.pl_decay * off * a) * cfg.pl_weight
     return jnp.mean(loss) * gain, dict(buffers=buffers)
 
 
-def d_main_loss(d_params, gen_img, gen_c, real_img, real_c, rng, nets: Nets, gain: float = 1.0,
-                part: Optional[Part] = None):
-    """D loss on fakes (already generated, no G gradient) and reals."""
-    k_f, k_r = jax.random.split(rng)
-    fake_logits = run_D(nets, d_params, jax.lax.stop_gradient(gen_img), gen_c, k_f, part)
-    real_logits = run_D(nets, d_params, real_img, real_c, k_r, part)
+def d_main_loss(d_params, gen_img, gen_c, real_img, real_c, draws, nets: Nets, gain: float = 1.0):
+    """D loss on n fakes (gen_img [n,R,R,C], already generated, no G gradient) and n reals.
+
+    draws: their `DMainDraws`, or a PRNG key. aux: both batches' logits, per-sample loss.
+    """
+    draws = _drawn(draws, DMainDraws, draw_d_main, real_img.shape[0], nets)
+    fake_logits = run_D(nets, d_params, jax.lax.stop_gradient(gen_img), gen_c, draws.fake_aug)
+    real_logits = run_D(nets, d_params, real_img, real_c, draws.real_aug)
     loss_fake = jax.nn.softplus(fake_logits)
     loss_real = jax.nn.softplus(-real_logits)
     total = jnp.mean(loss_fake) + jnp.mean(loss_real)
@@ -225,11 +295,15 @@ def d_main_loss(d_params, gen_img, gen_c, real_img, real_c, rng, nets: Nets, gai
                               loss=loss_fake + loss_real)
 
 
-def d_r1_loss(d_params, real_img, real_c, rng, nets: Nets, cfg: LossConfig, gain: float = 1.0,
-              part: Optional[Part] = None):
-    """R1 penalty gamma/2 * |grad_x sum D(aug(x))|^2 on reals. aux: penalty [N], logits."""
+def d_r1_loss(d_params, real_img, real_c, draws, nets: Nets, cfg: LossConfig, gain: float = 1.0):
+    """R1 penalty gamma/2 * |grad_x sum D(aug(x))|^2 on reals x [n,R,R,C].
+
+    draws: their `R1Draws`, or a PRNG key. aux: penalty [n], logits.
+    """
+    draws = _drawn(draws, R1Draws, draw_r1, real_img.shape[0], nets)
+
     def d_sum(x):
-        logits = run_D(nets, d_params, x, real_c, rng, part)
+        logits = run_D(nets, d_params, x, real_c, draws.real_aug)
         return jnp.sum(logits), logits
 
     r1_grads, logits = jax.grad(d_sum, has_aux=True)(real_img)

@@ -43,7 +43,8 @@ import numpy as np
 
 from jaxgen.stylegan2.nvidia import (ConversionError, discriminator_from_state_dict, discriminator_kwargs,
                                      generator_from_state_dict, generator_kwargs)
-from jaxgen.utils.safe_pickle import TFNetwork, load_tf_network_pkl
+from jaxgen.utils.pickle_records import TFNetwork
+from jaxgen.utils.safe_pickle import load_tf_network_pkl
 
 StateDict = Dict[str, np.ndarray]
 Transform = Callable[[np.ndarray], np.ndarray]

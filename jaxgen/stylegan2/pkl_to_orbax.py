@@ -1,6 +1,6 @@
 """Convert an official StyleGAN2-ADA snapshot `.pkl` into a jaxgen networks checkpoint.
 
-  python -m jaxgen.stylegan2.pkl_to_orbax stylegan2-ffhq-config-f.pkl runs/ffhq_f
+  python -m jaxgen pkl_to_orbax stylegan2-ffhq-config-f.pkl runs/ffhq_f
 
 The pickle is read with the restricted unpickler (`safe_pickle`): the network
 source code that NVIDIA embeds in every snapshot is never executed; only the
@@ -18,17 +18,13 @@ the pickle is read (`jaxgen.utils.outputs`). `--no_preview` skips preview.png.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import pathlib
-import sys
-import time
 from typing import Any, Dict, Tuple
 
 import jax
 import numpy as np
 
-from jaxgen.cli import run_main
 from jaxgen.errors import InputMissing
 from jaxgen.harness.checkpoint import CheckpointError, save_networks
 from jaxgen.stylegan2.networks import build_generator
@@ -37,7 +33,8 @@ from jaxgen.stylegan2.nvidia import (ConversionError, discriminator_from_state_d
 from jaxgen.stylegan2.nvidia_tf import convert_tf_snapshot
 from jaxgen.utils.images import save_grid
 from jaxgen.utils.outputs import check_output, claim_output
-from jaxgen.utils.safe_pickle import PersistentModule, is_tf_network_pkl, load_network_pkl
+from jaxgen.utils.pickle_records import PersistentModule
+from jaxgen.utils.safe_pickle import is_tf_network_pkl, load_network_pkl
 
 OUTPUT_KIND = "networks"
 OUT_FLAG = "OUT (the 2nd argument)"
@@ -91,34 +88,19 @@ def check_conversion_output(out: pathlib.Path) -> None:
         raise CheckpointError(f"{out / 'networks'} already exists; choose a new output directory")
 
 
-def main(argv=None) -> int:
-    """Command line: convert PKL into the networks directory OUT (and write its preview)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("pkl", type=pathlib.Path,
-                   help="official snapshot (PyTorch dict with G, D, G_ema, or TensorFlow (G, D, Gs))")
-    p.add_argument("out", type=pathlib.Path, help="output directory: new or empty")
-    p.add_argument("--no_preview", action="store_true", help="skip preview.png")
-    p.add_argument("--no-preview", dest="no_preview", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)   # the older spelling
-    args = p.parse_args(argv)
-    if not args.pkl.is_file():
-        raise InputMissing(f"{args.pkl} is not a file; give the path of an NVIDIA snapshot .pkl")
-    check_conversion_output(args.out)
-    t0 = time.time()
-    info, nets = convert_snapshot(args.pkl)
-    n_params = {k: sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(v["params"]))
-                for k, v in nets.items()}
-    claim_output(args.out, OUTPUT_KIND, OUT_FLAG)
-    save_networks(args.out, info["G_kwargs"], info["D_kwargs"], nets, source=str(args.pkl.absolute()),
-                  source_sha256=_sha256(args.pkl))
-    print(f"converted {args.pkl} -> {args.out} in {time.time() - t0:.1f}s: "
-          f"G {n_params['G']:,} params, D {n_params['D']:,}, "
-          f"{info['G_kwargs']['img_resolution']}px, c_dim {info['G_kwargs']['c_dim']}")
-    if not args.no_preview:
-        print(f"preview: {write_preview(args.out, info['G_kwargs'], nets['G_ema'])}")
-    return 0
+def convert_pkl(pkl: pathlib.Path, out: pathlib.Path) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Convert the NVIDIA snapshot `pkl` into the networks directory `out` (new or empty; checked
+    before the pickle is read). Returns (info with G_kwargs/D_kwargs, {'G', 'D', 'G_ema'} variables)."""
+    if not pkl.is_file():
+        raise InputMissing(f"{pkl} is not a file; give the path of an NVIDIA snapshot .pkl")
+    check_conversion_output(out)
+    info, nets = convert_snapshot(pkl)
+    claim_output(out, OUTPUT_KIND, OUT_FLAG)
+    save_networks(out, info["G_kwargs"], info["D_kwargs"], nets, source=str(pkl.absolute()),
+                  source_sha256=_sha256(pkl))
+    return info, nets
 
 
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen pkl_to_orbax
+    import runpy
+    runpy.run_module("jaxgen.commands.pkl_to_orbax", run_name="__main__")

@@ -1,9 +1,6 @@
 """Project a real image into a StyleGAN2 generator's latent space (w or w+), as NVIDIA does.
 
-  python -m jaxgen.stylegan2.projector runs/acne --target face.png --steps 1000 --out runs/proj
-  python -m jaxgen.stylegan2.projector runs/acne --targets faces/ --w_plus --out runs/projs
-
-What: find the w (one w_dim vector repeated over all num_ws layers, or with --w_plus
+What: find the w (one w_dim vector repeated over all num_ws layers, or with w_plus
 one per layer) and the per-pixel noise buffers with which G's synthesis network
 (noise_mode='const') redraws the target. The optimisation follows NVIDIA's
 projector.py (stylegan2-ada-pytorch): w starts at the mean of 10000 mapped z,
@@ -16,46 +13,22 @@ the noise buffers pay NVIDIA's multiscale autocorrelation regulariser (weight
 2x2-average pyramid down to 8 px) and are renormalised to zero mean and unit
 variance after every step, so they cannot learn the image themselves.
 
-The loss (why not NVIDIA's): NVIDIA compares LPIPS features of VGG16, which jaxgen
-has no offline copy of. The perceptual term here is the LPIPS recipe (features
-unit-normalised over channels at each pixel, squared differences summed over
-channels, averaged over pixels, summed over layers) on the features that are at
-hand: the run's own discriminator (its DiscriminatorBlock inputs after conv0 and
-outputs, full to 1/2**k resolution, read through Flax's capture_intermediates so
-discriminator.py is untouched): a network trained on this very domain that
-always comes with a jaxgen run; and optionally the FID Inception (its stem
-and Mixed_5d/6e stages) when its weights file is given. A pixel MSE term (images
-in [-1, 1]) pins colours and fine detail that the coarse D features let slide.
-Weights: --pixel_weight 1, --d_weight 1, --inception_weight (1 with weights, else 0);
-a run without a discriminator (some .pkl) falls back to what is left.
+The loss (jaxgen/stylegan2/projection_loss.py, which says why it is not NVIDIA's VGG16
+LPIPS): the LPIPS recipe on the run's own discriminator features and, when the caller hands it over
+(`inception`), the FID Inception's, plus a pixel MSE term (images in [-1, 1]) that pins colours
+and fine detail the coarse D features let slide. Weights: pixel_weight 1, d_weight 1,
+inception_weight (1 with weights, else 0); a run without a discriminator (some .pkl) falls back
+to what is left.
 
-Outputs (one folder per target; with --targets DIR one sub-folder per image,
-resumable: an image whose projected_w.npz exists is skipped):
-  projected_w.npz  key `w` [1, num_ws, w_dim] float32 (NVIDIA's format) and the
-                   optimised noise buffers under `noise/<block>.<conv>` [res, res];
-                   `render_projected` redraws it (with the run's own buffers when
-                   asked: losses.json's mse_run_noise says how much that changes)
-  proj.png, target.png, progress.png (target, then reconstructions at ~8 steps
-  from w_avg to the end), losses.json (per-step dist/pixel/noise_reg/loss, final
-  pixel MSE, settings) and losses.png.
-
-Privacy: `projection_membership(run, train, holdout)` projects both sets and
-scores each image by its reconstruction MSE; a generator that reconstructs its
-training faces much better than held-out faces of the same kind has memorised
-them: the ROC AUC of "train reconstructs better" is 0.5 without leak, 1 for full
-leak. It optimises and scores pixels only by default: D saw the training images
-too, and neither its features nor its opinion should make them look memorised
-by G. `evaluate.py --datasheet --checkpoint RUN --projection_steps N` adds it to
-the datasheet (64 training and 64 holdout images).
+`run` is a StyleGAN2 jaxgen.runs.Run (.model G, .variables, .discriminator, .d_variables).
+Used by the `project` command (jaxgen/workflows/project.py writes its files) and the
+datasheet's projection membership AUC (jaxgen/metrics/privacy.py).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
-import json
-import pathlib
-import sys
+import runpy
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import jax
@@ -65,29 +38,21 @@ import optax
 from flax.traverse_util import flatten_dict, unflatten_dict
 from PIL import Image
 
-from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.data.folder import prepare_image, to_float
-from jaxgen.errors import ConfigError, InputMissing
-from jaxgen.metrics.inception import FIDInceptionV3, load_fid_inception_weights
-from jaxgen.metrics.privacy import roc_auc
-from jaxgen.runs import Run, open_run
-from jaxgen.stylegan2.discriminator import DiscriminatorBlock
-from jaxgen.utils.files import save_png_atomic, write_text_atomic
-from jaxgen.utils.images import save_grid, to_uint8
+from jaxgen.errors import ConfigError
+from jaxgen.stylegan2.projection_loss import (d_features, feature_distance, inception_features, lr_at,
+                                              noise_regularizer, normalize_noise, w_noise_scale)
+from jaxgen.utils.images import to_uint8
 from jaxgen.utils.labels import one_hot_labels
-from jaxgen.utils.outputs import check_output, claim_output
+from jaxgen.utils.logger import logger
 from jaxgen.utils.progress import Progress
 from jaxgen.utils.xla_options import jit_train_step
 
-OUTPUT_KIND = "projection"
-NPZ = "projected_w.npz"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 # Upper bounds (NVIDIA's projector: 1000 steps, 10000 w_avg samples, 299 px Inception): every
 # step keeps its losses, the samples' z and w are held at once, the target is resized to the size.
 MAX_STEPS = 100_000
 MAX_W_AVG_SAMPLES = 100_000
 MAX_INCEPTION_SIZE = 1024
-INCEPTION_STAGES = ("Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,81 +136,6 @@ class Projection:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pieces of the objective (pure; shapes in the docstrings).
-
-def lr_at(t, hp) -> jnp.ndarray:
-    """NVIDIA's learning rate at t = step / steps: hp lr x cosine ramp-down x linear ramp-up."""
-    down = jnp.minimum(1.0, (1.0 - t) / hp["lr_rampdown"])
-    down = 0.5 - 0.5 * jnp.cos(down * jnp.pi)
-    up = jnp.where(hp["lr_rampup"] > 0, jnp.minimum(1.0, t / jnp.maximum(hp["lr_rampup"], 1e-12)), 1.0)
-    return hp["lr"] * down * up
-
-
-def w_noise_scale(t, w_std, hp) -> jnp.ndarray:
-    """Std of the exploration noise added to w at t = step / steps (NVIDIA's quadratic ramp)."""
-    return w_std * hp["w_noise"] * jnp.square(jnp.maximum(0.0, 1.0 - t / hp["w_noise_ramp"]))
-
-
-def noise_regularizer(noises: Sequence[jnp.ndarray]) -> jnp.ndarray:
-    """NVIDIA's noise regulariser: for every buffer [H, W] and its 2x2-average pyramid down to
-    8 px, the squared mean product with itself shifted by one pixel along x and along y.
-    ~0 for white noise (~1/H^2 a term), large (~1 a term) for a smooth unit-variance field."""
-    reg = jnp.float32(0.0)
-    for n in noises:
-        while True:
-            reg += jnp.mean(n * jnp.roll(n, 1, axis=1)) ** 2 + jnp.mean(n * jnp.roll(n, 1, axis=0)) ** 2
-            if n.shape[0] <= 8:
-                break
-            n = n.reshape(n.shape[0] // 2, 2, n.shape[1] // 2, 2).mean(axis=(1, 3))
-    return reg
-
-
-def normalize_noise(n: jnp.ndarray) -> jnp.ndarray:
-    """A noise buffer moved to zero mean and unit variance (what NVIDIA does after each step)."""
-    n = n - jnp.mean(n)
-    return n * jax.lax.rsqrt(jnp.mean(jnp.square(n)))
-
-
-def _unit(f: jnp.ndarray) -> jnp.ndarray:
-    """[..., C] features unit-normalised over channels (LPIPS's normalize_tensor)."""
-    f = f.astype(jnp.float32)
-    return f / jnp.sqrt(jnp.sum(jnp.square(f), axis=-1, keepdims=True) + 1e-10)
-
-
-def feature_distance(a: Sequence[jnp.ndarray], b: Sequence[jnp.ndarray]) -> jnp.ndarray:
-    """LPIPS-style distance of two lists of unit features [1, H, W, C]: per layer the squared
-    difference summed over channels and averaged over pixels, summed over layers."""
-    return sum(jnp.mean(jnp.sum(jnp.square(x - y), axis=-1)) for x, y in zip(a, b))
-
-
-def _is_d_feature(module, method_name: str) -> bool:
-    """capture_intermediates filter: D's blocks and their conv0 (the full-resolution features)."""
-    if isinstance(module, DiscriminatorBlock):
-        return method_name == "__call__"
-    return module.name == "conv0" and isinstance(module.parent, DiscriminatorBlock)
-
-
-def d_features(D, d_vars, img: jnp.ndarray, c: jnp.ndarray) -> List[jnp.ndarray]:
-    """The discriminator's unit features of img [1, R, R, C] (c [1, c_dim]): each block's conv0
-    output [1, r, r, tmp] and block output [1, r/2, r/2, out], finest first."""
-    _, state = D.apply(d_vars, img, c, capture_intermediates=_is_d_feature, mutable=["intermediates"])
-    out = []
-    for res in D.block_resolutions:
-        block = state["intermediates"][f"b{res}"]
-        out += [_unit(block["conv0"]["__call__"][0]), _unit(block["__call__"][0][0])]
-    return out
-
-
-def inception_features(net: FIDInceptionV3, variables, img: jnp.ndarray) -> List[jnp.ndarray]:
-    """The FID Inception's unit features (INCEPTION_STAGES) of img [1, R, R, C] in [-1, 1]."""
-    x = jnp.clip((img + 1.0) * 0.5, 0.0, 1.0)
-    x = jnp.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
-    _, state = net.apply(variables, x, mutable=["intermediates"])
-    stages = state["intermediates"]["stages"][0]
-    return [_unit(stages[s]) for s in INCEPTION_STAGES]
-
-
-# ---------------------------------------------------------------------------------------------
 # Noise buffers of G's variables.
 
 def noise_buffers(g_vars) -> Dict[str, jnp.ndarray]:
@@ -269,7 +159,7 @@ def _mapper(G):
     return jax.jit(lambda v, z, c: G.apply(v, z, c, method=G.map)[:, 0])
 
 
-def w_stats(run: Run, label: Optional[int] = None, samples: int = 10000, seed: int = 123,
+def w_stats(run, label: Optional[int] = None, samples: int = 10000, seed: int = 123,
             chunk: int = 4096) -> Tuple[np.ndarray, float]:
     """(w_avg [w_dim], w_std) of `samples` mapped z (class `label` for conditional G), as NVIDIA:
     w_std = sqrt(sum |w - w_avg|^2 / samples), a scalar over all dimensions."""
@@ -289,7 +179,7 @@ def w_stats(run: Run, label: Optional[int] = None, samples: int = 10000, seed: i
 
 
 @functools.lru_cache(maxsize=32)
-def _class_stats(run: Run, label: int, samples: int) -> Tuple[np.ndarray, float]:
+def _class_stats(run, label: int, samples: int) -> Tuple[np.ndarray, float]:
     """w_stats memoised per (run, class, samples): a --targets folder maps its z only once."""
     return w_stats(run, label if run.model.c_dim else None, samples)
 
@@ -370,7 +260,7 @@ def _renderer(G):
     return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
 
 
-def render(run: Run, w, noise: Optional[Dict[str, Any]] = None) -> np.ndarray:
+def render(run, w, noise: Optional[Dict[str, Any]] = None) -> np.ndarray:
     """Images [N, R, R, C] in [-1, 1] of ws [N, num_ws, w_dim] (or one [num_ws, w_dim]) with the
     noise buffers `noise` ({name: [H, W]} shared, or [N, H, W] per image; None = the run's own)."""
     w = np.asarray(w, np.float32)
@@ -385,37 +275,6 @@ def render(run: Run, w, noise: Optional[Dict[str, Any]] = None) -> np.ndarray:
     return np.asarray(_renderer(run.model)(run.variables, *args))
 
 
-def save_projected(path, w: np.ndarray, noise: Dict[str, np.ndarray]) -> None:
-    """projected_w.npz: `w` [1, num_ws, w_dim] float32 (NVIDIA's) + `noise/<name>` [H, W]."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    arrays = {f"noise/{k}": np.asarray(v, np.float32) for k, v in noise.items()}
-    np.savez(tmp, w=np.asarray(w, np.float32).reshape((1,) + np.shape(w)[-2:]), **arrays)
-    tmp.replace(path)
-
-
-def load_projected(path) -> Tuple[np.ndarray, Optional[Dict[str, np.ndarray]]]:
-    """(w [N, num_ws, w_dim], noise {name: [H, W]} or None) from a projected_w.npz (ours or NVIDIA's)."""
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise InputMissing(f"{path} does not exist; give a projected_w.npz written by the projector")
-    with np.load(p, allow_pickle=False) as z:
-        if "w" not in z.files:
-            raise ConfigError(f"{path} has no array 'w' (keys: {', '.join(z.files)}); not a projected_w.npz")
-        noise = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("noise/")}
-        return z["w"].astype(np.float32), noise or None
-
-
-def render_projected(run: Run, path, own_noise: bool = False) -> np.ndarray:
-    """The images [N, R, R, C] of a projected_w.npz: with its saved noise buffers (the
-    projection's proj.png), or with the run's own (own_noise, or an NVIDIA npz that has none)."""
-    w, noise = load_projected(path)
-    if w.ndim != 3 or w.shape[1:] != (run.model.num_ws, run.model.w_dim):
-        raise ConfigError(f"{path}: w has shape {w.shape}, this generator needs [N, {run.model.num_ws}, "
-                          f"{run.model.w_dim}]; project with this run")
-    return render(run, w, None if own_noise else noise)
-
-
 # ---------------------------------------------------------------------------------------------
 # Driver.
 
@@ -424,7 +283,7 @@ def snapshot_steps(steps: int, count: int) -> List[int]:
     return sorted({int(round(s)) for s in np.linspace(0, steps, max(2, count))})
 
 
-def fit_targets(run: Run, images) -> np.ndarray:
+def fit_targets(run, images) -> np.ndarray:
     """Targets float32 [N, R, R, C] in [-1, 1] for this run from images [N, H, W, C'] (uint8
     0..255, or float in [-1, 1]); other sizes/channels are centre-cropped and resized (LANCZOS)."""
     x = np.asarray(images)
@@ -438,7 +297,7 @@ def fit_targets(run: Run, images) -> np.ndarray:
     return to_float(np.stack([prepare_image(im, r, ch) for im in pil]))
 
 
-def _labels(run: Run, labels, n: int) -> np.ndarray:
+def _labels(run, labels, n: int) -> np.ndarray:
     """Class ints [n] for the mapping (zeros for an unconditional G); ConfigError if missing."""
     k = run.model.c_dim
     if not k:
@@ -452,24 +311,21 @@ def _labels(run: Run, labels, n: int) -> np.ndarray:
     return labels
 
 
-def feature_nets(run: Run, cfg: ProjectConfig, inception_weights: str = "",
-                 log: Callable[[str], None] = print) -> Tuple[Any, Any, Dict[str, Any], Tuple[str, ...]]:
-    """(D or None, Inception or None, their variables {'d', 'inception'}, names of the loss terms)."""
+def feature_nets(run, cfg: ProjectConfig,
+                 inception: Optional[Tuple[Any, Any]] = None) -> Tuple[Any, Any, Dict[str, Any], Tuple[str, ...]]:
+    """(D or None, Inception or None, their variables {'d', 'inception'}, names of the loss terms).
+    inception: (FID Inception module, its variables), used when cfg.inception_weight > 0."""
     D = net = None
     nets: Dict[str, Any] = {}
     if cfg.d_weight > 0:
         if run.discriminator is not None and run.d_variables is not None:
             D, nets["d"] = run.discriminator, run.d_variables
         else:
-            log(f"note: {run.path} has no discriminator; the loss uses pixels (and Inception if given)")
+            logger.info(f"note: {run.path} has no discriminator; the loss uses pixels (and Inception if given)")
     if cfg.inception_weight > 0:
-        if not inception_weights:
+        if inception is None:
             raise ConfigError("--inception_weight > 0 needs --inception_weights PATH (the FID Inception .pth)")
-        if not pathlib.Path(inception_weights).is_file():
-            raise InputMissing(f"--inception_weights {inception_weights} does not exist; give the "
-                               "pt_inception-2015-12-05-6726825d.pth file")
-        net = FIDInceptionV3(input_size=cfg.inception_size)
-        nets["inception"] = load_fid_inception_weights(inception_weights)
+        net, nets["inception"] = inception
     names = ("pixel",) * (cfg.pixel_weight > 0) + ("discriminator",) * (D is not None) + \
         ("inception",) * (net is not None)
     if not names:
@@ -485,7 +341,7 @@ def _hyper(cfg: ProjectConfig) -> Dict[str, jnp.ndarray]:
     return hp
 
 
-def _run_batch(progs: _Programs, run: Run, nets, hp, batch: Dict[str, np.ndarray], cfg: ProjectConfig,
+def _run_batch(progs: _Programs, run, nets, hp, batch: Dict[str, np.ndarray], cfg: ProjectConfig,
                progress: Progress, latest: list, real: int) -> Dict[str, Any]:
     """Optimise one padded batch of targets; numpy results with the batch axis first."""
     g_vars, tie = run.variables, jnp.bool_(not cfg.w_plus)
@@ -515,21 +371,23 @@ def _run_batch(progs: _Programs, run: Run, nets, hp, batch: Dict[str, np.ndarray
                 images=np.asarray(draw(g_vars, w, state["noise"])))
 
 
-def project_many(run: Run, targets, cfg: ProjectConfig = ProjectConfig(), labels=None,
-                 inception_weights: str = "", log: Callable[[str], None] = print,
+def project_many(run, targets, cfg: ProjectConfig = ProjectConfig(), labels=None,
+                 inception: Optional[Tuple[Any, Any]] = None,
                  seed_index: Optional[Sequence[int]] = None) -> Projection:
     """Project every image of targets [N, H, W, C] (see fit_targets), cfg.batch at a time.
 
-    labels: class ints [N] (or one int) for a conditional G. Image i draws its random noise
-    buffers and w noise from (cfg.seed, seed_index[i]) (default i): the same image with the
-    same index gives the same projection. Prints progress (image-steps, rate, ETA, mean dist)."""
+    labels: class ints [N] (or one int) for a conditional G. inception: (FID Inception, its
+    variables) when cfg.inception_weight > 0 (jaxgen.workflows.project.load_inception reads them).
+    Image i draws its random noise buffers and w noise from (cfg.seed, seed_index[i]) (default i):
+    the same image with the same index gives the same projection. Logs progress (image-steps,
+    rate, ETA, mean dist)."""
     cfg = cfg.check()
     if run.kind != "stylegan2":
         raise ConfigError(f"{run.path} is a {run.kind} run; projection needs a StyleGAN2 generator")
     x = fit_targets(run, targets)
     n, k = len(x), run.model.c_dim
     lab = _labels(run, labels, n)
-    D, net, nets, names = feature_nets(run, cfg, inception_weights, log)
+    D, net, nets, names = feature_nets(run, cfg, inception)
     progs, hp = _programs(run.model, D, net), _hyper(cfg)
     stats = [_class_stats(run, int(c), cfg.w_avg_samples) for c in lab]
     per = dict(target=x, c=one_hot_labels(lab, k),
@@ -538,7 +396,7 @@ def project_many(run: Run, targets, cfg: ProjectConfig = ProjectConfig(), labels
                    jnp.asarray(np.arange(n) if seed_index is None else seed_index, jnp.int32)))
     latest: list = []
     progress = Progress(n * cfg.steps, "project", unit="steps",
-                        log=lambda line: log(f"{line}  dist {float(np.mean(latest[0])):.4g}"))
+                        tail=lambda: f"  dist {float(np.mean(latest[0])):.4g}")
     size, parts = min(cfg.batch, n), []
     for s in range(0, n, size):
         idx = np.minimum(np.arange(s, s + size), n - 1)      # the last batch is padded
@@ -551,242 +409,15 @@ def project_many(run: Run, targets, cfg: ProjectConfig = ProjectConfig(), labels
                       snapshot_steps(cfg.steps, cfg.snapshots), out["images"], mse, x, names)
 
 
-def project(run: Run, target, steps: int = 1000, w_plus: bool = False, label: Optional[int] = None,
-            cfg: Optional[ProjectConfig] = None, inception_weights: str = "",
-            log: Callable[[str], None] = print) -> Projection:
+def project(run, target, steps: int = 1000, w_plus: bool = False, label: Optional[int] = None,
+            cfg: Optional[ProjectConfig] = None, inception: Optional[Tuple[Any, Any]] = None) -> Projection:
     """Project one target [R, R, C] (float in [-1, 1] or uint8; other sizes are resized) into
     w (or w+): a Projection without the image axis: w [num_ws, w_dim], noise {name: [H, W]},
     losses {name: [steps]}, snapshots [S, R, R, C], image and MSE (see Projection)."""
     cfg = dataclasses.replace(cfg or ProjectConfig(), steps=int(steps), w_plus=bool(w_plus), batch=1)
     labels = None if label is None else [label]
-    return project_many(run, np.asarray(target)[None], cfg, labels, inception_weights, log).item(0)
+    return project_many(run, np.asarray(target)[None], cfg, labels, inception).item(0)
 
 
-# ---------------------------------------------------------------------------------------------
-# Privacy: does G reconstruct its training images better than held-out ones?
-
-def projection_membership(run: Run, train_images, holdout_images, steps: int = 300, train_labels=None,
-                          holdout_labels=None, cfg: Optional[ProjectConfig] = None, inception_weights: str = "",
-                          log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """Project both sets (images [N, H, W, C], see fit_targets) and score each image by its
-    reconstruction's pixel MSE. Returns {'auc': P(a training image reconstructs better than a
-    holdout one), ties 1/2 (0.5 = no leak, 1 = the training set is given away), 'train_mse' /
-    'holdout_mse' per image, their medians, steps, w_plus, features}.
-
-    The default cfg optimises pixels only (d_weight 0): the discriminator saw the training
-    images too, and a loss in its features could reconstruct them better because D (which is
-    not released) remembers them, not G; the Inception (trained elsewhere) may be added."""
-    cfg = dataclasses.replace(cfg or ProjectConfig(d_weight=0.0), steps=int(steps))
-    log(f"projection membership: {len(train_images)} training and {len(holdout_images)} holdout "
-        f"images, {cfg.steps} steps each")
-    tr = project_many(run, train_images, cfg, train_labels, inception_weights, log)
-    ho = project_many(run, holdout_images, cfg, holdout_labels, inception_weights, log)
-    return dict(auc=roc_auc(-tr.mse, -ho.mse), train_median_mse=float(np.median(tr.mse)),
-                holdout_median_mse=float(np.median(ho.mse)), train_mse=tr.mse.tolist(),
-                holdout_mse=ho.mse.tolist(), steps=cfg.steps, w_plus=cfg.w_plus, features=list(tr.features),
-                score="pixel MSE of the projection (images in [-1, 1]); lower = reconstructs better")
-
-
-def datasheet_membership(run: Run, train, holdout, steps: int, max_images: int = 64,
-                         config: Optional[ProjectConfig] = None, log: Callable[[str], None] = print) -> Dict[str, Any]:
-    """projection_membership on up to `max_images` evenly spaced images of each ImageDataset
-    (train: what G saw, holdout: what it never saw); a conditional run gets each image's class
-    by name. The datasheet's 'projection membership' row (config: other ProjectConfig settings)."""
-    def pick(ds):
-        idx = np.unique(np.linspace(0, len(ds) - 1, min(max_images, len(ds))).round().astype(int))
-        if not run.model.c_dim:
-            return ds.images[idx], None
-        names = [ds.class_names[j] for j in np.asarray(ds.labels)[idx]]
-        missing = sorted(set(names) - set(run.class_names))
-        if missing:
-            raise ConfigError(f"projection: classes {missing} are not among {run.path}'s "
-                              f"{list(run.class_names)}; give the folders the generator was trained on")
-        return ds.images[idx], [run.class_names.index(n) for n in names]
-    (tr, tl), (ho, hl) = pick(train), pick(holdout)
-    out = projection_membership(run, tr, ho, steps, tl, hl, cfg=config, log=log)
-    return dict(out, run=str(run.path), images=dict(train=len(tr), holdout=len(ho)))
-
-
-# ---------------------------------------------------------------------------------------------
-# Files.
-
-def plot_losses(losses: Dict[str, np.ndarray], path) -> None:
-    """losses.png: dist, pixel MSE and the noise regulariser per step (log scale)."""
-    from matplotlib.figure import Figure  # heavy optional dependency: only when plotting
-    fig = Figure(figsize=(6, 3.5), dpi=100)
-    ax = fig.subplots()
-    for name in ("dist", "pixel", "noise_reg"):
-        ax.plot(np.arange(1, len(losses[name]) + 1), np.maximum(losses[name], 1e-12), label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-
-
-def _rounded(a) -> List[float]:
-    return [float(f"{x:.6g}") for x in np.asarray(a, np.float64)]
-
-
-def write_projection(out: pathlib.Path, run: Run, p: Projection, cfg: ProjectConfig,
-                     source: str = "") -> Dict[str, Any]:
-    """Write one image's projection (p from `project`, no image axis) into the existing folder
-    `out`: target.png, proj.png, progress.png, losses.json/.png, then projected_w.npz (last: its
-    presence marks the image done). Returns losses.json's summary (without the per-step lists)."""
-    proj = render(run, p.w, p.noise)[0]
-    own = render(run, p.w)[0]
-    save_png_atomic(out / "target.png", to_uint8(p.targets))
-    save_png_atomic(out / "proj.png", to_uint8(proj))
-    save_grid(np.concatenate([p.targets[None], p.snapshots]), out / "progress.png", cols=len(p.snapshots) + 1)
-    summary = dict(source=source, steps=cfg.steps, w_plus=cfg.w_plus, features=list(p.features),
-                   mse=float(np.mean(np.square(proj - p.targets))),
-                   start_mse=float(np.mean(np.square(p.snapshots[0] - p.targets))),
-                   mse_run_noise=float(np.mean(np.square(own - p.targets))),
-                   final_dist=float(p.losses["dist"][-1]), snapshot_steps=list(p.snapshot_steps),
-                   settings=dataclasses.asdict(cfg))
-    data = dict(summary, losses={k: _rounded(v) for k, v in p.losses.items()})
-    write_text_atomic(out / "losses.json", json.dumps(data, indent=1) + "\n")
-    plot_losses(p.losses, out / "losses.png")
-    save_projected(out / NPZ, p.w, p.noise)
-    return summary
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line.
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("run", help="StyleGAN2 training workdir, networks directory or NVIDIA .pkl")
-    p.add_argument("--target", default="", help="one image to project (any size: centre-cropped, resized)")
-    p.add_argument("--targets", default="", help="a folder of images: one sub-folder of --out each (resumable)")
-    p.add_argument("--out", required=True, help="output folder: new, empty or an earlier projection's")
-    p.add_argument("--class", dest="class_name", default="", help="the targets' class (conditional runs)")
-    p.add_argument("--w_plus", action="store_true", help="one w per layer (w+) instead of one w")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=8, help="--targets: images optimised side by side")
-    p.add_argument("--pixel_weight", type=float, default=1.0, help="pixel MSE term")
-    p.add_argument("--d_weight", type=float, default=1.0, help="LPIPS-style term on D's features")
-    p.add_argument("--inception_weights", default="", help="FID Inception .pth: adds its features")
-    p.add_argument("--inception_weight", type=float, default=None, help="default 1 with --inception_weights")
-    p.add_argument("--noise_reg", type=float, default=1e5, help="noise regulariser weight (NVIDIA's)")
-    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (NVIDIA's)")
-    p.add_argument("--w_avg_samples", type=int, default=10000, help="z mapped for w_avg and w_std")
-    p.add_argument("--best", action="store_true", help="a workdir's best-FID checkpoint")
-    return p
-
-
-def _config(a: argparse.Namespace) -> ProjectConfig:
-    inc = a.inception_weight if a.inception_weight is not None else float(bool(a.inception_weights))
-    cfg = ProjectConfig(steps=a.steps, w_plus=a.w_plus, lr=a.lr, noise_reg=a.noise_reg, pixel_weight=a.pixel_weight,
-                        d_weight=a.d_weight, inception_weight=inc, w_avg_samples=a.w_avg_samples, seed=a.seed,
-                        batch=a.batch).check()
-    if inc > 0 and not a.inception_weights:
-        raise ConfigError("--inception_weight > 0 needs --inception_weights PATH (the FID Inception .pth)")
-    if a.inception_weights and not pathlib.Path(a.inception_weights).is_file():
-        raise InputMissing(f"--inception_weights {a.inception_weights} does not exist; give the FID Inception .pth")
-    return cfg
-
-
-def _check_image(path: pathlib.Path) -> None:
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - reading the header is the check
-    except Exception as e:  # noqa: BLE001 - any decoder failure: not an image
-        raise ConfigError(f"{path} is not a readable image ({type(e).__name__}); give a PNG or JPEG file") from e
-
-
-def _target_jobs(a: argparse.Namespace, out: pathlib.Path) -> List[Tuple[pathlib.Path, pathlib.Path]]:
-    """[(image, its output folder)] for --target or --targets, every image checked readable."""
-    if bool(a.target) == bool(a.targets):
-        raise ConfigError("give --target IMAGE or --targets FOLDER (exactly one of them)")
-    if a.target:
-        files = [pathlib.Path(a.target)]
-        if not files[0].is_file():
-            raise InputMissing(f"--target {a.target} does not exist; give an image file")
-    else:
-        folder = pathlib.Path(a.targets)
-        if not folder.is_dir():
-            raise InputMissing(f"--targets {a.targets} is not a folder; give a folder of images")
-        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ConfigError(f"--targets {folder} holds no images ({' '.join(IMAGE_SUFFIXES)})")
-        stems = [f.stem for f in files]
-        dup = sorted({s for s in stems if stems.count(s) > 1})
-        if dup:
-            raise ConfigError(f"--targets {folder}: several images are named {dup[0]}.*; rename them "
-                              "(each gets the output folder of its name)")
-    for f in files:
-        _check_image(f)
-    return [(f, out if a.target else out / f.stem) for f in files]
-
-
-def _class_index(run: Run, name: str) -> Optional[int]:
-    if not run.model.c_dim:
-        if name:
-            raise ConfigError(f"--class {name}: {run.path} is unconditional; drop --class")
-        return None
-    if name not in run.class_names:
-        raise ConfigError(f"--class {name or '(none)'}: {run.path} is conditional; choose one of "
-                          f"{', '.join(run.class_names)}")
-    return run.class_names.index(name)
-
-
-def _load_target(path: pathlib.Path, run: Run) -> np.ndarray:
-    """uint8 [R, R, C] of the image file, centre-cropped and resized when it has another size."""
-    r, ch = run.resolution, run.channels
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.size != (r, r):
-                print(f"{path.name}: {im.size[0]}x{im.size[1]} -> centre-cropped, resized to {r}x{r}")
-            return prepare_image(im, r, ch)
-    except OSError as e:
-        raise ConfigError(f"{path} could not be decoded ({e}); give a PNG or JPEG file") from e
-
-
-def _write_summary(out: pathlib.Path, jobs: Sequence[Tuple[pathlib.Path, pathlib.Path]]) -> None:
-    """summary.json (every projected image's MSEs) and reconstructions.png (target | proj pairs)."""
-    rows, pairs = {}, []
-    for src, dst in jobs:
-        if (dst / NPZ).is_file():
-            s = json.loads((dst / "losses.json").read_text())
-            rows[src.name] = {k: s[k] for k in ("mse", "start_mse", "mse_run_noise", "final_dist")}
-            if len(pairs) < 64:
-                pairs += [np.asarray(Image.open(dst / n)) for n in ("target.png", "proj.png")]
-    write_text_atomic(out / "summary.json", json.dumps(rows, indent=1) + "\n")
-    if pairs:
-        stack = np.stack([p[..., None] if p.ndim == 2 else p for p in pairs])
-        save_grid(stack, out / "reconstructions.png", cols=min(8, len(stack)))
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    use_compile_cache()
-    a = _parser().parse_args(argv)
-    cfg = _config(a)
-    out = check_output(a.out, OUTPUT_KIND)
-    jobs = _target_jobs(a, out)
-    run = open_run(a.run, "best" if a.best else "auto", kinds=("stylegan2",))
-    label = _class_index(run, a.class_name)
-    out = claim_output(out, OUTPUT_KIND)
-    todo = [(i, src, dst) for i, (src, dst) in enumerate(jobs) if not (dst / NPZ).is_file()]
-    if len(todo) < len(jobs):
-        print(f"{len(jobs) - len(todo)} of {len(jobs)} images already projected in {out}: skipped")
-    for s in range(0, len(todo), cfg.batch):
-        chunk = todo[s:s + cfg.batch]
-        images = np.stack([_load_target(src, run) for _, src, _ in chunk])
-        res = project_many(run, images, cfg, None if label is None else [label] * len(chunk),
-                           a.inception_weights, seed_index=[i for i, _, _ in chunk])
-        for j, (_, src, dst) in enumerate(chunk):
-            dst.mkdir(parents=True, exist_ok=True)
-            summ = write_projection(dst, run, res.item(j), cfg, str(src))
-            print(f"{src.name}: pixel MSE {summ['start_mse']:.4g} at w_avg -> {summ['mse']:.4g} "
-                  f"({'+'.join(summ['features'])}); wrote {dst / NPZ}")
-    if a.targets:
-        _write_summary(out, jobs)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":   # the old path of the command, for one release: `python -m jaxgen project`
+    runpy.run_module("jaxgen.commands.project", run_name="__main__")

@@ -1,12 +1,16 @@
 """One StyleGAN2-ADA training iteration as a single jit-compiled function.
 
-Phases, in NVIDIA's order, each with its own latents and optimizer step:
+It reads beside NVIDIA's training loop (one loop over the phases, each an optimizer step
+on gradients from its `loss.accumulate_gradients`): the step first draws every random
+number it will use (`StepDraws`), then runs the phases in NVIDIA's order, each a function
+TrainState -> TrainState (with its metrics) on its own latents:
   Gmain                         every iteration
   Greg  (path length)           when step % g_reg_interval == 0
-  Dmain                         every iteration (fakes from the updated G)
+  Dmain                         every iteration (fakes from the updated G); sums sign D(reals)
   Dreg  (R1)                    when step % d_reg_interval == 0
-then G_ema <- lerp(G, G_ema, beta) with beta = 0.5 ** (B / ema_nimg), and every
-`ada_interval` iterations ADA's p moves towards E[sign D(real)] = target.
+  EMA   G_ema <- lerp(G, G_ema, beta) with beta = 0.5 ** (B / ema_nimg)
+  ADA   every `ada_interval` iterations p moves towards E[sign D(real)] = target.
+The losses are pure functions of parameters, inputs and draws (`jaxgen.stylegan2.loss`).
 
 Which lazy phases run: the caller that counts steps on the host (the harness)
 passes `regs=lazy_phases(cfg, step)`, a static argument, so each compiled program
@@ -17,52 +21,21 @@ gradient of a convolution inside a conditional (or a loop) body 40x slower than
 in the main program (79 s against 0.5 s for a 3x3, 512-channel layer at 32 px,
 bench/RESULTS.md), and the regularisers are all weight gradients of convolutions.
 
-RNG: the step's key is fold_in(base_key, step), so a resumed run draws the
-same numbers as an uninterrupted one. The batch is global: under jit with a
-sharded batch, XLA splits the work across devices and the means (hence the
-gradients) are over the whole batch, i.e. gradients are averaged across
-devices; results equal the single-device run up to float rounding.
+RNG: the step's key is fold_in(base_key, step), so a resumed run draws the same
+numbers as an uninterrupted one; it is split into 11 keys, one per use
+(`_KEY_NAMES`). The batch is global: under jit with a sharded batch, XLA splits
+the work across devices and the means (hence the gradients) are over the whole
+batch, i.e. gradients are averaged across devices; results equal the
+single-device run up to float rounding.
 
 Gradient accumulation (StepConfig.batch_gpu > 0, NVIDIA's --batch-gpu): every
-phase runs its batch in rounds of batch_gpu examples (lax.scan, so memory is
-that of one round), averages the rounds' gradients and makes ONE optimizer
-step, which equals the step on the whole batch up to float round-off. Round r
-holds rows r, r + R, r + 2R, ... of the batch (R = batch_size / batch_gpu
-rounds; see `loss.Part`); latents and labels are drawn for the whole batch
-and sliced. batch_gpu counts examples of the global batch: with the batch
-sharded over D devices each holds batch_gpu / D of a round (so NVIDIA's
-per-GPU --batch-gpu=b on D GPUs is batch_gpu = b * D here). What could differ
-from the whole batch at once, and how:
-  * minibatch-std groups form within a round (as within a GPU's batch in
-    NVIDIA's code): batch_gpu must be a multiple of mbstd_group_size, and with
-    strided rounds a round's groups are exactly the whole batch's groups;
-  * ADA's per-sample transforms, the style-mixing latents and the path-length
-    noise are drawn for the whole batch and sliced: identical;
-  * G's w_avg update is linear in the mean w of a forward pass: each round
-    updates from the phase's starting buffers and the phase keeps the mean of
-    the rounds' changes, which is the whole batch's update (NVIDIA updates it
-    once per round, R times per phase);
-  * synthesis noise (noise_mode 'random') is drawn by the generator with the
-    round's shape, from the phase's noise key folded with the round index:
-    same distribution, not the same numbers; 'const' noise is identical;
-  * path length: pl_batch_shrink applies to the global batch (its first
-    batch_size // pl_batch_shrink samples, run in up to R rounds), and the
-    penalty's mean term (pl_mean' = lerp(pl_mean, mean a, pl_decay), which
-    carries gradient) is over that whole batch, as without accumulation. This
-    costs a first pass that computes all path lengths without the parameter
-    gradient (see `loss.g_pl_round_loss`). NVIDIA shrinks each round's batch
-    and updates pl_mean once per round; jaxgen keeps the update independent of
-    batch_gpu, which only trades memory for time;
-  * NVIDIA SUMS the rounds' mean gradients (R times the batch's gradient; Adam
-    is nearly invariant to that scale, all but its epsilon); jaxgen AVERAGES
-    them, so the update does not depend on batch_gpu at all.
-Cost: one scan per phase (R sequential rounds; pass 1 of Greg is extra); with
-batch_gpu = 0, or = batch_size, the step is the whole-batch program as before.
+phase runs its batch in rounds of batch_gpu examples, each taking its rows of
+the step's draws, and makes ONE optimizer step on the rounds' mean gradient
+(`jaxgen.stylegan2.accumulation`, which says what differs from the whole batch).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import jax
@@ -70,13 +43,18 @@ import jax.numpy as jnp
 import optax
 
 from jaxgen.stylegan2 import loss as L
-from jaxgen.stylegan2.augment import (_BLIT, _COLOR, _GEOM, AugmentSpec, ada_adjust, apply_color,
-                                      apply_geometric, augment, sample_matrices)
+from jaxgen.stylegan2.accumulation import (WHOLE, Part, buffer_change, buffers_after, pl_rounds, round_keys,
+                                           run_rounds, take_round)
+from jaxgen.stylegan2.augment import AugmentSpec, ada_adjust
 from jaxgen.stylegan2.state import TrainState
+
+Metrics = Dict[str, jnp.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
+    """The train step's settings (NVIDIA's training_loop/loss kwargs): batch, losses, lazy
+    regularisation intervals, G_ema, ADA, accumulation rounds and float16 loss scale."""
     batch_size: int
     loss: L.LossConfig = L.LossConfig()
     g_reg_interval: int = 4
@@ -128,6 +106,13 @@ def batch_gpu_problem(batch_size: int, batch_gpu: int, mbstd_group_size: Optiona
     return None
 
 
+def lazy_phases(cfg: StepConfig, step: int) -> Tuple[str, ...]:
+    """The lazy regularisation phases ('Greg', 'Dreg') that run at `step`, for `regs`."""
+    greg = cfg.greg_enabled and step % cfg.g_reg_interval == 0
+    dreg = cfg.dreg_enabled and step % cfg.d_reg_interval == 0
+    return tuple(name for name, on in (("Greg", greg), ("Dreg", dreg)) if on)
+
+
 # Names of the 11 keys split from each step's key, in split order.
 _KEY_NAMES = ("gz", "gc", "gmain", "rz", "rc", "greg", "dz", "dc", "dgen", "dmain", "dreg")
 
@@ -146,18 +131,6 @@ def sample_labels(rng: jax.Array, batch: int, real_c: jnp.ndarray) -> jnp.ndarra
     return jnp.asarray(real_c, jnp.float32)[idx]
 
 
-class _Ctx(NamedTuple):
-    """What every phase of one step reads: the config, the networks (with D's
-    augmentation at this step's p), the optimizers, the real batch's labels [B, K]
-    (the generated labels are drawn from them) and the step's keys by name."""
-    cfg: StepConfig
-    nets: L.Nets
-    g_tx: optax.GradientTransformation
-    d_tx: optax.GradientTransformation
-    real_c: jnp.ndarray
-    k: Dict[str, jax.Array]
-
-
 def _step_keys(base_key: jax.Array, step) -> Dict[str, jax.Array]:
     """The 11 keys of iteration `step`, by name, from fold_in(base_key, step).
 
@@ -168,36 +141,69 @@ def _step_keys(base_key: jax.Array, step) -> Dict[str, jax.Array]:
     return dict(zip(_KEY_NAMES, jax.random.split(key, len(_KEY_NAMES))))
 
 
-def _nets(G, D, spec, ada_p) -> L.Nets:
-    """G and D, with D's inputs augmented by `spec` at probability `ada_p`
-    (a traced scalar), or not at all when `spec` is None ('noaug')."""
-    if spec is None:
-        return L.Nets(G, D, L.no_augment)
-    return L.Nets(G, D, functools.partial(_augment, p=ada_p, spec=spec))
+class StepDraws(NamedTuple):
+    """Every random number of one train step, drawn before its first phase (`draw_step`), as
+    NVIDIA's loop draws every phase's latents and labels for the whole batch up front.
+
+    B = batch_size, K = labels (may be 0), n = B // pl_batch_shrink (Greg's batch). Each G
+    run's synthesis-noise keys are one per accumulation round ([R], `round_keys`); all else
+    is for the whole batch, and a round takes its rows (`accumulation.take_round`).
+    """
+    gmain_z: jnp.ndarray      # [B, z_dim]
+    gmain_c: jnp.ndarray      # [B, K]
+    gmain: L.GMainDraws       # style mixing, noise keys, the augmentation of the fakes
+    greg_z: jnp.ndarray       # [B, z_dim]; Greg uses the first n
+    greg_c: jnp.ndarray       # [B, K]
+    greg: L.PLDraws           # for those n samples
+    dmain_z: jnp.ndarray      # [B, z_dim]
+    dmain_c: jnp.ndarray      # [B, K]
+    dmain_gen: L.GDraws       # the G run making Dmain's fakes
+    dmain: L.DMainDraws       # the augmentation of the fakes and of the reals
+    dreg: L.R1Draws           # the augmentation of the reals
 
 
-def _augment(img: jnp.ndarray, rng: jax.Array, part: Optional[L.Part], p, spec: AugmentSpec):
-    """ADA's augmentation of img [n,R,R,C]; for a round (`part`), each sample gets the
-    transforms drawn for its row of the whole batch [n * count] (the same as without rounds)."""
-    if part is None:
-        return augment(img, rng, p, spec)
-    full_shape = (img.shape[0] * part.count,) + img.shape[1:]
-    g_blit, g_general, cm = (part.take(m) for m in sample_matrices(rng, p, spec, full_shape))
-    if spec.any_of(_BLIT + _GEOM):
-        img = apply_geometric(img, g_blit, g_general, general=spec.any_of(_GEOM))
-    if spec.any_of(_COLOR):
-        img = apply_color(img, cm)
-    return img
+def _pl_batch(cfg: StepConfig) -> Tuple[int, int]:
+    """Greg's batch: (n = batch_size // pl_batch_shrink, at least 1; its accumulation rounds)."""
+    n = max(cfg.batch_size // cfg.loss.pl_batch_shrink, 1)
+    return n, pl_rounds(n, cfg.rounds)
 
 
-def _take(x: jnp.ndarray, part: Optional[L.Part]) -> jnp.ndarray:
-    """The round's rows of x [N, ...] (all of x without a part)."""
-    return x if part is None else part.take(x)
+def draw_step(cfg: StepConfig, nets: L.Nets, base_key: jax.Array, step, real_c: jnp.ndarray) -> StepDraws:
+    """All the random numbers of iteration `step` (int32 []), from its keys (`_step_keys`).
+
+    real_c [B, K]: the real batch's labels, which the generated labels are drawn from;
+    nets: G, D and D's augmentation (its probability p is the step's starting ada_p).
+    A lazy phase that does not run leaves its draws unused: XLA drops them when the host
+    decides (regs), and draws them anyway when lax.cond decides (as NVIDIA draws every
+    phase's latents every iteration).
+    """
+    k, B = _step_keys(base_key, step), cfg.batch_size
+    z = lambda name: jax.random.normal(k[name], (B, nets.G.z_dim))  # noqa: E731
+    c = lambda name: sample_labels(k[name], B, real_c)  # noqa: E731
+    per_round = lambda g, count: g._replace(noise=round_keys(g.noise, count))  # noqa: E731
+    n, pl_count = _pl_batch(cfg)
+    gmain = L.draw_g_main(k["gmain"], B, nets, cfg.loss)
+    greg = L.draw_pl(k["greg"], n, nets, cfg.loss)
+    return StepDraws(
+        gmain_z=z("gz"), gmain_c=c("gc"), gmain=gmain._replace(g=per_round(gmain.g, cfg.rounds)),
+        greg_z=z("rz"), greg_c=c("rc"), greg=greg._replace(g=per_round(greg.g, pl_count)),
+        dmain_z=z("dz"), dmain_c=c("dc"),
+        dmain_gen=per_round(L.draw_g(k["dgen"], B, nets, cfg.loss), cfg.rounds),
+        dmain=L.draw_d_main(k["dmain"], B, nets), dreg=L.draw_r1(k["dreg"], B, nets))
 
 
-def _grads(ctx: "_Ctx", loss_fn: Callable, *args, **kwargs):
+class _Run(NamedTuple):
+    """What every phase reads besides the state and the draws: the config, the networks
+    (with D's augmentation) and the two optimizers."""
+    cfg: StepConfig
+    nets: L.Nets
+    g_tx: optax.GradientTransformation
+    d_tx: optax.GradientTransformation
+
+
+def _grads(run: _Run, loss_fn: Callable, *args, **kwargs):
     """loss.phase_grads with the step's loss scale: (loss, grads, aux)."""
-    return L.phase_grads(loss_fn, *args, loss_scale=ctx.cfg.loss_scale, **kwargs)
+    return L.phase_grads(loss_fn, *args, loss_scale=run.cfg.loss_scale, **kwargs)
 
 
 def _apply(tx: optax.GradientTransformation, grads, opt, params, loss_scale: float):
@@ -216,257 +222,217 @@ def _apply(tx: optax.GradientTransformation, grads, opt, params, loss_scale: flo
     return keep(new_params, params), keep(new_opt, opt), 1.0 - ok.astype(jnp.float32)
 
 
-def _rounds(fn: Callable[[Optional[L.Part]], Tuple[Any, Any]], count: int) -> Tuple[Any, Any]:
-    """Run a phase in `count` accumulation rounds, with the memory of one round (lax.scan).
+def _g_update(run: _Run, state: TrainState, grads) -> Tuple[TrainState, jnp.ndarray]:
+    """One G optimizer step on `grads` -> (state with new g_params and g_opt, overflowed 0/1)."""
+    g_params, g_opt, overflow = _apply(run.g_tx, grads, state.g_opt, state.g_params, run.cfg.loss_scale)
+    return state.replace(g_params=g_params, g_opt=g_opt), overflow
 
-    fn(part) -> (mean_tree, rows_tree): mean_tree (gradients, round means; float
-    leaves) is averaged over the rounds; rows_tree leaves [n, ...] (per-sample
-    values) are concatenated to [count * n, ...] in round order, not batch order.
-    count == 1: fn(None), the whole batch in one go.
+
+def _d_update(run: _Run, state: TrainState, grads) -> Tuple[TrainState, jnp.ndarray]:
+    """One D optimizer step on `grads` -> (state with new d_params and d_opt, overflowed 0/1)."""
+    d_params, d_opt, overflow = _apply(run.d_tx, grads, state.d_opt, state.d_params, run.cfg.loss_scale)
+    return state.replace(d_params=d_params, d_opt=d_opt), overflow
+
+
+def _lazy(run_now: Optional[bool], due: Callable[[], Any], phase: Callable, state: TrainState,
+          changes: Tuple[str, ...]):
+    """A lazy phase (Greg, Dreg) -> (state, (penalty, overflowed), ran): float32 scalars.
+
+    phase(state) -> (state, (penalty, overflowed)). run_now True/False: known on the host,
+    so only what runs is traced; None: decided on the device by `due()` (a traced bool)
+    with lax.cond, which carries the state fields named in `changes` (those phase sets).
     """
-    if count == 1:
-        return fn(None)
-    shapes = jax.eval_shape(lambda: fn(L.Part(jnp.int32(0), count))[0])
-    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    def update(fields):
+        new, scalars = phase(state.replace(**fields))
+        return {f: getattr(new, f) for f in changes}, scalars
 
-    def body(total, r):
-        mean_tree, rows = fn(L.Part(r, count))
-        return jax.tree_util.tree_map(jnp.add, total, mean_tree), rows
-
-    total, rows = jax.lax.scan(body, zeros, jnp.arange(count, dtype=jnp.int32))
-    return (jax.tree_util.tree_map(lambda t: t / count, total),
-            jax.tree_util.tree_map(lambda y: y.reshape((-1,) + y.shape[2:]), rows))
-
-
-def _buffer_change(new, old, part: Optional[L.Part]):
-    """What a round contributes of G's buffers: the new ones (whole batch) or their change."""
-    return new if part is None else jax.tree_util.tree_map(jnp.subtract, new, old)
-
-
-def _buffers_after(mean_change, old, count: int):
-    """G's buffers after a phase: the whole batch's, or old + the rounds' mean change, which
-    is the whole batch's w_avg update (it is linear in the batch mean of w)."""
-    return mean_change if count == 1 else jax.tree_util.tree_map(jnp.add, old, mean_change)
-
-
-def _latents(ctx: _Ctx, name: str) -> jnp.ndarray:
-    """Latents z [B, z_dim] ~ N(0, I) from the step key `name`."""
-    return jax.random.normal(ctx.k[name], (ctx.cfg.batch_size, ctx.nets.G.z_dim))
-
-
-def _labels(ctx: _Ctx, name: str) -> jnp.ndarray:
-    """Generated labels [B, K] (one-hot, K may be 0) from the step key `name`."""
-    return sample_labels(ctx.k[name], ctx.cfg.batch_size, ctx.real_c)
-
-
-def _g_main(ctx: _Ctx, state: TrainState):
-    """Gmain: one G optimizer step on the non-saturating loss of fresh fakes.
-
-    Returns ((g_params, g_opt, g_buffers), metrics 'loss/G', 'scores/fake').
-    """
-    z, c, count = _latents(ctx, "gz"), _labels(ctx, "gc"), ctx.cfg.rounds
-
-    def one_round(part):
-        loss, grads, aux = _grads(ctx, L.g_main_loss, state.g_params, state.g_buffers, state.d_params,
-                                  _take(z, part), _take(c, part), ctx.k["gmain"], ctx.nets,
-                                  ctx.cfg.loss, part=part)
-        buffers = _buffer_change(aux["buffers"], state.g_buffers, part)
-        return (grads, buffers, loss, jnp.mean(aux["logits"])), ()
-
-    (grads, buffers, loss, score), _ = _rounds(one_round, count)
-    g_params, g_opt, overflow = _apply(ctx.g_tx, grads, state.g_opt, state.g_params, ctx.cfg.loss_scale)
-    return (g_params, g_opt, _buffers_after(buffers, state.g_buffers, count)), \
-        {"loss/G": loss, "scores/fake": score, "overflow": overflow}
-
-
-def _g_reg_update(ctx: _Ctx, operand):
-    """The Greg branch: one G optimizer step on the path-length penalty, its
-    gradient scaled by g_reg_interval (lazy regularisation).
-
-    operand and the first result: (g_params, g_opt, g_buffers, pl_mean); second
-    result: (the mean penalty, overflowed 0/1), scalars.
-    """
-    g_params, g_opt, g_buffers, pl_mean = operand
-    cfg = ctx.cfg
-    z, c = _latents(ctx, "rz"), _labels(ctx, "rc")
-    n = max(cfg.batch_size // cfg.loss.pl_batch_shrink, 1)
-    count = _pl_rounds(n, cfg.rounds)
-    if count == 1:
-        _, grads, aux = _grads(ctx, L.g_pl_loss, g_params, g_buffers, z, c, ctx.k["greg"], pl_mean,
-                               ctx.nets, cfg.loss, gain=float(cfg.g_reg_interval))
-        g_buffers, pl_mean, penalty = aux["buffers"], aux["pl_mean"], jnp.mean(aux["pl_penalty"])
-    else:
-        grads, g_buffers, pl_mean, penalty = _pl_in_rounds(ctx, operand, z[:n], c[:n], count)
-    g_params, g_opt, overflow = _apply(ctx.g_tx, grads, g_opt, g_params, ctx.cfg.loss_scale)
-    return (g_params, g_opt, g_buffers, pl_mean), (penalty, overflow)
-
-
-def _pl_rounds(n: int, rounds: int) -> int:
-    """Rounds for the n-sample path-length batch: the largest divisor of n up to `rounds`."""
-    return max(d for d in range(1, min(n, rounds) + 1) if n % d == 0)
-
-
-def _pl_in_rounds(ctx: _Ctx, operand, z: jnp.ndarray, c: jnp.ndarray, count: int):
-    """Greg's gradient on the path-length batch z [n, z_dim], c [n, K] in `count` rounds.
-
-    Pass 1 computes every path length (no parameter gradient), hence the new
-    pl_mean and the penalty; pass 2 averages the gradients of
-    `loss.g_pl_round_loss`, which sum to g_pl_loss's.
-    operand: (g_params, g_opt, g_buffers, pl_mean). Returns (grads, g_buffers,
-    new pl_mean, mean penalty).
-    """
-    g_params, _, g_buffers, pl_mean = operand
-    cfg, key = ctx.cfg, ctx.k["greg"]
-
-    def lengths(part):  # pass 1: the round's path lengths [n / count], nothing to average
-        return (), L.pl_lengths(g_params, g_buffers, part.take(z), part.take(c), key, ctx.nets, cfg.loss,
-                                part=part)[0]
-
-    _, a = _rounds(lengths, count)   # [n], in round order
-    new_pl_mean = pl_mean + cfg.loss.pl_decay * (jnp.mean(a) - pl_mean)
-
-    def one_round(part):
-        _, grads, aux = _grads(ctx, L.g_pl_round_loss, g_params, g_buffers, part.take(z), part.take(c),
-                               key, new_pl_mean, jnp.mean(a - new_pl_mean), ctx.nets, cfg.loss,
-                               part, gain=float(cfg.g_reg_interval))
-        return (grads, _buffer_change(aux["buffers"], g_buffers, part)), ()
-
-    (grads, change), _ = _rounds(one_round, count)
-    penalty = jnp.mean(jnp.square(a - new_pl_mean))
-    return grads, _buffers_after(change, g_buffers, count), new_pl_mean, penalty
-
-
-def _lazy(run: Optional[bool], due: Callable[[], Any], update: Callable, operand):
-    """A lazy phase: (operand after it, (penalty, overflowed), 0/1 weight saying whether it ran).
-
-    run True/False: known on the host, so only what runs is traced; None: decided on the
-    device by `due()` (a traced bool) with lax.cond.
-    update(operand) -> (operand, (penalty, overflowed)), scalars.
-    """
-    skipped = lambda op: (op, (jnp.zeros(()), jnp.zeros(())))  # noqa: E731
-    if run is None:
+    skipped = lambda fields: (fields, (jnp.zeros(()), jnp.zeros(())))  # noqa: E731
+    fields = {f: getattr(state, f) for f in changes}
+    if run_now is None:
         on = due()
-        out, scalars = jax.lax.cond(on, update, skipped, operand)
-    elif run:
-        on, (out, scalars) = jnp.bool_(True), update(operand)
+        fields, scalars = jax.lax.cond(on, update, skipped, fields)
+    elif run_now:
+        on, (fields, scalars) = jnp.bool_(True), update(fields)
     else:
-        on, (out, scalars) = jnp.bool_(False), skipped(operand)
-    return out, scalars, on.astype(jnp.float32)
+        on, (fields, scalars) = jnp.bool_(False), skipped(fields)
+    return state.replace(**fields), scalars, on.astype(jnp.float32)
 
 
-def _g_reg(ctx: _Ctx, state: TrainState, g: tuple, run: Optional[bool]):
-    """Greg: the lazy path-length step when step % g_reg_interval == 0; skipped entirely
-    (not traced) when pl_weight or the interval is 0. `run`: whether it runs at this step,
-    known on the host (None: decide on the device with lax.cond on state.step).
+# ------------------------------------------------------------ the phases, in NVIDIA's order
 
-    g: (g_params, g_opt, g_buffers) after Gmain. Returns (g, pl_mean, metrics
-    'loss/pl_penalty' and its 0/1 weight 'loss/pl_penalty_w', 'overflow').
+def _gmain(run: _Run, state: TrainState, draws: StepDraws) -> Tuple[TrainState, Metrics]:
+    """Gmain: one G optimizer step on the non-saturating loss of fakes from draws.gmain_z/c
+    [B]; G's w_avg moves. Metrics 'loss/G', 'scores/fake' (mean logit), 'overflow' (0/1)."""
+    count = run.cfg.rounds
+
+    def one_round(part: Part):
+        z, c, d = take_round((draws.gmain_z, draws.gmain_c, draws.gmain), part)
+        loss, grads, aux = _grads(run, L.g_main_loss, state.g_params, state.g_buffers, state.d_params,
+                                  z, c, d, run.nets, run.cfg.loss)
+        change = buffer_change(aux["buffers"], state.g_buffers, count)
+        return (grads, change, loss, jnp.mean(aux["logits"])), ()
+
+    (grads, change, loss, score), _ = run_rounds(one_round, count)
+    state = state.replace(g_buffers=buffers_after(change, state.g_buffers, count))
+    state, overflow = _g_update(run, state, grads)
+    return state, {"loss/G": loss, "scores/fake": score, "overflow": overflow}
+
+
+def _greg_update(run: _Run, state: TrainState, draws: StepDraws):
+    """Greg's step: G on the path-length penalty of the first n of draws.greg_z/c, its
+    gradient scaled by g_reg_interval (lazy regularisation); G's w_avg and pl_mean move.
+
+    Returns (state, (the mean penalty, overflowed 0/1)).
     """
-    cfg = ctx.cfg
+    cfg = run.cfg
+    n, count = _pl_batch(cfg)
+    if count == 1:
+        _, grads, aux = _grads(run, L.g_pl_loss, state.g_params, state.g_buffers, draws.greg_z,
+                               draws.greg_c, take_round(draws.greg, WHOLE), state.pl_mean, run.nets,
+                               cfg.loss, gain=float(cfg.g_reg_interval))
+        buffers, pl_mean, penalty = aux["buffers"], aux["pl_mean"], jnp.mean(aux["pl_penalty"])
+    else:
+        grads, buffers, pl_mean, penalty = _pl_in_rounds(run, state, draws, n, count)
+    state, overflow = _g_update(run, state.replace(g_buffers=buffers, pl_mean=pl_mean), grads)
+    return state, (penalty, overflow)
+
+
+def _pl_in_rounds(run: _Run, state: TrainState, draws: StepDraws, n: int, count: int):
+    """Greg's gradient on the path-length batch (the first n of draws.greg_z/c) in `count` rounds.
+
+    Pass 1 computes every path length (no parameter gradient), hence the new pl_mean
+    and the penalty; pass 2 averages the gradients of `loss.g_pl_round_loss`, which
+    sum to g_pl_loss's. Returns (grads, g_buffers, new pl_mean, mean penalty).
+    """
+    cfg, g_params, g_buffers = run.cfg, state.g_params, state.g_buffers
+    batch = (draws.greg_z[:n], draws.greg_c[:n], draws.greg)
+
+    def lengths(part: Part):  # pass 1: the round's path lengths [n / count], nothing to average
+        z, c, d = take_round(batch, part)
+        return (), L.pl_lengths(g_params, g_buffers, z, c, d, run.nets, cfg.loss)[0]
+
+    _, a = run_rounds(lengths, count)   # [n], in round order
+    new_pl_mean = state.pl_mean + cfg.loss.pl_decay * (jnp.mean(a) - state.pl_mean)
+
+    def one_round(part: Part):
+        z, c, d = take_round(batch, part)
+        _, grads, aux = _grads(run, L.g_pl_round_loss, g_params, g_buffers, z, c, d, new_pl_mean,
+                               jnp.mean(a - new_pl_mean), run.nets, cfg.loss,
+                               gain=float(cfg.g_reg_interval))
+        return (grads, buffer_change(aux["buffers"], g_buffers, count)), ()
+
+    (grads, change), _ = run_rounds(one_round, count)
+    penalty = jnp.mean(jnp.square(a - new_pl_mean))
+    return grads, buffers_after(change, g_buffers, count), new_pl_mean, penalty
+
+
+def _greg(run: _Run, state: TrainState, draws: StepDraws, run_now: Optional[bool]):
+    """Greg: the lazy path-length step when step % g_reg_interval == 0 (`run_now`: whether it
+    runs, known on the host; None: decide on the device from state.step). Not traced at all
+    when pl_weight or the interval is 0.
+
+    Metrics 'loss/pl_penalty', its 0/1 weight 'loss/pl_penalty_w' (whether it ran), 'overflow'.
+    """
+    cfg = run.cfg
     if not cfg.greg_enabled:
-        return g, state.pl_mean, {}
-    (g_params, g_opt, g_buffers, pl_mean), (pl_pen, overflow), w = _lazy(
-        run, lambda: state.step % cfg.g_reg_interval == 0, lambda op: _g_reg_update(ctx, op),
-        (*g, state.pl_mean))
-    metrics = {"loss/pl_penalty": pl_pen, "loss/pl_penalty_w": w, "overflow": overflow}
-    return (g_params, g_opt, g_buffers), pl_mean, metrics
+        return state, {}
+    state, (penalty, overflow), ran = _lazy(
+        run_now, lambda: state.step % cfg.g_reg_interval == 0, lambda s: _greg_update(run, s, draws), state,
+        ("g_params", "g_opt", "g_buffers", "pl_mean"))
+    return state, {"loss/pl_penalty": penalty, "loss/pl_penalty_w": ran, "overflow": overflow}
 
 
-def _d_main(ctx: _Ctx, state: TrainState, g_params, g_buffers, real_img, real_c):
-    """Dmain: one D optimizer step on fakes of the updated G and the real batch
-    (real_img [B, R, R, C], real_c [B, K]).
+def _dmain(run: _Run, state: TrainState, draws: StepDraws, real_img, real_c):
+    """Dmain: one D optimizer step on fakes of the current G (from draws.dmain_z/c) and the real
+    batch (real_img [B, R, R, C], real_c [B, K]). G ran in training mode, so its w_avg moves;
+    sign D(reals) is added to ADA's sums (as NVIDIA collects it during Dmain).
 
-    Returns ((d_params, d_opt), g_buffers after this G run, real_signs [B, 1]
-    = sign D(reals) for ADA, metrics 'loss/D', 'scores/real', 'signs/real').
+    Metrics 'loss/D', 'scores/real' (mean logit), 'signs/real' (mean sign), 'overflow' (0/1).
     """
-    z, gen_c, count = _latents(ctx, "dz"), _labels(ctx, "dc"), ctx.cfg.rounds
+    count = run.cfg.rounds
 
-    def one_round(part):
-        c = _take(gen_c, part)
-        gen_img, _, buffers = L.run_G(ctx.nets, g_params, g_buffers, _take(z, part), c, ctx.k["dgen"],
-                                      ctx.cfg.loss, part)
-        loss, grads, aux = _grads(ctx, L.d_main_loss, state.d_params, gen_img, c, _take(real_img, part),
-                                  _take(real_c, part), ctx.k["dmain"], ctx.nets, part=part)
+    def one_round(part: Part):
+        z, c, gen, d, img, img_c = take_round(
+            (draws.dmain_z, draws.dmain_c, draws.dmain_gen, draws.dmain, real_img, real_c), part)
+        fakes, _, buffers = L.run_G(run.nets, state.g_params, state.g_buffers, z, c, gen, run.cfg.loss)
+        loss, grads, aux = _grads(run, L.d_main_loss, state.d_params, fakes, c, img, img_c, d, run.nets)
         real_logits = aux["real_logits"]
-        means = (grads, _buffer_change(buffers, g_buffers, part), loss, jnp.mean(real_logits))
+        means = (grads, buffer_change(buffers, state.g_buffers, count), loss, jnp.mean(real_logits))
         return means, jnp.sign(real_logits)
 
-    (grads, buffers, loss, score), real_signs = _rounds(one_round, count)
-    d_params, d_opt, overflow = _apply(ctx.d_tx, grads, state.d_opt, state.d_params, ctx.cfg.loss_scale)
-    metrics = {"loss/D": loss, "scores/real": score, "signs/real": jnp.mean(real_signs),
-               "overflow": overflow}
-    return (d_params, d_opt), _buffers_after(buffers, g_buffers, count), real_signs, metrics
+    (grads, change, loss, score), signs = run_rounds(one_round, count)   # signs [B, 1]
+    state, overflow = _d_update(run, state, grads)
+    state = state.replace(g_buffers=buffers_after(change, state.g_buffers, count),
+                          ada_sign_sum=state.ada_sign_sum + jnp.sum(signs),
+                          ada_count=state.ada_count + signs.size)
+    return state, {"loss/D": loss, "scores/real": score, "signs/real": jnp.mean(signs),
+                   "overflow": overflow}
 
 
-def _d_reg_update(ctx: _Ctx, operand, real_img, real_c):
-    """The Dreg branch: one D optimizer step on the R1 penalty of the reals, its
-    gradient scaled by d_reg_interval (lazy regularisation).
+def _dreg_update(run: _Run, state: TrainState, draws: StepDraws, real_img, real_c):
+    """Dreg's step: D on the R1 penalty of the reals [B, R, R, C], its gradient scaled by
+    d_reg_interval (lazy regularisation). Returns (state, (mean penalty, overflowed 0/1))."""
+    cfg = run.cfg
 
-    operand and the first result: (d_params, d_opt); second: (the mean penalty, overflowed 0/1).
-    """
-    d_params, d_opt = operand
-    cfg = ctx.cfg
-
-    def one_round(part):
-        _, grads, aux = _grads(ctx, L.d_r1_loss, d_params, _take(real_img, part), _take(real_c, part),
-                               ctx.k["dreg"], ctx.nets, cfg.loss, gain=float(cfg.d_reg_interval),
-                               part=part)
+    def one_round(part: Part):
+        img, c, d = take_round((real_img, real_c, draws.dreg), part)
+        _, grads, aux = _grads(run, L.d_r1_loss, state.d_params, img, c, d, run.nets, cfg.loss,
+                               gain=float(cfg.d_reg_interval))
         return (grads, jnp.mean(aux["r1_penalty"])), ()
 
-    (grads, r1), _ = _rounds(one_round, cfg.rounds)
-    d_params, d_opt, overflow = _apply(ctx.d_tx, grads, d_opt, d_params, ctx.cfg.loss_scale)
-    return (d_params, d_opt), (r1, overflow)
+    (grads, r1), _ = run_rounds(one_round, cfg.rounds)
+    state, overflow = _d_update(run, state, grads)
+    return state, (r1, overflow)
 
 
-def _d_reg(ctx: _Ctx, state: TrainState, d: tuple, real_img, real_c, run: Optional[bool]):
-    """Dreg: the lazy R1 step when step % d_reg_interval == 0; skipped entirely (not
-    traced) when r1_gamma or the interval is 0. `run` as in `_g_reg`.
+def _dreg(run: _Run, state: TrainState, draws: StepDraws, real_img, real_c, run_now: Optional[bool]):
+    """Dreg: the lazy R1 step when step % d_reg_interval == 0; `run_now` as in `_greg`. Not
+    traced at all when r1_gamma or the interval is 0.
 
-    d: (d_params, d_opt) after Dmain. Returns (d, metrics 'loss/r1_penalty' and
-    its 0/1 weight 'loss/r1_penalty_w', 'overflow').
+    Metrics 'loss/r1_penalty', its 0/1 weight 'loss/r1_penalty_w', 'overflow'.
     """
-    cfg = ctx.cfg
+    cfg = run.cfg
     if not cfg.dreg_enabled:
-        return d, {}
-    d, (r1, overflow), w = _lazy(run, lambda: state.step % cfg.d_reg_interval == 0,
-                                 lambda op: _d_reg_update(ctx, op, real_img, real_c), d)
-    return d, {"loss/r1_penalty": r1, "loss/r1_penalty_w": w, "overflow": overflow}
+        return state, {}
+    state, (r1, overflow), ran = _lazy(
+        run_now, lambda: state.step % cfg.d_reg_interval == 0,
+        lambda s: _dreg_update(run, s, draws, real_img, real_c), state, ("d_params", "d_opt"))
+    return state, {"loss/r1_penalty": r1, "loss/r1_penalty_w": ran, "overflow": overflow}
 
 
-def lazy_phases(cfg: StepConfig, step: int) -> Tuple[str, ...]:
-    """The lazy regularisation phases ('Greg', 'Dreg') that run at `step`, for `regs`."""
-    greg = cfg.greg_enabled and step % cfg.g_reg_interval == 0
-    dreg = cfg.dreg_enabled and step % cfg.d_reg_interval == 0
-    return tuple(name for name, on in (("Greg", greg), ("Dreg", dreg)) if on)
-
-
-def _ema(cfg: StepConfig, state: TrainState, g_params):
-    """G_ema <- lerp(G, G_ema, beta), beta = 0.5 ** (B / ema_nimg); ema_nimg is
-    ramped up with the images shown so far (ema_rampup). Returns the new ema_params."""
+def _ema(cfg: StepConfig, state: TrainState) -> TrainState:
+    """EMA: G_ema <- lerp(G, G_ema, beta), beta = 0.5 ** (B / ema_nimg), ema_nimg ramped up
+    with the images shown so far (ema_rampup); G_ema's buffers are G's."""
     ema_nimg = cfg.ema_kimg * 1000.0
     if cfg.ema_rampup:
         ema_nimg = jnp.minimum(ema_nimg, state.nimg.astype(jnp.float32) * cfg.ema_rampup)
     beta = 0.5 ** (cfg.batch_size / jnp.maximum(ema_nimg, 1e-8))
-    return jax.tree_util.tree_map(lambda p, e: p + beta * (e - p), g_params, state.ema_params)
+    ema = jax.tree_util.tree_map(lambda p, e: p + beta * (e - p), state.g_params, state.ema_params)
+    return state.replace(ema_params=ema, ema_buffers=state.g_buffers)
 
 
-def _ada(cfg: StepConfig, state: TrainState, real_signs):
-    """Accumulate sign D(reals) ([B, 1]) and, in 'ada' mode every ada_interval
-    iterations, move p towards E[sign] = ada_target and reset the sums.
+def _ada(cfg: StepConfig, state: TrainState) -> TrainState:
+    """ADA: in 'ada' mode, every ada_interval iterations move p towards E[sign D(reals)] =
+    ada_target (the mean of the sums Dmain adds to) and reset the sums."""
+    if cfg.augment != "ada":
+        return state
+    adjust_now = (state.step + 1) % cfg.ada_interval == 0
+    new_p = ada_adjust(state.ada_p, state.ada_sign_sum / jnp.maximum(state.ada_count, 1.0),
+                       cfg.batch_size * cfg.ada_interval, cfg.ada_target, cfg.ada_kimg)
+    return state.replace(ada_p=jnp.where(adjust_now, new_p, state.ada_p),
+                         ada_sign_sum=jnp.where(adjust_now, 0.0, state.ada_sign_sum),
+                         ada_count=jnp.where(adjust_now, 0.0, state.ada_count))
 
-    Returns (ada_p, ada_sign_sum, ada_count), scalars.
-    """
-    sign_sum = state.ada_sign_sum + jnp.sum(real_signs)
-    count = state.ada_count + real_signs.size
-    ada_p = state.ada_p
-    if cfg.augment == "ada":
-        adjust_now = (state.step + 1) % cfg.ada_interval == 0
-        new_p = ada_adjust(ada_p, sign_sum / jnp.maximum(count, 1.0),
-                           cfg.batch_size * cfg.ada_interval, cfg.ada_target, cfg.ada_kimg)
-        ada_p = jnp.where(adjust_now, new_p, ada_p)
-        sign_sum = jnp.where(adjust_now, 0.0, sign_sum)
-        count = jnp.where(adjust_now, 0.0, count)
-    return ada_p, sign_sum, count
+
+def _metrics(cfg: StepConfig, state: TrainState, phases: Tuple[Metrics, ...]) -> Metrics:
+    """The step's metrics: the phases' in order, then 'ada_p' and 'pl_mean' after the step and,
+    with a loss scale, 'overflow': the updates (0-4) skipped because gradients overflowed."""
+    overflow = sum(m.get("overflow", 0.0) for m in phases)
+    out = {k: v for m in phases for k, v in m.items() if k != "overflow"}
+    out.update({"ada_p": state.ada_p, "pl_mean": state.pl_mean})
+    if cfg.loss_scale != 1.0:
+        out["overflow"] = overflow
+    return out
 
 
 def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
@@ -489,26 +455,16 @@ def make_train_step(cfg: StepConfig, G, D, g_tx: optax.GradientTransformation,
 
     def step(state: TrainState, real_img: jnp.ndarray, real_c: jnp.ndarray, base_key: jax.Array,
              regs: Optional[Tuple[str, ...]] = None):
-        """One iteration: Gmain, Greg, Dmain, Dreg, G_ema, ADA (see the module doc)."""
-        runs = (None, None) if regs is None else ("Greg" in regs, "Dreg" in regs)
-        k = _step_keys(base_key, state.step)
-        ctx = _Ctx(cfg, _nets(G, D, spec, state.ada_p), g_tx, d_tx, real_c, k)
-        g, m = _g_main(ctx, state)
-        g, pl_mean, m_greg = _g_reg(ctx, state, g, runs[0])
-        g_params, g_opt, g_buffers = g
-        d, g_buffers, real_signs, m_dmain = _d_main(ctx, state, g_params, g_buffers, real_img, real_c)
-        (d_params, d_opt), m_dreg = _d_reg(ctx, state, d, real_img, real_c, runs[1])
-        ema_params = _ema(cfg, state, g_params)
-        ada_p, sign_sum, count = _ada(cfg, state, real_signs)
-        overflow = sum(part.pop("overflow", 0.0) for part in (m, m_greg, m_dmain, m_dreg))
-        m = {**m, **m_greg, **m_dmain, **m_dreg, "ada_p": ada_p, "pl_mean": pl_mean}
-        if cfg.loss_scale != 1.0:
-            m["overflow"] = overflow  # updates skipped this step (0-4)
-        new_state = state.replace(
-            step=state.step + 1, nimg=state.nimg + cfg.batch_size, g_params=g_params,
-            g_buffers=g_buffers, d_params=d_params, ema_params=ema_params, ema_buffers=g_buffers,
-            g_opt=g_opt, d_opt=d_opt, ada_p=ada_p, ada_sign_sum=sign_sum, ada_count=count,
-            pl_mean=pl_mean)
-        return new_state, m
+        """One iteration: draw, then Gmain, Greg, Dmain, Dreg, EMA, ADA (see the module doc)."""
+        greg_now, dreg_now = (None, None) if regs is None else ("Greg" in regs, "Dreg" in regs)
+        run = _Run(cfg, L.Nets(G, D, spec, state.ada_p), g_tx, d_tx)
+        draws = draw_step(cfg, run.nets, base_key, state.step, real_c)
+        state, m_gmain = _gmain(run, state, draws)
+        state, m_greg = _greg(run, state, draws, greg_now)
+        state, m_dmain = _dmain(run, state, draws, real_img, real_c)
+        state, m_dreg = _dreg(run, state, draws, real_img, real_c, dreg_now)
+        state = _ada(cfg, _ema(cfg, state))
+        state = state.replace(step=state.step + 1, nimg=state.nimg + cfg.batch_size)
+        return state, _metrics(cfg, state, (m_gmain, m_greg, m_dmain, m_dreg))
 
     return step

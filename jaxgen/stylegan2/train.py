@@ -29,9 +29,11 @@ import numpy as np
 from jaxgen.data import load_dataset, to_float
 from jaxgen.errors import ConfigError
 from jaxgen.harness import loop
-from jaxgen.harness.batches import batch_at_step, grid_inputs
+from jaxgen.harness.batches import Grid, batch_at_step, grid_inputs
 from jaxgen.harness.checkpoint import DESCRIPTOR, read_descriptor
+from jaxgen.harness.experiment import Experiment, TickInfo
 from jaxgen.harness.loop import TrainingDiverged
+from jaxgen.harness.schedule import Schedule
 from jaxgen.metrics.fid_tracker import FIDTracker
 from jaxgen.stylegan2 import networks, state as state_lib
 from jaxgen.stylegan2.loss import LossConfig
@@ -64,7 +66,7 @@ def step_config(config: Any) -> StepConfig:
         g_reg_interval=int(t.g_reg_interval), d_reg_interval=int(t.d_reg_interval),
         ema_kimg=float(t.ema_kimg), ema_rampup=t.ema_rampup, augment=a.mode, augpipe=a.augpipe,
         ada_target=float(a.target), ada_interval=int(a.interval), ada_kimg=float(a.kimg),
-        batch_gpu=int(t.get("batch_gpu", 0)), loss_scale=loss_scale(config))
+        batch_gpu=int(t.batch_gpu), loss_scale=loss_scale(config))
 
 
 def loss_scale(config: Any) -> float:
@@ -72,7 +74,7 @@ def loss_scale(config: Any) -> float:
 
     1024 because R1's gradients lose most of their entries to fp16 underflow without a
     scale and keep them with 1024 (measured on the fixture networks; see test_precision)."""
-    s = float(config.train.get("loss_scale", 0.0))
+    s = float(config.train.loss_scale)
     if s == 0:
         s = AUTO_FP16_LOSS_SCALE if config.model.dtype == "float16" else 1.0
     return s
@@ -86,10 +88,10 @@ def check_step_settings(config: Any) -> None:
     if config.model.dtype == "float16" and config.model.conv_clamp is None:
         raise ConfigError("--config.model.dtype=float16 needs --config.model.conv_clamp (NVIDIA uses 256) "
                           "so that activations stay inside float16's range")
-    s = config.train.get("loss_scale", 0.0)
+    s = config.train.loss_scale
     if not isinstance(s, (int, float)) or isinstance(s, bool) or not s >= 0 or s == float("inf"):
         raise ConfigError(f"--config.train.loss_scale={s!r} must be a finite number >= 0 (0 = auto)")
-    where = config.train.get("lazy_regs", "host")
+    where = config.train.lazy_regs
     if where not in ("host", "device"):
         raise ConfigError(f"--config.train.lazy_regs={where!r}: choose 'host' or 'device'")
 
@@ -97,7 +99,7 @@ def check_step_settings(config: Any) -> None:
 def check_batch_gpu(config: Any) -> None:
     """ConfigError (one line, naming the flag) unless config.train.batch_gpu can split the batch:
     0, or a divisor of batch_size that is a multiple of mbstd_group_size and of the devices."""
-    batch_gpu = int(config.train.get("batch_gpu", 0))
+    batch_gpu = int(config.train.batch_gpu)
     problem = batch_gpu_problem(int(config.train.batch_size), batch_gpu,
                                 int(config.model.mbstd_group_size), jax.device_count())
     if problem:
@@ -107,7 +109,7 @@ def check_batch_gpu(config: Any) -> None:
 def label_names(config: Any) -> List[str]:
     """The label space of a fixed-label run: config.data.label_names ('a,b,c'), else the
     class names of the run config.transfer.init_from (its run.json)."""
-    names = [s.strip() for s in str(config.data.get("label_names", "")).split(",") if s.strip()]
+    names = [s.strip() for s in str(config.data.label_names).split(",") if s.strip()]
     src = config.transfer.init_from
     if not names and src and (pathlib.Path(src) / DESCRIPTOR).is_file():
         names = list(read_descriptor(src).get("class_names") or [])
@@ -128,7 +130,7 @@ def _load_data(config: Any):
     run and trains them on one class's images only."""
     data_cfg = config.data.to_dict()
     data_cfg["cache_dir"] = data_cfg["cache_dir"] or None
-    fixed = data_cfg.get("fixed_label", "")
+    fixed = data_cfg["fixed_label"]
     if fixed and not data_cfg["conditional"]:
         raise ConfigError("--config.data.fixed_label needs --config.data.conditional=True")
     if data_cfg["source"] == "folder" and data_cfg["conditional"] and not fixed:
@@ -154,11 +156,13 @@ def _optimizers(config: Any, D) -> tuple:
     return g_tx, d_tx
 
 
-class StyleGAN2Experiment(loop.Experiment):
-    """StyleGAN2-ADA for `jaxgen.harness.loop.train`; batches are (images [B,R,R,C] in [-1,1],
-    one-hot labels [B, K]) with K = 0 for an unconditional run."""
+class StyleGAN2Experiment(Experiment):
+    """StyleGAN2-ADA for `jaxgen.harness.loop.train` (the contract: `jaxgen.harness.experiment`);
+    batches are (images [B,R,R,C] in [-1,1], one-hot labels [B, K]) with K = 0 for an
+    unconditional run."""
 
     kind = "stylegan2"
+    grid: Grid                        # always set: G's samples every image snapshot
     last_keys = ("ada_p", "pl_mean")
     divergence_hint = "lower config.train.g_lr/d_lr or raise config.train.r1_gamma"
     resolution_range = (4, 1024)
@@ -178,14 +182,14 @@ class StyleGAN2Experiment(loop.Experiment):
         G_kwargs, D_kwargs = networks.model_kwargs(config.model, ds.resolution, ds.channels, k)
         self.G, self.D = networks.build(G_kwargs, D_kwargs)
         self.g_tx, self.d_tx = _optimizers(config, self.D)
-        self.schedule = loop.Schedule.from_kimg(config.train)
+        self.schedule = Schedule.from_kimg(config.train)
         self.descriptor = dict(class_names=list(ds.class_names[:k or None]), resolution=ds.resolution,
                                channels=ds.channels, G_kwargs=G_kwargs, D_kwargs=D_kwargs)
         self.fid = FIDTracker(config.metrics, self.G, ds.images, workdir, label_probs,
                               write=jax.process_index() == 0)
         self.best_key = f"metrics/{self.fid.key}" if self.fid.every else None
         self.step_cfg = step_config(config)
-        self.host_regs = config.train.get("lazy_regs", "host") == "host"
+        self.host_regs = config.train.lazy_regs == "host"
         self.train_step = make_train_step(self.step_cfg, self.G, self.D, self.g_tx, self.d_tx)
         self.grid = grid_inputs(ds.images, ds.labels, ds.class_names, k, self.G.z_dim,
                                 int(config.train.grid_cols), self.seed)
@@ -213,7 +217,7 @@ class StyleGAN2Experiment(loop.Experiment):
             return state
         g_vars = {"params": state.g_params, "buffers": state.g_buffers}
         g_vars, d_vars, ema_vars, _ = transfer(g_vars, {"params": state.d_params}, init_from,
-                                               float(self.config.transfer.get("min_share", 0.9)))
+                                               float(self.config.transfer.min_share))
         return state_lib.init_state(g_vars, d_vars, self.g_tx, self.d_tx, ema_vars,
                                     ada_p=float(self.config.ada.p_init))
 
@@ -234,7 +238,7 @@ class StyleGAN2Experiment(loop.Experiment):
     def begin(self, step: int) -> None:
         self.fid.drop_after(step)
 
-    def evaluate(self, state, tick: loop.TickInfo, stats: Dict[str, float]) -> Dict[str, float]:
+    def evaluate(self, state, tick: TickInfo, stats: Dict[str, float]) -> Dict[str, float]:
         """FID (and KID) of G_ema when due, as 'metrics/<name>'."""
         if not self.fid.due(tick.index, tick.done):
             return {}

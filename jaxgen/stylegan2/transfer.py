@@ -2,7 +2,7 @@
 
 `init_from` is anything `jaxgen.runs.open_run` opens as a StyleGAN2 run: an
 official NVIDIA snapshot `.pkl` (restricted unpickler), a networks directory
-(`python -m jaxgen.stylegan2.pkl_to_orbax`) or a training workdir (its latest
+(`python -m jaxgen pkl_to_orbax`) or a training workdir (its latest
 checkpoint). Arrays are copied by name where the shapes agree; everything else
 keeps its fresh initialisation, as NVIDIA's `copy_params_and_buffers` does
 (nothing is reshaped or cropped).
@@ -16,12 +16,13 @@ with an error naming what differs; `--config.transfer.min_share=0` allows it.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
 from jaxgen.errors import ConfigError
 from jaxgen.runs import open_run
+from jaxgen.utils.logger import logger
 from jaxgen.utils.trees import copy_matching, flat_paths
 
 
@@ -41,7 +42,7 @@ def transfer_report(dst: Dict, src: Dict, copied: List[str], kept: List[str]) ->
 
 
 def _line(name: str, r: Dict) -> str:
-    """One printed line per network, with the first few skipped arrays."""
+    """One logged line per network, with the first few skipped arrays."""
     skipped = r["shape_mismatch"] + r["not_in_source"]
     more = f": {', '.join(skipped[:4])}" + (" ..." if len(skipped) > 4 else "") if skipped else ""
     return (f"transfer {name}: {r['copied']}/{r['arrays']} arrays, {r['share']:.1%} of {r['parameters']:,} "
@@ -49,8 +50,7 @@ def _line(name: str, r: Dict) -> str:
             f"{len(r['not_in_source'])} not in the source, {len(r['unused_from_source'])} source arrays unused{more}")
 
 
-def transfer(g_vars: Dict, d_vars: Dict, init_from: str, min_share: float = 0.9,
-             log: Callable[[str], None] = print) -> Tuple[Dict, Dict, Dict, Dict]:
+def transfer(g_vars: Dict, d_vars: Dict, init_from: str, min_share: float = 0.9) -> Tuple[Dict, Dict, Dict, Dict]:
     """(G, D, G_ema variables initialised from `init_from` where names and shapes match, and the
     report per network); ConfigError when a network keeps less than `min_share` of its parameters."""
     src = open_run(init_from, "latest", kinds=("stylegan2",)).networks
@@ -61,7 +61,7 @@ def transfer(g_vars: Dict, d_vars: Dict, init_from: str, min_share: float = 0.9,
                               "StyleGAN2 run, networks directory or NVIDIA snapshot with G, D and G_ema")
         new, copied, kept = copy_matching(dst, src[name])
         r = report[name] = transfer_report(dst, src[name], copied, kept)
-        log(_line(name, r))
+        logger.info(_line(name, r))
         if r["share"] < float(min_share):
             what = ", ".join(r["shape_mismatch"][:3]) or ", ".join(r["not_in_source"][:3])
             raise ConfigError(

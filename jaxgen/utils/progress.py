@@ -2,12 +2,13 @@
 
 Why: generating 10,000 fakes or extracting their features on a CPU takes
 minutes; a command that is silent until its final table looks hung. A
-`Progress` prints one line such as
+`Progress` logs one line such as
 
   evaluate: generating fakes: 2048/10000 (20%)  41.3/s  ETA 3m13s
 
 when at least `every` seconds passed since the last line, and always when the
-work is done (flushed, so it shows through pipes and logs). The rate counts only
+work is done: an info line of the jaxgen logger (`jaxgen.utils.logger`), which a
+command prints to stdout, flushed, so it shows through pipes and logs. The rate counts only
 the work done since the `Progress` began (`done` may start above 0 on a resume),
 so the ETA is right after a resume too. The clock is injectable for tests.
 """
@@ -16,11 +17,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable, Iterator, Optional, TypeVar
 
+from jaxgen.utils.logger import logger
+
 T = TypeVar("T")
-
-
-def _print(line: str) -> None:
-    print(line, flush=True)
 
 
 def format_duration(seconds: float) -> str:
@@ -41,14 +40,17 @@ def _rate_text(rate: float) -> str:
 
 
 class Progress:
-    """Counts work towards `total` and prints `label: count/total (pct) rate/s ETA ...` lines."""
+    """Counts work towards `total` and logs `label: count/total (pct) rate/s ETA ...` lines.
+
+    tail: called for text to add at the end of each logged line (the projector's mean
+    distance); quiet: count without logging (the returned lines are the same)."""
 
     def __init__(self, total: int, label: str, every: float = 10.0, done: int = 0,
                  unit: str = "", clock: Callable[[], float] = time.monotonic,
-                 log: Callable[[str], None] = _print):
+                 tail: Optional[Callable[[], str]] = None, quiet: bool = False):
         self.total, self.label, self.every, self.unit = int(total), label, float(every), unit
         self.done = self.start_done = int(done)
-        self.clock, self.log = clock, log
+        self.clock, self.tail, self.quiet = clock, tail, quiet
         self.t0 = self.last = clock()
         self.finished = False
 
@@ -81,7 +83,7 @@ class Progress:
         return f"{self.label}: {self.done}/{self.total}{unit}{pct}  {_rate_text(self._rate(now))}/s  {tail}"
 
     def update(self, n: int = 1) -> Optional[str]:
-        """Count `n` more; print (and return) a line when due or done, else None."""
+        """Count `n` more; log (and return, without the tail) a line when due or done, else None."""
         self.done += int(n)
         now = self.clock()
         due = now - self.last >= self.every
@@ -89,7 +91,8 @@ class Progress:
             self.finished = self.done >= self.total
             self.last = now
             text = self.line(now)
-            self.log(text)
+            if not self.quiet:
+                logger.info(text + (self.tail() if self.tail else ""))
             return text
         return None
 

@@ -59,6 +59,7 @@ from jaxgen.metrics import image_quality, suite
 from jaxgen.runs import GENERATOR_KINDS, fingerprint_files, is_run, open_run
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import to_uint8
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import check_output, claim_output
 
 OUTPUT_KIND = "compare"
@@ -98,7 +99,7 @@ def _load(folder, resolution: int, channels: int):
 
 def _log(msg: str, verbose: bool = True) -> None:
     if verbose:
-        print(f"[compare] {msg}", flush=True)
+        logger.info(f"[compare] {msg}")
 
 
 def parse_source(spec: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:

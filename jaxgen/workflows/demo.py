@@ -1,7 +1,7 @@
 """`make demo`: the product's main job on the embedded demo faces: a labelled synthetic dataset
 from a tiny StyleGAN2-ADA, and how far a classifier that did not pick it agrees with its labels.
 
-  python -m jaxgen.workflows.demo --workdir runs/demo [--set train.total_kimg=4]
+  python -m jaxgen demo --workdir runs/demo [--set train.total_kimg=4]
 
 Steps (each resumes; a finished one is skipped):
 
@@ -23,11 +23,9 @@ judge is not the sorter, so the fidelity is not true by construction.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import pathlib
-import sys
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -35,12 +33,12 @@ import numpy as np
 from jaxgen.classifiers.evaluate import predict
 from jaxgen.classifiers.sorting import fidelity_from_probs
 from jaxgen.classifiers.train import train_classifier
-from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.config import load_config
 from jaxgen.data import load_image_folder
 from jaxgen.runs import open_run
 from jaxgen.utils.files import write_text_atomic
 from jaxgen.utils.images import save_grid
+from jaxgen.utils.logger import logger
 from jaxgen.workflows.labelled import run_labelled
 
 OUTPUT_KIND = "demo-labelled"      # runs/demo of the conditional demo (kind 'demo') is refused
@@ -96,7 +94,7 @@ def judge_export(judge_dir: pathlib.Path, export_dir: pathlib.Path, out: pathlib
     return fid
 
 
-def run_demo(workdir: str, overrides: Sequence[str] = (), log=print, gan: str = GAN,
+def run_demo(workdir: str, overrides: Sequence[str] = (), gan: str = GAN,
              classifier: str = CLASSIFIER, classifier_overrides: Sequence[str] = (),
              pool_multiple: float = 8.0, sorter: str = "", classes: Optional[Sequence[str]] = None
              ) -> Dict[str, Any]:
@@ -106,27 +104,17 @@ def run_demo(workdir: str, overrides: Sequence[str] = (), log=print, gan: str = 
     cls_cfg = load_config(classifier, classifier_overrides)
     if classes is not None:
         gan_cfg.data.classes = tuple(classes)
-    r = run_labelled(gan_cfg, cls_cfg, workdir, pool_multiple=pool_multiple, sorter=sorter, log=log,
-                     kind=OUTPUT_KIND)
+    r = run_labelled(gan_cfg, cls_cfg, workdir, pool_multiple=pool_multiple, sorter=sorter, kind=OUTPUT_KIND)
     w = pathlib.Path(r["workdir"])
     train_classifier(judge_config(cls_cfg, gan_cfg), str(w / "judge"))     # resumes, or returns when done
     fid = judge_export(w / "judge", pathlib.Path(r["synthetic"]), w)
-    log("demo: how a classifier of other real demo faces sees the exported synthetic faces:\n" + fidelity_table(fid))
-    log(f"demo: dataset {r['synthetic']} (datasheet.md beside the images); sample grid {w / 'samples.png'}; "
-        f"training grids in {w / 'gan' / 'samples'}")
+    logger.info("demo: how a classifier of other real demo faces sees the exported synthetic faces:\n"
+                + fidelity_table(fid))
+    logger.info(f"demo: dataset {r['synthetic']} (datasheet.md beside the images); sample grid {w / 'samples.png'}; "
+                f"training grids in {w / 'gan' / 'samples'}")
     return fid
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", default="runs/demo")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a GAN config value, e.g. --set train.total_kimg=4 (repeatable)")
-    a = p.parse_args(argv)
-    use_compile_cache()
-    run_demo(a.workdir, a.set)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen demo
+    import runpy
+    runpy.run_module("jaxgen.commands.demo", run_name="__main__")

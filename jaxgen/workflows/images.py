@@ -1,11 +1,11 @@
 """Pictures from a StyleGAN2 run for a person to look at: seeds, style mixing, interpolation, projected w.
 
-  python -m jaxgen.workflows.images seeds  RUN --out DIR --seeds 0-7 [--class NAME] [--psi 0.7]
+  python -m jaxgen images seeds  RUN --out DIR --seeds 0-7 [--class NAME] [--psi 0.7]
          [--cutoff N] [--centre global|class] [--noise_mode const|random|none] [--which auto|latest|best]
-  python -m jaxgen.workflows.images mix    RUN --out DIR --rows 1,2 --cols 3-5 [--layers 0-3] [...]
-  python -m jaxgen.workflows.images interp RUN --out DIR --seeds 1,5,9 [--steps 8] [--space w|z]
+  python -m jaxgen images mix    RUN --out DIR --rows 1,2 --cols 3-5 [--layers 0-3] [...]
+  python -m jaxgen images interp RUN --out DIR --seeds 1,5,9 [--steps 8] [--space w|z]
          [--fps 10] [...]
-  python -m jaxgen.workflows.images w      RUN --out DIR --projected_w projected_w.npz [--noise_mode ...]
+  python -m jaxgen images w      RUN --out DIR --projected_w projected_w.npz [--noise_mode ...]
 
 RUN is anything `jaxgen.runs.open_run` opens that holds a StyleGAN2 generator
 (workdir, networks directory, NVIDIA .pkl); a DCGAN or classifier run is refused.
@@ -26,26 +26,24 @@ Everything is validated (run kind, seeds, class, layers against the run's num_ws
 the w file's shape; at most 10,000 seeds, and 1024 frames or grid cells and 512 MiB of
 them for one picture) before --out is created; --out must be new, empty or an earlier
 `images` output (`jaxgen.utils.outputs`). This command writes pictures; the
-checked synthetic DATASET export is `python -m jaxgen.workflows.generate`.
+checked synthetic DATASET export is `python -m jaxgen generate`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import re
-import sys
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
-from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.errors import ConfigError
 from jaxgen.runs import Run
 from jaxgen.stylegan2 import controls
 from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import save_grid, to_uint8
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.utils.progress import Progress
 
@@ -214,7 +212,7 @@ def plan_w(run: Run, a) -> Writer:
 PLANS = dict(seeds=plan_seeds, mix=plan_mix, interp=plan_interp, w=plan_w)
 
 
-def make_images(a, log=print) -> List[str]:
+def make_images(a) -> List[str]:
     """Run one mode of parsed arguments `a`: validate everything, then claim --out and write.
     Returns the paths written (relative to --out)."""
     out = check_output(a.out, OUTPUT_KIND)
@@ -225,53 +223,10 @@ def make_images(a, log=print) -> List[str]:
     out = claim_output(out, OUTPUT_KIND)
     files = write(out)
     shown = files if len(files) <= 6 else files[:2] + ["..."] + files[-3:]
-    log(f"images: {a.mode}: wrote {len(files)} files in {out}: {', '.join(shown)}")
+    logger.info(f"images: {a.mode}: wrote {len(files)} files in {out}: {', '.join(shown)}")
     return files
 
 
-def parser() -> argparse.ArgumentParser:
-    """The command line: one sub-command per mode, sharing the run, output and noise flags."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("run", help="StyleGAN2 workdir, networks directory or NVIDIA .pkl")
-    common.add_argument("--out", required=True, help="folder for the pictures: new, empty or an earlier "
-                        "images output")
-    common.add_argument("--which", default="auto", choices=("auto", "latest", "best"),
-                        help="checkpoint of a workdir (auto = latest for generators)")
-    common.add_argument("--noise_mode", default="const", help="const | random (reproducible per seed) | none")
-    trunc = argparse.ArgumentParser(add_help=False)
-    trunc.add_argument("--class", dest="cls", default=None, metavar="NAME",
-                       help="class name (or index) of a conditional G")
-    trunc.add_argument("--psi", type=float, default=1.0, help="truncation psi (1 = none)")
-    trunc.add_argument("--cutoff", type=int, default=None, help="truncate only layers < cutoff (default all)")
-    trunc.add_argument("--centre", default="global", help="truncate towards G's mean w (global) or the "
-                       "class's mean w (class)")
-    trunc.add_argument("--class_mean_n", type=int, default=1000, help="latents averaged for --centre class")
-    p = argparse.ArgumentParser(prog="python -m jaxgen.workflows.images",
-                                description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="mode", required=True, metavar="{seeds,mix,interp,w}")
-    s = sub.add_parser("seeds", parents=[common, trunc], help="one PNG per seed and a grid")
-    s.add_argument("--seeds", required=True, help="e.g. 0-7 or 0-3,7,10-12")
-    m = sub.add_parser("mix", parents=[common, trunc], help="style-mixing grid")
-    m.add_argument("--rows", required=True, help="row seeds (their ws are kept), e.g. 1,2")
-    m.add_argument("--cols", required=True, help="column seeds (their ws replace --layers), e.g. 3-5")
-    m.add_argument("--layers", default="", help="w indices taken from the column seed, e.g. 0-3 "
-                   "(default: the coarse ones, NVIDIA's 0-6 or the first half)")
-    i = sub.add_parser("interp", parents=[common, trunc], help="interpolation strip and GIF between seeds")
-    i.add_argument("--seeds", required=True, help="two or more seeds to travel through, e.g. 1,5,9")
-    i.add_argument("--steps", type=int, default=8, help="frames from one seed to the next")
-    i.add_argument("--space", default="w", help="w (lerp of ws) or z (slerp of latents, then mapping)")
-    i.add_argument("--fps", type=float, default=10.0, help="GIF frame rate")
-    w = sub.add_parser("w", parents=[common], help="render ws from a file (a projector's projected_w.npz)")
-    w.add_argument("--projected_w", required=True, help=".npz with 'w' [1 or N, num_ws, w_dim] (or .npy)")
-    return p
-
-
-def main(argv=None) -> int:
-    a = parser().parse_args(argv)
-    use_compile_cache()
-    make_images(a)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen images
+    import runpy
+    runpy.run_module("jaxgen.commands.images", run_name="__main__")

@@ -1,8 +1,8 @@
 """An unconditional GAN whose samples a classifier of the real faces labels: the acne paper's
 sorting step as the whole method, with snapshots for the utility curve.
 
-  python -m jaxgen.workflows.labelled --workdir runs/labelled_tiny              # the :tiny configs
-  python -m jaxgen.workflows.labelled --workdir runs/labelled --multiple 4 --curve 0.25,0.5 \\
+  python -m jaxgen labelled --workdir runs/labelled_tiny              # the :tiny configs
+  python -m jaxgen labelled --workdir runs/labelled --multiple 4 --curve 0.25,0.5 \\
       --gan_config configs/acne.py --classifier_config configs/acne_classifier.py
 
 Why: a conditional GAN on a few hundred faces per class tends to draw near-identical faces
@@ -32,22 +32,19 @@ training steps resume from their checkpoints):
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import pathlib
-import sys
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
 from jaxgen.classifiers.train import train_classifier
-from jaxgen.cli import run_main, use_compile_cache
-from jaxgen.config import load_config
 from jaxgen.data import load_dataset
 from jaxgen.data.demo_faces import write_demo_holdout
 from jaxgen.errors import ConfigError, InputMissing
 from jaxgen.runs import snapshot_networks
 from jaxgen.stylegan2.train import train_and_evaluate
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import check_output, claim_output
 from jaxgen.workflows.generate import export_dataset
 from jaxgen.workflows.pipeline import run_marked_step
@@ -79,7 +76,7 @@ class Labelled:
 
     def __init__(self, gan: Any, classifier: Any, workdir: str, multiple: int = 1,
                  curve: Sequence[float] = (), pool_multiple: float = 4.0, test: str = "",
-                 sorter: str = "", log: Callable[[str], None] = print, kind: str = OUTPUT_KIND):
+                 sorter: str = "", kind: str = OUTPUT_KIND):
         d = gan.data
         if d.source not in ("demo", "folder"):
             raise ConfigError(f"needs an image-folder or demo dataset, got data.source={d.source!r}")
@@ -96,7 +93,7 @@ class Labelled:
         self.sorter = pathlib.Path(sorter).absolute() if sorter else self.w / "cls_real"
         self.gan, self.cls = copy.deepcopy(gan), copy.deepcopy(classifier)
         self.gan.data.conditional = False
-        self.multiple, self.pool, self.log = int(multiple), float(pool_multiple), log
+        self.multiple, self.pool = int(multiple), float(pool_multiple)
         self.fractions = list(curve) + [1.0]
         self.real_root, self.test = pathlib.Path(d.path), test or str(d.path) + "_test"
         self.per_class: Dict[str, int] = {}
@@ -130,7 +127,7 @@ class Labelled:
             c.train.total_kimg = kimg
             train_and_evaluate(c, str(self.w / "gan"))
             snapshot_networks(self.w / "gan", snap)
-            self.log(f"labelled: generator at {kimg:g} kimg frozen in {snap}")
+            logger.info(f"labelled: generator at {kimg:g} kimg frozen in {snap}")
         return dict(snapshots={kimg_name(k): k for k in self.stages})
 
     def step_sorter(self) -> dict:
@@ -151,7 +148,7 @@ class Labelled:
                            real=str(self.real_root), holdout=self.test, identity=self._identity(),
                            datasheet=datasheet, feature_net=str(m.feature_net) or "random_inception",
                            inception_weights=str(m.inception_weights), label_by=str(self.sorter),
-                           keep="top", pool_multiple=self.pool, log=self.log)
+                           keep="top", pool_multiple=self.pool)
         return {n: a["kept"] for n, a in r["acceptance"]["per_class"].items()}
 
     def _identity(self) -> str:
@@ -168,12 +165,12 @@ class Labelled:
 
 
 def run_labelled(gan: Any, classifier: Any, workdir: str, multiple: int = 1, curve: Sequence[float] = (),
-                 pool_multiple: float = 4.0, test: str = "", sorter: str = "", log=print,
+                 pool_multiple: float = 4.0, test: str = "", sorter: str = "",
                  kind: str = OUTPUT_KIND) -> dict:
     """Run (or resume) every step into `workdir` (marker `kind`); returns the paths the utility
     benchmark reads: workdir, test, synthetic, per_class (real images per class), curve
     {kimg: export folder}."""
-    r = Labelled(gan, classifier, workdir, multiple, curve, pool_multiple, test, sorter, log, kind)
+    r = Labelled(gan, classifier, workdir, multiple, curve, pool_multiple, test, sorter, kind)
     r.prepare()
     for name in STEPS:
         r.run_step(name)
@@ -183,27 +180,6 @@ def run_labelled(gan: Any, classifier: Any, workdir: str, multiple: int = 1, cur
                 curve=curve_dirs, final_kimg=r.stages[-1], timing=r.timing)
 
 
-def main(argv=None) -> int:
-    """Command line: the two config specs with overrides, the workdir, the export's size."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--gan_config", default=DEFAULTS["gan"])
-    p.add_argument("--classifier_config", default=DEFAULTS["classifier"])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--test", default="", help="held-out real folder (default: demo render)")
-    p.add_argument("--multiple", type=int, default=1, help="export this many x the real images per class")
-    p.add_argument("--pool_multiple", type=float, default=4.0, help="candidates drawn per kept image")
-    p.add_argument("--curve", default="", help="fractions of total_kimg to snapshot, e.g. 0.25,0.5")
-    p.add_argument("--sorter", default="", help="a classifier run trained on the real faces (default: train one)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a GAN config value")
-    p.add_argument("--set_classifier", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a classifier config value")
-    a = p.parse_args(argv)
-    curve = parse_fractions(a.curve)
-    use_compile_cache()
-    run_labelled(load_config(a.gan_config, a.set), load_config(a.classifier_config, a.set_classifier), a.workdir,
-                 a.multiple, curve, a.pool_multiple, a.test, a.sorter)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen labelled
+    import runpy
+    runpy.run_module("jaxgen.commands.labelled", run_name="__main__")

@@ -1,7 +1,7 @@
 """The acne paper's hierarchical pipeline as one resumable command.
 
-  python -m jaxgen.workflows.pipeline --workdir runs/pipeline_tiny    # the :tiny configs below
-  python -m jaxgen.workflows.pipeline --gan_config configs/acne.py --classifier_config \\
+  python -m jaxgen pipeline --workdir runs/pipeline_tiny    # the :tiny configs below
+  python -m jaxgen pipeline --gan_config configs/acne.py --classifier_config \\
       configs/acne_classifier.py --evolve_config configs/evolve_acne.py --workdir runs/pipeline
 
 Steps (each writes into --workdir and is skipped when its `.done` marker exists;
@@ -47,34 +47,32 @@ that would be recomputed (and the folders to delete for that).
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
 import pathlib
 import shutil
-import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from jaxgen.classifiers.evaluate import evaluate_classifiers
 from jaxgen.classifiers.sorting import make_latent_classifier
 from jaxgen.classifiers.train import train_classifier
-from jaxgen.cli import run_main, use_compile_cache
 from jaxgen.config import load_config
 from jaxgen.data import load_dataset
 from jaxgen.data.demo_faces import write_demo_holdout
 from jaxgen.errors import ConfigError, InputMissing, OutputError
-from jaxgen.evolve.export import settings_diff
-from jaxgen.evolve.run import run_evolve
-from jaxgen.metrics.datasheet import datasheet_for_folders
+from jaxgen.evolve.export_config import settings_diff
 from jaxgen.runs import open_run
 from jaxgen.stylegan2.train import train_and_evaluate
 from jaxgen.utils.files import save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8
+from jaxgen.utils.logger import logger
 from jaxgen.utils.outputs import check_output, claim_output
+from jaxgen.workflows.datasheet import datasheet_for_folders
+from jaxgen.workflows.evolve import run_evolve
 
 STEPS = ("base", "sorter", "sort", "finetune", "evolve", "classifier", "evaluate", "datasheet")
 DEFAULTS = dict(gan="configs/acne.py:tiny", classifier="configs/acne_classifier.py:tiny",
@@ -96,10 +94,10 @@ def run_marked_step(runner: Any, name: str, prefix: str, settings: Optional[Dict
     multi-step workflows (this pipeline, `jaxgen.workflows.labelled`)."""
     marker = runner.w / f".{name}.done"
     if marker.exists():
-        runner.log(f"{prefix}: {name}: done before, skipped")
+        logger.info(f"{prefix}: {name}: done before, skipped")
         return
     t0 = time.time()
-    runner.log(f"{prefix}: === {name} ===")
+    logger.info(f"{prefix}: === {name} ===")
     info = getattr(runner, "step_" + name)() or {}
     runner.timing[name] = round(time.time() - t0, 1)
     extra = {} if settings is None else dict(settings=settings)
@@ -141,7 +139,7 @@ def _copy_images(src: pathlib.Path, dst: pathlib.Path, prefix: str) -> int:
 
 
 def sort_generated(base_dir: pathlib.Path, sorter_dir: pathlib.Path, out: pathlib.Path,
-                   num_per_class: int, min_conf: float, seed: int, log=print) -> dict:
+                   num_per_class: int, min_conf: float, seed: int) -> dict:
     """Generate with the conditional base G, keep what the sorter puts in the intended class.
 
     Returns {class: dict(kept, generated, accept (kept / generated), mean_conf (the sorter's
@@ -168,8 +166,8 @@ def sort_generated(base_dir: pathlib.Path, sorter_dir: pathlib.Path, out: pathli
                             accept=round(keep.size / num_per_class, 4),
                             mean_conf=round(float(probs[:, target].mean()), 4),
                             predicted={n: int(k) for n, k in zip(clf.class_names, counts)})
-        log(f"pipeline: sort: {name}: kept {keep.size}/{num_per_class} generated faces "
-            f"(sorter: {', '.join(f'{n} {k}' for n, k in report[name]['predicted'].items())})")
+        logger.info(f"pipeline: sort: {name}: kept {keep.size}/{num_per_class} generated faces "
+                    f"(sorter: {', '.join(f'{n} {k}' for n, k in report[name]['predicted'].items())})")
     write_text_atomic(out / "acceptance.json", json.dumps(report, indent=1))
     return report
 
@@ -191,7 +189,7 @@ class Pipeline:
     """One pipeline run in `workdir`: each step a method, each skipped once its marker exists."""
 
     def __init__(self, configs: Configs, workdir: str, test: str = "", num_sort: int = 64,
-                 min_conf: float = 0.5, log: Callable[[str], None] = print, min_accept: float = 0.1):
+                 min_conf: float = 0.5, min_accept: float = 0.1):
         d = configs.gan.data
         if d.source not in ("demo", "folder"):
             raise ConfigError(f"the pipeline needs an image-folder or demo dataset, got "
@@ -202,7 +200,7 @@ class Pipeline:
             raise InputMissing(f"--test {test} is not a folder; give the held-out real images "
                                "(class sub-folders)")
         self.w = check_output(workdir, OUTPUT_KIND, "--workdir", legacy=_legacy_workdir)
-        self.c, self.log, self.test_arg = configs, log, test
+        self.c, self.test_arg = configs, test
         self.num_sort, self.min_conf, self.min_accept = int(num_sort), float(min_conf), float(min_accept)
         self.real_root = pathlib.Path(d.path)
         self.test = test or str(self.real_root) + "_test"
@@ -273,12 +271,12 @@ class Pipeline:
     def step_sort(self) -> dict:
         """3: sort generated faces; per-class fine-tune data = real + kept generated."""
         kept = sort_generated(self.w / "base", self.w / "cls_real", self.w / "sorted", self.num_sort,
-                              self.min_conf, int(self.c.gan.seed), self.log)
+                              self.min_conf, int(self.c.gan.seed))
         check_acceptance(kept, self.min_accept)
         for name in self.names:
             n_real = _copy_images(self.real_root / name, self.w / "finetune_data" / name, "real_")
             n_gen = _copy_images(self.w / "sorted" / name, self.w / "finetune_data" / name, "sorted_")
-            self.log(f"pipeline: finetune data {name}: {n_real} real + {n_gen} sorted generated")
+            logger.info(f"pipeline: finetune data {name}: {n_real} real + {n_gen} sorted generated")
         return dict(kept=kept)
 
     def step_finetune(self) -> None:
@@ -288,7 +286,7 @@ class Pipeline:
             c.data.path = str(self.w / "finetune_data" / name)
             c.data.fixed_label = name       # the base's conditional G and D, this class only
             c.transfer.init_from = str(self.w / "base")
-            self.log(f"pipeline: finetune {name}")
+            logger.info(f"pipeline: finetune {name}")
             train_and_evaluate(c, str(self.w / "finetune" / name))
 
     def step_evolve(self) -> dict:
@@ -298,10 +296,10 @@ class Pipeline:
         e.classifier = str(self.w / "cls_real")
         e.real = copy.deepcopy(self.c.gan.data)
         if self._evolve_identity() != e.identity:
-            self.log("pipeline: demo faces are drawn: dlib cannot tell them apart (see "
-                     "jaxgen/evolve/identity.py), using the pixel near-copy check instead")
+            logger.info("pipeline: demo faces are drawn: dlib cannot tell them apart (see "
+                        "jaxgen/evolve/dlib_embedder.py), using the pixel near-copy check instead")
             e.identity = self._evolve_identity()
-        return dict(classes=run_evolve(e, str(self.w / "synthetic"), self.log)["classes"])
+        return dict(classes=run_evolve(e, str(self.w / "synthetic"))["classes"])
 
     def step_classifier(self) -> None:
         """6: a classifier trained on the synthetic dataset only."""
@@ -335,60 +333,29 @@ class Pipeline:
                                       str(self.w / "datasheet"), str(m.inception_weights),
                                       str(m.feature_net) or "random_inception", self._evolve_identity(),
                                       meta=meta, utility=utility, feature_classifier=str(self.w / "cls_real"))
-        self.log(f"pipeline: datasheet: membership AUC {sheet['privacy']['membership_auc']:.3f}, "
-                 f"DCR ratio {sheet['privacy']['dcr']['ratio']:.3f} -> {self.w / 'datasheet'}/datasheet.md")
+        logger.info(f"pipeline: datasheet: membership AUC {sheet['privacy']['membership_auc']:.3f}, "
+                    f"DCR ratio {sheet['privacy']['dcr']['ratio']:.3f} -> {self.w / 'datasheet'}/datasheet.md")
         return dict(membership_auc=sheet["privacy"]["membership_auc"], dcr_ratio=sheet["privacy"]["dcr"]["ratio"])
 
 
 def run_pipeline(configs: Configs, workdir: str, test: str = "", num_sort: int = 64,
-                 min_conf: float = 0.5, steps: Sequence[str] = STEPS, log=print,
+                 min_conf: float = 0.5, steps: Sequence[str] = STEPS,
                  min_accept: float = 0.1) -> dict:
     """Run (or resume) the pipeline's `steps` into `workdir`; returns timings and paths."""
     bad = set(steps) - set(STEPS)
     if bad:
         raise ConfigError(f"--steps: unknown step(s) {sorted(bad)}; steps are {','.join(STEPS)}")
-    p = Pipeline(configs, workdir, test, num_sort, min_conf, log, min_accept)
+    p = Pipeline(configs, workdir, test, num_sort, min_conf, min_accept)
     p.check_done_steps()
     p.prepare()
     t0 = time.time()
     for name in STEPS:
         if name in steps:
             p.run_step(name)
-    log(f"pipeline: finished in {time.time() - t0:.0f}s; report in {p.w / 'eval'}")
+    logger.info(f"pipeline: finished in {time.time() - t0:.0f}s; report in {p.w / 'eval'}")
     return dict(workdir=str(p.w), timing=p.timing, test=p.test)
 
 
-def add_override_flags(p: argparse.ArgumentParser) -> None:
-    """--set (both GAN configs), --set_finetune, --set_classifier, --set_evolve: KEY=VALUE, repeatable."""
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a GAN config value, e.g. --set train.total_kimg=4 (repeatable)")
-    for name in ("finetune", "classifier", "evolve"):
-        p.add_argument(f"--set_{name}", action="append", default=[], metavar="KEY=VALUE",
-                       help=f"override a {name} config value (repeatable)")
-
-
-def main(argv=None) -> int:
-    """Command line: the config specs, workdir, test folder and step selection."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--gan_config", default=DEFAULTS["gan"])
-    p.add_argument("--classifier_config", default=DEFAULTS["classifier"])
-    p.add_argument("--evolve_config", default=DEFAULTS["evolve"])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--test", default="", help="held-out real folder (default: demo render)")
-    p.add_argument("--num_sort", type=int, default=64, help="generated faces per class to sort")
-    p.add_argument("--min_conf", type=float, default=0.5, help="sorter confidence to keep a face")
-    p.add_argument("--min_accept", type=float, default=0.1,
-                   help="least share of a class's generated faces the sorter must keep (0.1)")
-    p.add_argument("--steps", default=",".join(STEPS), help=f"subset of {','.join(STEPS)}")
-    add_override_flags(p)
-    a = p.parse_args(argv)
-    use_compile_cache()
-    configs = Configs.load(a.gan_config, a.classifier_config, a.evolve_config, a.set,
-                           a.set_classifier, a.set_evolve, a.set_finetune)
-    run_pipeline(configs, a.workdir, a.test, a.num_sort, a.min_conf, [s for s in a.steps.split(",") if s],
-                 min_accept=a.min_accept)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main))
+if __name__ == "__main__":  # old path, for one release; use: python -m jaxgen pipeline
+    import runpy
+    runpy.run_module("jaxgen.commands.pipeline", run_name="__main__")

@@ -1,8 +1,10 @@
-"""The utility benchmark (synthetic-train / real-test): its statistics, its data plan and
-checks, and a micro run of the whole code path (5 arms x 2 seeds, 1 epoch, 16 px: the
-standard three, a 2x synthetic arm and the teacher-label arm with soft targets)."""
+"""The utility benchmark (synthetic-train / real-test): its statistics, its data plan and checks
+(jaxgen.classifiers.utility_arms), and a micro run of the whole code path (5 arms x 2 seeds,
+1 epoch, 16 px: the standard three, a 2x synthetic arm and the teacher-label arm with soft targets)."""
 import json
+import logging
 import pathlib
+import unittest
 
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from jaxgen.classifiers import train as ct
 from jaxgen.classifiers import utility as U
+from jaxgen.classifiers import utility_arms as A
 from jaxgen.config import load_config
 from jaxgen.data import load_image_folder
 from jaxgen.data.demo_faces import write_demo_dataset
@@ -17,6 +20,7 @@ from jaxgen.data.folder import DatasetError
 from jaxgen.errors import ConfigError, OutputError
 from jaxgen.harness.batches import batch_indices
 from jaxgen.metrics import datasheet
+from jaxgen.workflows.datasheet import utility_summary
 
 XLA_FAST_COMPILE = True
 
@@ -64,19 +68,20 @@ def micro(folders, tmp_path_factory):
     args = (str(folders / "real"), str(folders / "synthetic"), str(folders / "test"), CONFIG, str(out))
     kw = dict(seeds=2, resolution=16, overrides=["train.epochs=1", "train.batch_size=2"], multiples=(1, 2),
               teacher=True)
-    lines = []
-    return U.run_utility(*args, **kw, log=lines.append), out, args, kw, lines
+    with unittest.TestCase().assertLogs("jaxgen", logging.INFO) as logs:    # caplog is per test
+        res = U.run_utility(*args, **kw)
+    return res, out, args, kw, [r.getMessage() for r in logs.records]
 
 
 def test_plan_matches_the_real_counts_per_class_and_refuses_too_few(folders):
-    plan = U.plan_data(str(folders / "real"), str(folders / "synthetic"), str(folders / "test"))
+    plan = A.plan_data(str(folders / "real"), str(folders / "synthetic"), str(folders / "test"))
     arms = plan["arms"]
     assert {n: len(v) for n, v in arms["synthetic"].items()} == {"healthy": 6, "severe": 6}
     assert all(f.startswith(str(folders / "synthetic" / n)) for n in CLASSES for f in arms["synthetic"][n])
     assert {n: len(v) for n, v in arms["real+synthetic"].items()} == {"healthy": 12, "severe": 12}
     assert plan["test_counts"] == {"healthy": 4, "severe": 4}
     with pytest.raises(DatasetError, match=r"--synthetic .*healthy has 3 images, the real training class 6"):
-        U.plan_data(str(folders / "real"), str(folders / "few"), str(folders / "test"))
+        A.plan_data(str(folders / "real"), str(folders / "few"), str(folders / "test"))
 
 
 def test_class_mismatch_and_a_foreign_out_folder_stop_before_writing(folders, tmp_path):
@@ -95,11 +100,11 @@ def test_class_mismatch_and_a_foreign_out_folder_stop_before_writing(folders, tm
 
 def test_micro_benchmark_writes_its_tables_and_resumes(micro, monkeypatch):
     res, out, args, kw, lines = micro
-    assert res["train_images"] == {"real": 12, "synthetic": 12, "synthetic x2": 24, U.TEACHER_ARM: 12,
+    assert res["train_images"] == {"real": 12, "synthetic": 12, "synthetic x2": 24, A.TEACHER_ARM: 12,
                                    "real+synthetic": 24}
     assert res["test_images"] == 8
     per_seed = {a: [json.loads((out / "runs" / a / f"seed{s}.test.json").read_text()) for s in (0, 1)]
-                for a in U.ARMS}
+                for a in A.ARMS}
     for arm, runs in per_seed.items():
         acc = [r["accuracy"] for r in runs]
         assert res["arms"][arm]["accuracy"]["mean"] == pytest.approx(np.mean(acc))
@@ -112,8 +117,8 @@ def test_micro_benchmark_writes_its_tables_and_resumes(micro, monkeypatch):
     assert "| real+synthetic | 24 |" in md and "Gap, real - synthetic" in md
     for f in ("samples.png", "confusion_real.png", "confusion_synthetic.png", "confusion_real+synthetic.png"):
         assert (out / f).stat().st_size > 1000, f
-    assert sum("ETA" in s for s in lines) == 10
-    u = datasheet.utility_summary(res, str(out))        # the datasheet's utility section
+    assert sum(s.startswith("utility: ") and "ETA" in s for s in lines) == 10   # not the trainers' ticks
+    u = utility_summary(res, str(out))        # the datasheet's utility section
     assert u["gap"]["mean"] == pytest.approx(np.mean(gaps)) and u["seeds"] == 2 and u["test"] == args[2]
     assert u["real_plus_synthetic_acc"] == res["arms"]["real+synthetic"]["accuracy"]
     syn = res["arms"]["synthetic"]["accuracy"]
@@ -121,7 +126,7 @@ def test_micro_benchmark_writes_its_tables_and_resumes(micro, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a finished (arm, seed) was trained again")
     monkeypatch.setattr(U, "train_classifier", no_training)
-    res2 = U.run_utility(*args, **kw, log=lambda s: None)      # every (arm, seed) done: nothing trains
+    res2 = U.run_utility(*args, **kw)      # every (arm, seed) done: nothing trains
     assert res2["arms"] == res["arms"]
     with pytest.raises(OutputError, match=r"other settings \(resolution: 16 vs 32\)"):
         U.run_utility(*args, **dict(kw, resolution=32))
@@ -146,37 +151,37 @@ def test_soft_label_loss_is_cross_entropy_against_probabilities():
 def test_multiples_and_teacher_labels_refuse_what_cannot_work(folders, tmp_path):
     with pytest.raises(DatasetError, match=r"synthetic/healthy has 12 images, the real training class 6; "
                                            r"--synthetic_multiple 4 .* export at least 24 per class"):
-        U.plan_data(str(folders / "real"), str(folders / "synthetic"), str(folders / "test"), multiples=(1, 4))
+        A.plan_data(str(folders / "real"), str(folders / "synthetic"), str(folders / "test"), multiples=(1, 4))
     write_demo_dataset(tmp_path / "syn", 7, 16, 5, classes=CLASSES, progress=False)
     with pytest.raises(DatasetError, match=r"metadata.jsonl not found.*--label_by <classifier run>"):
-        U.plan_data(str(folders / "real"), str(tmp_path / "syn"), str(folders / "test"), teacher=True)
+        A.plan_data(str(folders / "real"), str(tmp_path / "syn"), str(folders / "test"), teacher=True)
     _write_metadata(tmp_path / "syn", skip=8)       # all severe and one healthy image lack teacher_probs
     with pytest.raises(DatasetError, match=r"no teacher_probs for \d+ of the 12 .*--label_by <classifier run>"):
-        U.plan_data(str(folders / "real"), str(tmp_path / "syn"), str(folders / "test"), teacher=True)
+        A.plan_data(str(folders / "real"), str(tmp_path / "syn"), str(folders / "test"), teacher=True)
     with pytest.raises(ConfigError, match="--synthetic_multiple 0,4"):
         U.parse_multiples("0,4")
-    assert U.parse_multiples("16,1,4,4") == (1, 4, 16) and U.arm_dir(U.TEACHER_ARM) == "synthetic_teacher_labels"
+    assert U.parse_multiples("16,1,4,4") == (1, 4, 16) and A.arm_dir(A.TEACHER_ARM) == "synthetic_teacher_labels"
 
 
 def test_multiples_and_the_teacher_arm_train_on_their_images_and_labels(micro, tmp_path):
     res, out, args, kw, _ = micro
-    arms = ["real", "synthetic", "synthetic x2", U.TEACHER_ARM]
+    arms = ["real", "synthetic", "synthetic x2", A.TEACHER_ARM]
     assert list(res["arms"]) == arms + ["real+synthetic"] and res["teachers"] == ["runs/cls_real"]
     for arm, per_class in zip(arms, (6, 6, 12, 6)):       # n = 6 real images a class
-        assert [len(list((out / "data" / U.arm_dir(arm) / n).glob("*.png"))) for n in CLASSES] == [per_class] * 2
+        assert [len(list((out / "data" / A.arm_dir(arm) / n).glob("*.png"))) for n in CLASSES] == [per_class] * 2
     def sources(arm):      # the synthetic file each link of the arm's folder came from
-        return {f"{f.parent.name}/{f.name.split('_', 1)[1]}" for f in (out / "data" / U.arm_dir(arm)).glob("*/*.png")}
-    assert sources("synthetic") < sources("synthetic x2") and sources("synthetic") == sources(U.TEACHER_ARM)
-    acc = {a: [json.loads((out / "runs" / U.arm_dir(a) / f"seed{s}.test.json").read_text())["accuracy"]
+        return {f"{f.parent.name}/{f.name.split('_', 1)[1]}" for f in (out / "data" / A.arm_dir(arm)).glob("*/*.png")}
+    assert sources("synthetic") < sources("synthetic x2") and sources("synthetic") == sources(A.TEACHER_ARM)
+    acc = {a: [json.loads((out / "runs" / A.arm_dir(a) / f"seed{s}.test.json").read_text())["accuracy"]
                for s in (0, 1)] for a in arms}
     for a in arms[1:]:
         assert res["gaps"][a]["mean"] == pytest.approx(np.mean(np.subtract(acc["real"], acc[a])))
     assert res["gap"] == res["gaps"]["synthetic"] and res["multiples"] == [1, 2]
     best = [1, 2][int(np.argmax([np.mean(acc["synthetic"]), np.mean(acc["synthetic x2"])]))]
-    assert res["best_multiple"] == best and res["best_gap"] == res["gaps"][U.multiple_arm(best)]
-    assert res["best_synthetic_train_acc"]["mean"] == pytest.approx(np.mean(acc[U.multiple_arm(best)]))
+    assert res["best_multiple"] == best and res["best_gap"] == res["gaps"][A.multiple_arm(best)]
+    assert res["best_synthetic_train_acc"]["mean"] == pytest.approx(np.mean(acc[A.multiple_arm(best)]))
     md = (out / "utility.md").read_text()
-    assert "| synthetic x2 | 24 |" in md and f"| {U.TEACHER_ARM} | 12 |" in md
+    assert "| synthetic x2 | 24 |" in md and f"| {A.TEACHER_ARM} | 12 |" in md
     assert "Gap, real - synthetic (teacher labels) accuracy" in md and f"Best synthetic multiple: x{best}" in md
     # the teacher arm's classifier trains on the teacher's probabilities, not the folder labels
     data = out / "data" / "synthetic_teacher_labels"

@@ -1,5 +1,6 @@
 """Tests for jaxgen.data: the procedural demo faces, the folder loader, batches, TFDS."""
 import json
+import logging
 import os
 import types
 import warnings
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxgen.commands import demo_faces as demo_faces_command
+from jaxgen.commands.pack import main as pack_main
 from jaxgen.data import load_dataset
 from jaxgen.data import demo_faces, folder
 from jaxgen.data.demo_faces import render_face, write_demo_dataset
@@ -55,7 +58,8 @@ def test_lesion_area_grows_with_severity_and_stays_on_the_face():
     assert (counts[3] > counts[1]).all()
 
 
-def test_write_demo_dataset_idempotent_and_resumable(tmp_path, capsys):
+def test_write_demo_dataset_idempotent_and_resumable(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="jaxgen")
     out = tmp_path / "demo"
     info = write_demo_dataset(out, num_per_class=3, resolution=32, seed=1, progress=False)
     assert info["rendered"] == 12 and info["complete"]
@@ -72,7 +76,7 @@ def test_write_demo_dataset_idempotent_and_resumable(tmp_path, capsys):
 
     again = write_demo_dataset(out, num_per_class=3, resolution=32, seed=1, progress=True)
     assert again["rendered"] == 0
-    assert "reused all of 12" in capsys.readouterr().out
+    assert "reused all of 12" in caplog.text
     assert stamp == {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
 
     (out / "mild" / "mild_00001.png").unlink()
@@ -94,8 +98,8 @@ def test_write_demo_dataset_idempotent_and_resumable(tmp_path, capsys):
 
 def test_cli_writes_dataset_and_preview(tmp_path):
     out = tmp_path / "cli"
-    assert demo_faces.main(["--out", str(out), "--num-per-class", "2", "--resolution", "16",
-                            "--seed", "3", "--classes", "healthy,severe", "--quiet"]) == 0
+    assert demo_faces_command.main(["--out", str(out), "--num-per-class", "2", "--resolution", "16",
+                                    "--seed", "3", "--classes", "healthy,severe", "--quiet"]) == 0
     preview = Image.open(out / "preview.png")
     assert preview.size[1] > 2 * 96 and preview.size[0] > 2 * 96
     with warnings.catch_warnings():                 # preview.png is the export's own plot: no warning
@@ -309,9 +313,8 @@ def tiny_tfds(tmp_path_factory):
 
 
 def test_pack_a_tfds_split_gives_the_loaders_images(tiny_tfds, tmp_path):
-    """`python -m jaxgen.data.pack NAME OUT --source tfds` reads the split example by example and
+    """`python -m jaxgen pack NAME OUT --source tfds` reads the split example by example and
     packs what load_tfds loads (jaxgen.data.pack; the format's own tests: test_packed.py)."""
-    from jaxgen.data.pack import main as pack_main
     from jaxgen.data.packed import load_packed
     from jaxgen.data.tfds_source import load_tfds
     data_dir, _ = tiny_tfds

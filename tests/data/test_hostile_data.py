@@ -19,14 +19,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen.cli import run_main
+from jaxgen.commands.common import run_main
+from jaxgen.commands.nvidia_dataset import main
 from jaxgen.config import load_config
 from jaxgen.data import load_dataset
 from jaxgen.data import nvidia_format
 from jaxgen.data.folder import DatasetError
-from jaxgen.data.nvidia_dataset import main
-from jaxgen.data.nvidia_format import (MAX_CLASSES, MAX_ENTRY_BYTES, Archive, load_nvidia_dataset,
-                                       nvidia_name)
+from jaxgen.data.nvidia_archive import MAX_ENTRY_BYTES, Archive
+from jaxgen.data.nvidia_format import MAX_CLASSES, load_nvidia_dataset
+from jaxgen.data.nvidia_writer import nvidia_name
 from jaxgen.errors import InputMissing
 from jaxgen.stylegan2 import train as sg2_train
 
@@ -256,9 +257,9 @@ def test_memory_cases_end_in_one_line_under_a_4gb_address_space(tmp_path):
         (["train.py", "--config", str(REPO / "configs/acne.py") + ":micro", "--config.data.source=folder",
           f"--config.data.path={folder}", "--config.data.cache_dir=", "--workdir", str(tmp_path / "run")],
          "label 1000000000 (of 00000/img00000001.png) is over the 100,000 classes"),
-        (["-m", "jaxgen.data.nvidia_dataset", "import", str(label_zip), str(tmp_path / "out1")],
+        (["-m", "jaxgen", "nvidia_dataset", "import", str(label_zip), str(tmp_path / "out1")],
          "label 1000000000 (of 00000/img00000001.png) is over the 100,000 classes"),
-        (["-m", "jaxgen.data.nvidia_dataset", "import", str(bomb), str(tmp_path / "out2"), "--resolution", "8"],
+        (["-m", "jaxgen", "nvidia_dataset", "import", str(bomb), str(tmp_path / "out2"), "--resolution", "8"],
          f"00000/img00000000.png in {bomb} is 1,610,612,736 bytes, over the 268,435,456"),
     ]
     for argv, message in cases:

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen.cli import run_main
+from jaxgen.commands.common import run_main
+from jaxgen.commands.nvidia_dataset import main
 from jaxgen.config import data as data_config
 from jaxgen.data import load_dataset, load_image_folder
 from jaxgen.data.folder import DatasetError
-from jaxgen.data.nvidia_dataset import export, import_, main
-from jaxgen.data.nvidia_format import is_nvidia_dataset, load_nvidia_dataset, nvidia_name, write_nvidia_dataset
+from jaxgen.data.nvidia_dataset import export, import_
+from jaxgen.data.nvidia_format import is_nvidia_dataset, load_nvidia_dataset
+from jaxgen.data.nvidia_writer import nvidia_name, write_nvidia_dataset
 from class_folders import write_class_folders
 
 CLASSES = ("healthy", "mild", "severe")
@@ -50,7 +52,7 @@ def _nvidia_zip(path, images, labels, extra=None):
 
 def test_folder_to_zip_to_load_keeps_pixels_labels_and_names(class_folders, tmp_path):
     src, ref = class_folders
-    out = export(str(src), str(tmp_path / "x.zip"), log=lambda s: None)
+    out = export(str(src), str(tmp_path / "x.zip"))
     with zipfile.ZipFile(out) as z:
         names = z.namelist()
         meta = json.loads(z.read("dataset.json"))
@@ -67,8 +69,8 @@ def test_folder_to_zip_to_load_keeps_pixels_labels_and_names(class_folders, tmp_
 
 def test_zip_to_class_folders_and_back_is_identical(class_folders, tmp_path):
     src, ref = class_folders
-    z = export(str(src), str(tmp_path / "x.zip"), log=lambda s: None)
-    out = import_(str(z), str(tmp_path / "folders"), log=lambda s: None)
+    z = export(str(src), str(tmp_path / "x.zip"))
+    out = import_(str(z), str(tmp_path / "folders"))
     back = load_image_folder(out, 8, 3, cache_dir=None)
     assert np.array_equal(back.images, ref.images) and np.array_equal(back.labels, ref.labels)
     assert back.class_names == list(CLASSES)
@@ -82,7 +84,7 @@ def test_exports_an_evolve_or_generate_export_folder(class_folders, tmp_path):
     np.save(src / "latents" / "mild" / "mild_00000.npy", np.zeros(4, np.float32))
     Image.new("RGB", (40, 20)).save(src / "preview.png")
     with pytest.warns(UserWarning, match=r"ignoring 1 image\(s\) directly in .*preview.png"):
-        z = export(str(src), str(tmp_path / "e.zip"), log=lambda s: None)
+        z = export(str(src), str(tmp_path / "e.zip"))
     ds = load_nvidia_dataset(z, 8, cache_dir=None)
     assert ds.class_names == list(CLASSES) and np.array_equal(ds.images, ref.images)
 
@@ -116,7 +118,7 @@ def test_labels_null_is_one_unlabelled_class_and_needs_labels_for_conditional(tm
     with pytest.raises(DatasetError, match="1 class.*2 are required.*gives no labels"):
         load_dataset(dict(cfg, require_labels=True))
     # unlabelled out: "labels": null, the one class name kept for jaxgen
-    out = write_nvidia_dataset(ds.images, ds.labels, ds.class_names, tmp_path / "u.zip", log=lambda s: None)
+    out = write_nvidia_dataset(ds.images, ds.labels, ds.class_names, tmp_path / "u.zip")
     with zipfile.ZipFile(out) as z:
         assert json.loads(z.read("dataset.json")) == {"labels": None, "class_names": ["faces"]}
     assert load_nvidia_dataset(out, 8, cache_dir=None).class_names == ["faces"]
@@ -216,7 +218,7 @@ def test_existing_outputs_are_refused_before_any_work(class_folders, tmp_path, c
 
 def test_load_dataset_from_a_config_with_the_zip_path(class_folders, tmp_path):
     src, ref = class_folders
-    z = export(str(src), str(tmp_path / "acne.zip"), log=lambda s: None)
+    z = export(str(src), str(tmp_path / "acne.zip"))
     cfg = data_config(source="folder", path=str(z), resolution=8)
     cfg.cache_dir = str(tmp_path / "cache")
     first, second = load_dataset(cfg), load_dataset(cfg)       # the second from the cache

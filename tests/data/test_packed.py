@@ -11,21 +11,23 @@ import optax
 import pytest
 from PIL import Image
 
+from jaxgen.commands.common import run_main
+from jaxgen.commands.pack import main
 from jaxgen.data import PackedImages, load_dataset, load_image_folder, summary_line
 from jaxgen.data import folder as folder_lib
 from jaxgen.data.folder import DatasetError
-from jaxgen.data.nvidia_format import write_nvidia_dataset
-from jaxgen.data.pack import main, pack_arrays, pack_dataset
+from jaxgen.data.nvidia_writer import write_nvidia_dataset
+from jaxgen.data.pack import pack_arrays, pack_dataset
 from jaxgen.data.packed import is_packed, load_packed, read_meta
 from jaxgen.errors import OutputError
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step, batch_indices, process_rows
 from jaxgen.harness.checkpoint import restore_latest_raw
+from jaxgen.harness.schedule import Schedule
 from class_folders import write_class_folders
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
 CLASSES = ("healthy", "mild", "severe")
-QUIET = dict(log=lambda line: None)
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def folder(tmp_path):
 
 def test_pack_writes_counts_names_summary_and_reads_back_the_loaders_pixels(folder, tmp_path):
     src, ref = folder
-    out = pack_dataset(src, tmp_path / "pack", 8, **QUIET)
+    out = pack_dataset(src, tmp_path / "pack", 8)
     meta = read_meta(out)
     assert is_packed(out) and meta["num_images"] == 14 and meta["class_names"] == list(CLASSES)
     assert meta["counts"] == {"healthy": 4, "mild": 5, "severe": 5}
@@ -78,8 +80,8 @@ def test_pack_writes_counts_names_summary_and_reads_back_the_loaders_pixels(fold
 
 def test_raw_and_png_give_one_content_hash_and_the_same_images(folder, tmp_path):
     src, ref = folder
-    raw = read_meta(pack_dataset(src, tmp_path / "raw", 8, shard_bytes=5 * 8 * 8 * 3, **QUIET))
-    png = read_meta(pack_dataset(src, tmp_path / "png", 8, encoding="png", shard_bytes=1000, **QUIET))
+    raw = read_meta(pack_dataset(src, tmp_path / "raw", 8, shard_bytes=5 * 8 * 8 * 3))
+    png = read_meta(pack_dataset(src, tmp_path / "png", 8, encoding="png", shard_bytes=1000))
     assert [s["rows"] for s in raw["shards"]] == [5, 5, 4]     # a shard closes at 5 raw images
     assert len(png["shards"]) > 1 and sum(s["rows"] for s in png["shards"]) == 14
     h = hashlib.sha256(b"jaxgen-packed-content 8 8 3\n")
@@ -107,8 +109,8 @@ def test_raw_and_png_give_one_content_hash_and_the_same_images(folder, tmp_path)
 
 def test_nvidia_zip_packs_as_its_loader_reads_it(folder, tmp_path):
     _, ref = folder
-    z = write_nvidia_dataset(ref.images, ref.labels, ref.class_names, tmp_path / "x.zip", **QUIET)
-    out = pack_dataset(z, tmp_path / "pack", 8, **QUIET)
+    z = write_nvidia_dataset(ref.images, ref.labels, ref.class_names, tmp_path / "x.zip")
+    out = pack_dataset(z, tmp_path / "pack", 8)
     ds = load_dataset(dict(source="folder", path=str(out), resolution=8, stream="never"))
     want = load_dataset(dict(source="folder", path=str(z), resolution=8, cache_dir=None))
     assert isinstance(ds.images, np.ndarray) and ds.class_names == list(CLASSES)
@@ -124,18 +126,18 @@ def test_out_is_refused_unless_new_empty_or_an_earlier_pack_and_src_is_checked_f
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
     with pytest.raises(OutputError, match="not empty and was not written by jaxgen"):
-        pack_dataset(src, mine, 8, **QUIET)
+        pack_dataset(src, mine, 8)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
     with pytest.raises(DatasetError, match="dataset folder not found"):
-        pack_dataset(tmp_path / "nope", tmp_path / "out", 8, **QUIET)
+        pack_dataset(tmp_path / "nope", tmp_path / "out", 8)
     assert not (tmp_path / "out").exists()
-    out = pack_dataset(src, tmp_path / "out", 8, **QUIET)           # an earlier pack is replaced
-    pack_dataset(src, out, 8, encoding="png", **QUIET)
+    out = pack_dataset(src, tmp_path / "out", 8)           # an earlier pack is replaced
+    pack_dataset(src, out, 8, encoding="png")
     assert read_meta(out)["encoding"] == "png"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "out", "src"]   # no temp folder left
     (src / "mild" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DatasetError, match="1 of 15 image.*broken.png.*skip_corrupt"):
-        pack_dataset(src, out, 8, **QUIET)
+        pack_dataset(src, out, 8)
     assert read_meta(out)["encoding"] == "png" and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "out", "src"]
     with pytest.raises(DatasetError, match=r"packed at 8px x3 but 16px x3 was asked.*resolution=8"):
         load_dataset(dict(source="folder", path=str(out), resolution=16))
@@ -143,7 +145,7 @@ def test_out_is_refused_unless_new_empty_or_an_earlier_pack_and_src_is_checked_f
 
 def test_command_line_prints_progress_and_loaders_dispatch(folder, tmp_path, capsys):
     src, ref = folder
-    assert main([str(src), str(tmp_path / "p"), "--resolution", "8", "--encoding", "png"]) == 0
+    assert run_main(lambda: main([str(src), str(tmp_path / "p"), "--resolution", "8", "--encoding", "png"])) == 0
     text = capsys.readouterr().out
     assert "pack: images to" in text and "14/14 (100%)" in text and "/s" in text and "wrote" in text
     ds = load_image_folder(tmp_path / "p", 8, 3, stream="always")    # the folder entry reads packs
@@ -153,7 +155,7 @@ def test_command_line_prints_progress_and_loaders_dispatch(folder, tmp_path, cap
 
 def test_streamed_batches_equal_in_ram_and_each_process_reads_only_its_rows(folder, tmp_path):
     src, ref = folder
-    streamed = load_packed(pack_dataset(src, tmp_path / "p", 8, **QUIET), 8, 3, stream="always")
+    streamed = load_packed(pack_dataset(src, tmp_path / "p", 8), 8, 3, stream="always")
     B, seed = 6, 5
     procs = [streamed.images.subset(np.arange(14)) for _ in range(2)]   # one reader (counter) per process
     for step in range(7):          # 42 rows: three epochs of 14, batches straddle them
@@ -196,7 +198,7 @@ class StreamToy(ToyExperiment):
                                stream=config.stream, cache_dir=None))
         self.images, self.labels = ds.images, ds.labels
         self.seed, self.num_examples, self.fed = 3, len(ds), []
-        self.schedule = loop.Schedule(4, 6, 3, 1, 1, 2)
+        self.schedule = Schedule(4, 6, 3, 1, 1, 2)
         self.descriptor = dict(class_names=list(CLASSES), resolution=RES, channels=1, model="toy", model_kwargs={})
         self.tx = optax.adam(0.05)
 
@@ -210,13 +212,19 @@ def test_one_process_training_on_a_stream_is_the_in_ram_run(folder, tmp_path):
     src, _ = folder
     with pytest.warns(UserWarning):
         small = folder_lib.load_image_folder(src, RES, 1, cache_dir=None)
-    pack = pack_dataset(src, tmp_path / "p", RES, 1, **QUIET)
-    runs = {}
+    pack = pack_dataset(src, tmp_path / "p", RES, 1)
+    runs, exps = {}, []
+
+    class Kept(StreamToy):
+        """StreamToy that keeps the experiment the loop builds (in `exps`)."""
+        def __init__(self, config, workdir):
+            super().__init__(config, workdir)
+            exps.append(self)
+
     for stream in ("always", "never"):
         cfg = ml_collections.ConfigDict(dict(path=str(pack), stream=stream, seed=3))
-        exps = []
-        res = loop.train(lambda c, w: exps.append(StreamToy(c, w)) or exps[-1], cfg, tmp_path / stream)
-        runs[stream] = (exps[0], restore_latest_raw(tmp_path / stream)[0], res)
+        res = loop.train(Kept, cfg, tmp_path / stream)
+        runs[stream] = (exps[-1], restore_latest_raw(tmp_path / stream)[0], res)
     streamed, in_ram = runs["always"][0], runs["never"][0]
     assert isinstance(streamed.images, PackedImages) and isinstance(in_ram.images, np.ndarray)
     np.testing.assert_array_equal(in_ram.images, small.images)
@@ -236,7 +244,7 @@ def test_pack_arrays_writes_the_pack_of_an_iterator_of_images(tmp_path):
     imgs = rng.integers(0, 256, (5, 4, 4, 3), np.uint8)
     labels = [0, 2, 2, 1, 0]
     gen = ((imgs[i], labels[i]) for i in range(5))   # consumed once, in order
-    out = pack_arrays(gen, tmp_path / "arr", 4, class_names=["a", "b", "c"], total=5, shard_bytes=96, **QUIET)
+    out = pack_arrays(gen, tmp_path / "arr", 4, class_names=["a", "b", "c"], total=5, shard_bytes=96)
     meta = read_meta(out)
     assert meta["num_images"] == 5 and meta["counts"] == {"a": 2, "b": 1, "c": 2}
     assert [s["rows"] for s in meta["shards"]] == [2, 2, 1] and meta["encoding"] == "raw"
@@ -248,11 +256,11 @@ def test_pack_arrays_writes_the_pack_of_an_iterator_of_images(tmp_path):
     np.testing.assert_array_equal(ds.images[np.arange(5)], imgs)
     np.testing.assert_array_equal(ds.labels, labels)
     assert ds.paths[3] == "array://3" and ds.class_names == ["a", "b", "c"]
-    png = pack_arrays(zip(imgs, labels), tmp_path / "png", 4, encoding="png", **QUIET)
+    png = pack_arrays(zip(imgs, labels), tmp_path / "png", 4, encoding="png")
     assert read_meta(png)["content_sha256"] == want and read_meta(png)["class_names"] == ["0", "1", "2"]
     np.testing.assert_array_equal(load_packed(png, 4, 3, stream="never").images, imgs)
     with pytest.raises(DatasetError, match=r"array 1 is uint8 \(4, 4, 1\)"):
-        pack_arrays([(imgs[0], 0), (imgs[1][..., :1], 0)], tmp_path / "bad", 4, **QUIET)
+        pack_arrays([(imgs[0], 0), (imgs[1][..., :1], 0)], tmp_path / "bad", 4)
     with pytest.raises(DatasetError, match="array 0 has label 3, outside the 3 class names"):
-        pack_arrays([(imgs[0], 3)], tmp_path / "bad", 4, class_names=["a", "b", "c"], **QUIET)
+        pack_arrays([(imgs[0], 3)], tmp_path / "bad", 4, class_names=["a", "b", "c"])
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

@@ -77,7 +77,7 @@ def test_expressions_change_mouth_and_keep_identity():
     assert np.mean(dark[3]) < np.mean(dark[0]) - 40, dark
 
 
-def test_write_depth_dataset_resumable_and_loadable(tmp_path, capsys):
+def test_write_depth_dataset_resumable_and_loadable(tmp_path, log_lines):
     out = tmp_path / "depth"
     assert write_depth_dataset(out, num_per_class=2, resolution=16, seed=1, progress=False) == out
     files = sorted(out.glob("*/*.png"))
@@ -91,12 +91,12 @@ def test_write_depth_dataset_resumable_and_loadable(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in files}
     blob = (out / "sad" / "sad_00001.png").read_bytes()
     write_depth_dataset(out, num_per_class=2, resolution=16, seed=1)
-    assert "reused all of 8" in capsys.readouterr().out
+    assert "reused all of 8" in log_lines.read()
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
     (out / "sad" / "sad_00001.png").unlink()
     (out / "happy" / "happy_00000.png").write_bytes(b"broken")
     write_depth_dataset(out, num_per_class=2, resolution=16, seed=1)
-    assert "rendered 2 of 8" in capsys.readouterr().out
+    assert "rendered 2 of 8" in log_lines.read()
     assert (out / "sad" / "sad_00001.png").read_bytes() == blob
     assert (out / "neutral" / "neutral_00000.png").stat().st_mtime_ns == stamps[out / "neutral" / "neutral_00000.png"]
     with pytest.raises(DatasetError, match="other parameters"):
@@ -247,10 +247,10 @@ def _config(tmp_path, total_kimg):
     return c
 
 
-def test_train_and_evaluate_writes_outputs_and_resumes(tmp_path, capsys):
+def test_train_and_evaluate_writes_outputs_and_resumes(tmp_path, log_lines):
     wd = tmp_path / "run"
     T.train_and_evaluate(_config(tmp_path, 0.032), str(wd))  # 4 steps
-    out = capsys.readouterr().out
+    out = log_lines.read()
     assert "tick 2" in out and "Resuming" not in out
     assert sorted(os.listdir(wd / "checkpoints")) == ["2", "4"]
     for name in ("reals.png", "fakes_00000032.png", "final.png", "student_final.png"):
@@ -266,7 +266,7 @@ def test_train_and_evaluate_writes_outputs_and_resumes(tmp_path, capsys):
     assert x.shape == (4, 16, 16, 1) and np.abs(x).max() <= 1.0 and x.std() > 0
 
     T.train_and_evaluate(_config(tmp_path, 0.064), str(wd))  # resume to 8 steps
-    out = capsys.readouterr().out
+    out = log_lines.read()
     assert "Resuming from step 4" in out and "tick 3" in out and "tick 1 " not in out
     rows = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
     assert [r["tick"] for r in rows] == [1, 2, 3, 4] and [r["step"] for r in rows] == [2, 4, 6, 8]

@@ -61,13 +61,14 @@ def test_zero_generations_export_the_best_of_the_initial_population(tmp_path):
     import json
     from jaxgen.dcgan.models import Generator
     from jaxgen.evolve import terms as T
-    from jaxgen.evolve.export import ClassTask, ExportConfig, evolve_dataset
+    from jaxgen.evolve.export import evolve_dataset
+    from jaxgen.evolve.export_config import ClassTask, ExportConfig
     G = Generator(resolution=16, channels=1, num_classes=4, z_dim=8, widths=(16, 8, 8))
     g = jax.jit(G.init)(jax.random.key(0), jnp.zeros([1, 8]), jnp.zeros([1], jnp.int32))["params"]
     sc = F.make_scorer(L.DCGANDecoder(G, max_z_rms=1.0), (T.ImageStats(weight=1.0),))
     task = ClassTask("sad", sc, F.Inputs.create({"params": g}, label=2), None, "dcgan", [], "")
     s = evolve_dataset([task], GAConfig(popsize=8, generations=0, sigma_init=0.5),
-                       ExportConfig(num_per_class=2, per_round=2, psi=1.0), str(tmp_path), log=lambda _: None)
+                       ExportConfig(num_per_class=2, per_round=2, psi=1.0), str(tmp_path))
     assert s["classes"]["sad"]["exported"] == 2
     rows = [json.loads(r) for r in (tmp_path / "metadata.jsonl").read_text().splitlines()]
     # the two best of the candidates (the start and its 8 spread copies), best first

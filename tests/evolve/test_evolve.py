@@ -17,15 +17,17 @@ from jaxgen.config import load_config
 from jaxgen.evolve import fitness as F
 from jaxgen.evolve import latents as L
 from jaxgen.evolve import terms as T
-from jaxgen.evolve.export import ClassTask, ExportConfig, evolve_dataset
+from jaxgen.evolve.export import evolve_dataset
+from jaxgen.evolve.export_config import ClassTask, ExportConfig
 from jaxgen.evolve.ga import GAConfig
 from jaxgen.errors import OutputError
-from jaxgen.evolve.identity import IdentityCheck, make_embedder, nearest_identity, pixel_features
+from jaxgen.evolve.identity import IdentityCheck, make_embedder, nearest_identity
+from jaxgen.evolve.pixel_embedder import pixel_features
 from jaxgen.evolve.tasks import build_tasks
 from jaxgen.harness.checkpoint import save_networks
-from jaxgen.metrics.datasheet import synthetic_images
 from jaxgen.stylegan2 import networks
 from jaxgen.utils.outputs import read_marker
+from jaxgen.workflows.datasheet import synthetic_images
 
 XLA_FAST_COMPILE = True   # compile-bound, no golden files: see tests/conftest.py
 
@@ -248,7 +250,7 @@ def test_export_consistent_on_rerun_changed_settings_and_strays(gan, tmp_path):
     task.near_copy = IdentityCheck(make_embedder("pixel"), refs, task.ref_files)
     ga, out = GAConfig(popsize=8, generations=6, sigma_init=0.8), tmp_path / "ev"
     cfg = ExportConfig(num_per_class=2, per_round=2, max_rounds=3)
-    evolve_dataset([task], ga, cfg, str(out), log=lambda _: None)
+    evolve_dataset([task], ga, cfg, str(out))
     rows, files, latents = _listed(out)
     assert len(rows) == 2 and files == sorted(r["file"] for r in rows) and latents == sorted(r["latent"] for r in rows)
     thr = task.near_copy.threshold
@@ -263,15 +265,14 @@ def test_export_consistent_on_rerun_changed_settings_and_strays(gan, tmp_path):
     (out / "b" / "b_00007.png").write_bytes((out / rows[0]["file"]).read_bytes())
     np.save(out / "latents" / "b" / "b_00007.npy", np.zeros(3))
     (out / "b" / "b_00001.tmp.png").write_bytes(b"\x89PNG cut")
-    evolve_dataset([task], ga, ExportConfig(num_per_class=3, per_round=2, max_rounds=3), str(out),
-                   log=lambda _: None)
+    evolve_dataset([task], ga, ExportConfig(num_per_class=3, per_round=2, max_rounds=3), str(out))
     rows3, files, latents = _listed(out)
     assert rows3[:2] == rows and len(rows3) == 3 and files == sorted(r["file"] for r in rows3)
     assert latents == sorted(r["latent"] for r in rows3) and "b/b_00007.png" not in files
     assert len(synthetic_images(out, 16)) == len(rows3)      # what a datasheet of the folder scores
     # --rebuild with the other psi: the earlier images go, the new export is whole.
     s = evolve_dataset([task], ga, ExportConfig(num_per_class=2, per_round=2, max_rounds=3, psi=0.5), str(out),
-                       log=lambda _: None, rebuild=True)
+                       rebuild=True)
     rows_b, files, latents = _listed(out)
     assert len(rows_b) == s["classes"]["b"]["exported"] == 2 and files == sorted(r["file"] for r in rows_b)
     assert latents == sorted(r["latent"] for r in rows_b) and all(r["start_psi"] == 0.5 for r in rows_b)
@@ -329,7 +330,7 @@ def test_config_errors_name_the_field(gan, tmp_path):
         config = load_config(str(REPO / "configs/evolve_acne.py:micro"))
         config.update(dict(good, **change))
         with pytest.raises(ValueError, match=message):
-            build_tasks(config, log=lambda _: None)
+            build_tasks(config)
 
 
 def test_dcgan_latents_evolve_for_image_statistics(tmp_path):

@@ -9,10 +9,12 @@ import pytest
 
 from jaxgen.config import load_config
 from jaxgen.errors import ConfigError, OutputError
-from jaxgen.evolve.export import ExportConfig, check_export_folder, config_settings, evolve_dataset, store_settings
+from jaxgen.evolve.export import evolve_dataset
+from jaxgen.evolve.export_config import ExportConfig, config_settings
+from jaxgen.evolve.export_folder import check_export_folder, store_settings
 from jaxgen.evolve.ga import GAConfig
-from jaxgen.evolve.run import run_evolve
 from jaxgen.utils.outputs import claim_output
+from jaxgen.workflows.evolve import run_evolve
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MICRO = str(REPO / "configs/evolve_acne.py:micro")
@@ -38,7 +40,7 @@ def test_evolve_refuses_a_user_folder_before_building_anything(tmp_path):
     before = _snapshot(user)
     config = load_config(MICRO, [f"generator={tmp_path / 'no_such_gan'}"])  # never opened
     with pytest.raises(OutputError) as e:
-        run_evolve(config, str(user), log=lambda _: None)
+        run_evolve(config, str(user))
     msg = str(e.value)
     assert "\n" not in msg and str(user) in msg and "--out" in msg
     assert "healthy/" in msg and "metadata.jsonl" in msg and "thesis.txt" in msg
@@ -81,10 +83,10 @@ def test_a_rerun_with_another_config_is_refused_before_building(tmp_path):
     changed = load_config(MICRO, ["generator=", "psi=0.5"])
     with pytest.raises(OutputError, match=r"other settings \(config\.psi: 0\.7 -> 0\.5\); nothing was written.*"
                                           r"--rebuild") as e:
-        run_evolve(changed, str(out), log=lambda _: None)
+        run_evolve(changed, str(out))
     assert "\n" not in str(e.value)
     more = load_config(MICRO, ["generator=", "num_per_class=64"])
     with pytest.raises(ConfigError, match="--config.generator is needed"):   # not refused: it builds
-        run_evolve(more, str(out), log=lambda _: None)
+        run_evolve(more, str(out))
     with pytest.raises(ConfigError, match="--config.generator is needed"):   # --rebuild: not refused either
-        run_evolve(changed, str(out), log=lambda _: None, rebuild=True)
+        run_evolve(changed, str(out), rebuild=True)

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from jaxgen.data.demo_faces import render_face
-from jaxgen.evolve.identity import (DlibEmbedder, IdentityEmbedder, PixelEmbedder,
-                                    deidentification_report, nearest_identity)
+from jaxgen.evolve.dlib_embedder import DlibEmbedder
+from jaxgen.evolve.embedder_interface import IdentityEmbedder
+from jaxgen.evolve.identity import deidentification_report, nearest_identity
+from jaxgen.evolve.pixel_embedder import PixelEmbedder
 
 RES = 128
 N_TRAIN = 8

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen.evolve.identity import (FIXED_PIXEL_THRESHOLD, IdentityCheck, PixelEmbedder, make_embedder,
-                                    nearest_identity, pixel_features)
+from jaxgen.evolve.identity import IdentityCheck, make_embedder, nearest_identity
+from jaxgen.evolve.pixel_embedder import FIXED_PIXEL_THRESHOLD, PixelEmbedder, pixel_features
 from jaxgen.metrics.suite import FeatureNet
 from jaxgen.workflows import generate
 
@@ -126,7 +126,7 @@ def test_generate_calibrates_the_pixel_check_and_records_it(sets, tmp_path, monk
         "pixels_for_test", False, lambda x: {"pool3": x.reshape(len(x), -1)[:, ::9] / 255.0}))
     out = tmp_path / "syn"
     r = generate.export_dataset("runs/fresh", str(out), num_per_class=30, batch=16, real=real, holdout=hold,
-                                identity="pixel", log=lambda _: None)
+                                identity="pixel")
     z0 = {k: np.array([np.random.default_rng([0, k, i]).standard_normal(4)[0] for i in range(200)])
           for k in range(2)}
     rows = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]

@@ -16,6 +16,7 @@ import pytest
 
 from jaxgen.errors import OutputError
 from jaxgen.harness import loop
+from jaxgen.harness.schedule import Schedule
 from jaxgen.utils.outputs import LOCK, FolderLock, check_unlocked
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
@@ -37,7 +38,7 @@ class Toy(ToyExperiment):
     def __init__(self, config, workdir):
         self.toy_data(12, 2)
         self.seed, self.num_examples, self.cfg = 0, 12, config
-        self.schedule = loop.Schedule(4, 6, 2, 1, 1, 2)
+        self.schedule = Schedule(4, 6, 2, 1, 1, 2)
         self.descriptor = dict(class_names=["a", "b"], resolution=RES, channels=1, model="toy", model_kwargs={})
         self.tx = optax.sgd(0.01)
         self.workdir = workdir

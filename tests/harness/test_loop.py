@@ -12,6 +12,7 @@ import pytest
 from jaxgen.harness import loop
 from jaxgen.harness.batches import Grid, batch_at_step, batch_indices
 from jaxgen.harness.checkpoint import TrainCheckpointer, read_descriptor, restore_latest_raw
+from jaxgen.harness.schedule import Schedule
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
 N = 24
@@ -28,7 +29,7 @@ class Toy(ToyExperiment):
             raise ValueError(f"config.lr={c.lr} must be > 0")
         self.toy_data(N, 3)
         self.seed, self.num_examples, self.cfg = int(c.seed), N, c
-        self.schedule = loop.Schedule(c.batch_size, c.total_steps, 2, c.snapshot_ticks, 1, 5)
+        self.schedule = Schedule(c.batch_size, c.total_steps, 2, c.snapshot_ticks, 1, 5)
         self.descriptor = dict(class_names=["a", "b", "c"], resolution=RES, channels=1, model="toy",
                                model_kwargs={})
         self.best_key = "score" if c.scores else None
@@ -86,15 +87,15 @@ def test_batch_at_step_is_epochwise_permutations_and_seeded_flips():
     assert la.dtype == np.int32 and list(la) == list(batch_indices(10, 4, 7, 3))
 
 
-def test_interrupt_saves_and_resume_equals_uninterrupted_run(tmp_path, capsys):
+def test_interrupt_saves_and_resume_equals_uninterrupted_run(tmp_path, log_lines):
     ref = _run(tmp_path / "ref")
     assert ref["step"] == 12 and len(ref["history"]) == 6
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "run", interrupt_at=5)
-    assert "Interrupted: saving a checkpoint at step 5" in capsys.readouterr().out
+    assert "Interrupted: saving a checkpoint at step 5" in log_lines.read()
     assert TrainCheckpointer(tmp_path / "run").latest_step() == 5
     res = _run(tmp_path / "run")
-    assert "Resuming from step 5" in capsys.readouterr().out
+    assert "Resuming from step 5" in log_lines.read()
     (s1, a), (s2, b) = _final(tmp_path / "ref"), _final(tmp_path / "run")
     assert s1 == s2 == 12
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)   # bit for bit
@@ -131,12 +132,12 @@ def test_divergence_raises_and_saves_nothing_for_the_bad_tick(tmp_path):
         _run(tmp_path / "early", nan_at=0)
 
 
-def test_best_checkpoint_follows_the_score(tmp_path, capsys):
+def test_best_checkpoint_follows_the_score(tmp_path, log_lines):
     res = _run(tmp_path / "run", scores=[3.0, 1.0, 2.0, 5.0, 0.5, 4.0])  # lower is better
     assert res["best"] == 0.5
     best = sorted(int(p.name) for p in (tmp_path / "run" / "best").iterdir() if p.name.isdigit())
     assert best == [10]                           # tick 5 = step 10
-    assert capsys.readouterr().out.count("*best*") == 3   # ticks 1, 2, 5
+    assert log_lines.read().count("*best*") == 3   # ticks 1, 2, 5
 
 
 def test_validation_errors_leave_no_workdir(tmp_path):

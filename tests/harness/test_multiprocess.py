@@ -43,7 +43,7 @@ def _pack(out_dir):
         (src / c).mkdir(parents=True)
         for i in range(10):
             Image.fromarray(rng.integers(0, 256, (8, 8, 3), np.uint8)).save(src / c / f"{i}.png")
-    return pack_dataset(src, out_dir / "pack", 8, log=lambda line: None)
+    return pack_dataset(src, out_dir / "pack", 8)
 
 
 def _streamed_rows(pid):

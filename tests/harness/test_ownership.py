@@ -13,12 +13,12 @@ import pytest
 
 from jaxgen.config import load_config
 from jaxgen.errors import OutputError, UserError
-from jaxgen.evolve.run import run_evolve
 from jaxgen.harness import validate
 from jaxgen.harness.checkpoint import DESCRIPTOR, RUN_FORMAT, write_descriptor
 from jaxgen.stylegan2 import train as sg2_train
 from jaxgen.utils import outputs
 from jaxgen.utils.outputs import check_output, claim_output
+from jaxgen.workflows.evolve import run_evolve
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EVOLVE_MICRO = str(REPO / "configs/evolve_acne.py:micro")
@@ -105,7 +105,7 @@ def test_evolve_into_a_training_run_is_refused_and_the_run_untouched(tmp_path, i
     before = _hashes(run)
     config = load_config(EVOLVE_MICRO, [f"generator={run}"])
     with pytest.raises(OutputError) as e:
-        run_evolve(config, str(run / inside), log=lambda _: None)
+        run_evolve(config, str(run / inside))
     msg = str(e.value)
     assert "\n" not in msg and isinstance(e.value, UserError)
     assert msg.startswith(f"--out {run / inside} lies inside the jaxgen stylegan2 run {run};")

@@ -1,6 +1,6 @@
-"""Stopping on a signal (jaxgen.harness.loop.StopSignals): SIGTERM, SIGINT and SIGUSR1 save a
-checkpoint at the next step boundary and end the run with TrainingStopped, which the commands
-print as one line with exit status 75; the run resumed from that checkpoint ends bit-identical
+"""Stopping on a signal (jaxgen.harness.stop_signals, in jaxgen.harness.loop): SIGTERM, SIGINT and
+SIGUSR1 save a checkpoint at the next step boundary and end the run with TrainingStopped, which
+the commands print as one line with exit status 75; the run resumed from that checkpoint ends bit-identical
 to an uninterrupted one. The toy runs (compiled in moments) raise the signal in their own
 process from a hook; the train.py run gets a real SIGTERM from this process, mid-tick."""
 import json
@@ -11,7 +11,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import jax
@@ -21,11 +20,12 @@ import optax
 import pytest
 
 import tiny_gan
-from jaxgen import cli
+from jaxgen.commands import common
 from jaxgen.errors import EXIT_STOPPED, TrainingStopped
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step
 from jaxgen.harness.checkpoint import restore_latest_raw
+from jaxgen.harness.schedule import Schedule
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ class Toy(ToyExperiment):
     def __init__(self, config, workdir):
         self.cfg, self.seed, self.num_examples = config, 0, N
         self.toy_data(N, 2)
-        self.schedule = loop.Schedule(4, config.total_steps, 2, 1, 1, 10)
+        self.schedule = Schedule(4, config.total_steps, 2, 1, 1, 10)
         self.descriptor = dict(class_names=["a", "b"], resolution=RES, channels=1, model="toy",
                                model_kwargs={})
         self.tx = optax.sgd(0.1)
@@ -99,7 +99,7 @@ def _handlers_back():
     return all(signal.getsignal(s) is _not_the_loop for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1))
 
 
-def test_sigusr1_mid_tick_saves_that_step_and_the_resumed_run_is_exact(tmp_path, capsys, not_the_loop):
+def test_sigusr1_mid_tick_saves_that_step_and_the_resumed_run_is_exact(tmp_path, log_lines, not_the_loop):
     ref = _run(tmp_path / "ref")
     with pytest.raises(TrainingStopped) as e:
         _run(tmp_path / "run", signal_at=4)        # tick 3 is steps 4, 5: stops after step 4
@@ -107,12 +107,12 @@ def test_sigusr1_mid_tick_saves_that_step_and_the_resumed_run_is_exact(tmp_path,
     run = tmp_path / "run"
     assert (e.value.signal_name, e.value.step, e.value.exit_status) == ("SIGUSR1", 5, 75)
     assert str(e.value) == f"stopped by SIGUSR1: saved a checkpoint at step 5 (kimg 0.020) in {run / 'checkpoints'}"
-    assert "SIGUSR1: saving a checkpoint at step 5 (kimg 0.020) before exiting" in capsys.readouterr().out
+    assert "SIGUSR1: saving a checkpoint at step 5 (kimg 0.020) before exiting" in log_lines.read()
     assert _saved_steps(run) == [2, 4, 5]
     assert (_meta(run, 5)["tick"], _meta(run, 5)["nimg"]) == (2, 20)   # tick 3 was not logged
     assert [r["tick"] for r in _rows(run)] == [1, 2]
     _run(run)
-    assert "Resuming from step 5 (tick 2, kimg 0.020)" in capsys.readouterr().out
+    assert "Resuming from step 5 (tick 2, kimg 0.020)" in log_lines.read()
     rows = _rows(run)                   # the resumed run first finishes tick 3 (step 5 only)
     assert [r["tick"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in rows] == [r["step"] for r in ref["history"]] == [2, 4, 6, 8, 10, 12]
@@ -145,12 +145,12 @@ def test_signals_during_the_stop_save_are_ignored(tmp_path, monkeypatch, not_the
     assert _handlers_back()
 
 
-def test_a_second_ctrl_c_before_the_stop_interrupts_at_once(tmp_path, capsys, not_the_loop):
+def test_a_second_ctrl_c_before_the_stop_interrupts_at_once(tmp_path, log_lines, not_the_loop):
     """The first SIGINT asks for a stop at the next step boundary; a second one before it
     raises KeyboardInterrupt there and then (before step 5 runs), which saves step 5."""
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "run", total_steps=8, signal_at=5, signals=["SIGINT", "SIGINT"])
-    assert "Interrupted: saving a checkpoint at step 5 before exiting" in capsys.readouterr().out
+    assert "Interrupted: saving a checkpoint at step 5 before exiting" in log_lines.read()
     assert _saved_steps(tmp_path / "run") == [2, 4, 5]
     assert _handlers_back()
 
@@ -163,34 +163,6 @@ def test_a_signal_in_the_last_step_lets_the_run_finish(tmp_path, not_the_loop):
     assert _saved_steps(tmp_path / "run") == [2, 4, 6] and _handlers_back()
 
 
-def test_processes_agree_on_a_stop_at_sync_steps_and_tick_ends(monkeypatch):
-    """Two processes (the collective faked): this one got no signal, the other a SIGTERM. They
-    gather their flags only at multiples of sync_every and at tick ends, and stop there."""
-    sent = []
-
-    def allgather(flag):
-        sent.append(int(flag))
-        return np.array([int(flag), int(signal.SIGTERM)])   # [this process, the other one]
-
-    monkeypatch.setattr(loop.multihost_utils, "process_allgather", allgather)
-    stops = loop.StopSignals(sync_every=4)
-    stops.processes = 2
-    decisions = [stops.poll(step, tick_end=step == 6) for step in range(1, 10)]
-    assert decisions == [None, None, None, signal.SIGTERM, None, signal.SIGTERM, None, signal.SIGTERM, None]
-    assert sent == [0, 0, 0]
-    stops.received = int(signal.SIGUSR1)
-    monkeypatch.setattr(loop.multihost_utils, "process_allgather", lambda f: np.array([int(f), 0]))
-    assert stops.poll(8) == signal.SIGUSR1 and stops.poll(9) is None
-    one = loop.StopSignals()
-    one.received = int(signal.SIGTERM)                # one process: no collective, every step
-    assert one.processes == 1 and one.poll(1) == signal.SIGTERM
-    seen = []
-    thread = threading.Thread(target=lambda: seen.append(one.__enter__()._previous))
-    thread.start()
-    thread.join()
-    assert seen == [{}]                               # no handler is installed off the main thread
-
-
 def test_the_commands_print_a_stop_as_one_line_with_the_resume_command_and_exit_75(capsys, monkeypatch):
     monkeypatch.setattr(sys, "orig_argv", ["python", "train.py", "--config", "c.py:micro", "--workdir", "runs/a b"])
     stop = TrainingStopped("stopped by SIGTERM: saved a checkpoint at step 3 (kimg 0.012)\nin /w/checkpoints",
@@ -199,7 +171,7 @@ def test_the_commands_print_a_stop_as_one_line_with_the_resume_command_and_exit_
     def main():
         raise stop
     with pytest.raises(SystemExit) as e:
-        cli.run_main(main)
+        common.run_main(main)
     assert e.value.code == EXIT_STOPPED == 75
     assert capsys.readouterr().err == (
         "stopped by SIGTERM: saved a checkpoint at step 3 (kimg 0.012) in /w/checkpoints; to resume, run "

@@ -25,6 +25,7 @@ from jaxgen.harness import logs, loop
 from jaxgen.harness.batches import Prefetcher, batch_at_step
 from jaxgen.harness.checkpoint import TrainCheckpointer, restore_latest_raw
 from jaxgen.harness.parallel import DataParallel
+from jaxgen.harness.schedule import Schedule
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
 N, BATCH = 16, 4
@@ -42,7 +43,7 @@ class Toy(ToyExperiment):
     def __init__(self, config, workdir):
         self.cfg, self.seed, self.num_examples = config, 1, N
         self.toy_data(N, 2)
-        self.schedule = loop.Schedule(BATCH, config.total_steps, 2, 1, 1, 10)
+        self.schedule = Schedule(BATCH, config.total_steps, 2, 1, 1, 10)
         self.descriptor = dict(class_names=["a", "b"], resolution=RES, channels=1, model="toy", model_kwargs={})
         self.prefetch = int(config.prefetch)
         self.tx = optax.adam(0.05)

@@ -14,6 +14,7 @@ from jaxgen.errors import OutputError, UserError
 from jaxgen.harness import loop
 from jaxgen.harness.batches import batch_at_step
 from jaxgen.harness.checkpoint import CheckpointError, restore_latest_raw
+from jaxgen.harness.schedule import Schedule
 from toy_experiment import RES, ToyExperiment, no_tensorboard  # noqa: F401 (fixture)
 
 N = 16
@@ -30,7 +31,7 @@ class Toy(ToyExperiment):
     def __init__(self, config, workdir):
         self.cfg, self.seed, self.num_examples, self.extra = config, 0, N, int(config.extra)
         self.toy_data(N, 2)
-        self.schedule = loop.Schedule(4, config.total_steps, 2, config.snapshot_ticks, 1, 10)
+        self.schedule = Schedule(4, config.total_steps, 2, config.snapshot_ticks, 1, 10)
         self.descriptor = dict(class_names=list(config.names), resolution=RES, channels=1, model="toy",
                                model_kwargs={})
         self.data_summary = {"train": dict(source="toy", num_images=N, resolution=RES, channels=1,
@@ -63,14 +64,14 @@ def _rows(workdir):
     return [json.loads(ln) for ln in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_crash_after_a_row_then_resume_logs_every_tick_once_and_prints_kimg_digits(tmp_path, capsys):
+def test_crash_after_a_row_then_resume_logs_every_tick_once_and_prints_kimg_digits(tmp_path, log_lines):
     ref = _run(tmp_path / "ref")
     with pytest.raises(RuntimeError, match="crash"):
         _run(tmp_path / "run", crash_tick=2)     # tick 2's row written, its checkpoint not
     assert [r["tick"] for r in _rows(tmp_path / "run")] == [1, 2]
-    capsys.readouterr()
+    log_lines.read()
     res = _run(tmp_path / "run")
-    out = capsys.readouterr().out
+    out = log_lines.read()
     assert "Resuming from step 2 (tick 1, kimg 0.008)" in out
     rows = _rows(tmp_path / "run")
     assert [r["tick"] for r in rows] == [1, 2, 3, 4, 5, 6]
@@ -79,13 +80,13 @@ def test_crash_after_a_row_then_resume_logs_every_tick_once_and_prints_kimg_digi
     assert [r["tick"] for r in res["history"]] == [1, 2, 3, 4, 5, 6]
 
 
-def test_ctrl_c_during_an_evaluation_leaves_no_gap_in_the_ticks(tmp_path, capsys):
+def test_ctrl_c_during_an_evaluation_leaves_no_gap_in_the_ticks(tmp_path, log_lines):
     ref = _run(tmp_path / "ref")
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "run", stop_tick=3)      # tick 3's steps ran; its row was not written
-    assert "Interrupted: saving a checkpoint at step 6" in capsys.readouterr().out
+    assert "Interrupted: saving a checkpoint at step 6" in log_lines.read()
     _run(tmp_path / "run")
-    assert "Resuming from step 6 (tick 2, kimg 0.024)" in capsys.readouterr().out
+    assert "Resuming from step 6 (tick 2, kimg 0.024)" in log_lines.read()
     ticks = [r["tick"] for r in _rows(tmp_path / "run")]
     assert ticks == list(range(1, len(ticks) + 1)) and _rows(tmp_path / "run")[-1]["step"] == 12
     (a, s1), (b, s2) = (restore_latest_raw(tmp_path / w) for w in ("ref", "run"))
@@ -94,12 +95,12 @@ def test_ctrl_c_during_an_evaluation_leaves_no_gap_in_the_ticks(tmp_path, capsys
     assert ref["step"] == 12
 
 
-def test_best_and_data_summary_are_written_only_with_content(tmp_path, capsys):
+def test_best_and_data_summary_are_written_only_with_content(tmp_path, log_lines):
     _run(tmp_path / "plain", total_steps=4)
     w = tmp_path / "plain"
     assert not (w / "best").exists()             # no score: no (empty) best/ folder
     assert json.loads((w / "data_summary.json").read_text())["train"]["classes"] == {"a": 8, "b": 8}
-    assert "data (train): 16 images 4px x1, 2 classes (a 8, b 8)" in capsys.readouterr().out
+    assert "data (train): 16 images 4px x1, 2 classes (a 8, b 8)" in log_lines.read()
     _run(tmp_path / "scored", total_steps=4, scores=[2.0, 1.0])
     assert sorted(p.name for p in (tmp_path / "scored" / "best").iterdir() if p.name.isdigit()) == ["4"]
 

@@ -1,6 +1,6 @@
-"""jaxgen.metrics.datasheet: a copying generator's datasheet gives it away; bad folders are
-refused before anything is written. The folder command's files (random-Inception features)
-are checked where the pipeline writes them (tests/workflows/test_pipeline.py)."""
+"""jaxgen.metrics.datasheet: a copying generator's datasheet gives it away. Bad folders are
+refused in tests/workflows/test_datasheet.py; the folder command's files (random-Inception
+features) are checked where the pipeline writes them (tests/workflows/test_pipeline.py)."""
 import shutil
 
 import numpy as np
@@ -8,8 +8,8 @@ import pytest
 
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.data.folder import load_image_folder
-from jaxgen.errors import ConfigError
-from jaxgen.evolve.identity import PixelEmbedder
+from jaxgen.evolve.identity import IdentityCheck
+from jaxgen.evolve.pixel_embedder import PixelEmbedder
 from jaxgen.metrics import datasheet as DS
 from jaxgen.metrics.suite import FeatureNet
 
@@ -39,9 +39,9 @@ def _load(path):
 
 def test_copies_are_given_away_and_fresh_faces_are_not(folders):
     train, hold = _load(folders / "train"), _load(folders / "holdout")
-    emb = PixelEmbedder(16, 0.3)
-    bad = DS.compute(_load(folders / "copies"), train, hold, _pixels(), emb)
-    good = DS.compute(_load(folders / "fresh"), train, hold, _pixels(), emb)
+    check = IdentityCheck(PixelEmbedder(16, 0.3), train.images, train.paths)
+    bad = DS.compute(_load(folders / "copies"), train, hold, _pixels(), check)
+    good = DS.compute(_load(folders / "fresh"), train, hold, _pixels(), check)
     assert bad["privacy"]["synthetic"]["authenticity"] == 0.0
     assert bad["privacy"]["dcr"]["ratio"] == 0.0 and bad["privacy"]["membership_auc"] == 1.0
     assert bad["identity"]["match_share"] == 1.0 and bad["identity"]["matches"] == 24
@@ -53,16 +53,3 @@ def test_copies_are_given_away_and_fresh_faces_are_not(folders):
     assert good["fidelity"]["per_class"]["severe"]["fid"] > 1.0
     assert "not an identity model" in bad["identity"]["caveat"]
     assert "density" in bad["diversity"]["synthetic"] and "density" not in bad["privacy"]["synthetic"]
-
-
-def test_bad_folders_are_refused_before_the_output_exists(folders, tmp_path):
-    out = tmp_path / "out"
-    with pytest.raises(ConfigError, match="--holdout .*: not a folder"):
-        DS.datasheet_for_folders(str(folders / "copies"), str(folders / "train"), str(tmp_path / "nope"), str(out))
-    write_demo_dataset(tmp_path / "other", 2, 16, 0, classes=("healthy", "mild"), progress=False)
-    with pytest.raises(ConfigError, match=r"--synthetic .* has classes \['healthy', 'mild'\]"):
-        DS.datasheet_for_folders(str(tmp_path / "other"), str(folders / "train"), str(folders / "holdout"), str(out))
-    with pytest.raises(ConfigError, match="--identity='face'"):
-        DS.datasheet_for_folders(str(folders / "fresh"), str(folders / "train"), str(folders / "holdout"),
-                                 str(out), feature_net="random_inception", identity_model="face")
-    assert not out.exists()

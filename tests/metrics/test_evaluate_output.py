@@ -48,11 +48,11 @@ def setup(tmp_path, monkeypatch):
     return dict(real=real, run=run_dir, opened=opened)
 
 
-def test_progress_lines_count_fakes_and_features(setup, capsys):
+def test_progress_lines_count_fakes_and_features(setup, log_lines):
     res = evaluate.run(checkpoint=str(setup["run"]), real=str(setup["real"]), metrics=["fid", "kid"],
                        num_fakes=70, feature_net="x", cache_dir=None, progress_every=0.0)
     assert res["num_fakes"] == 70 and np.isfinite(res["fid_tiny_test"])
-    out = capsys.readouterr().out.splitlines()
+    out = log_lines.read().splitlines()
 
     def counts(label):
         return [ln.split(": ")[2].split()[0] for ln in out if ln.startswith(f"evaluate: {label}:")]

@@ -14,11 +14,12 @@ from jaxgen.config import load_config
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.data.folder import ImageDataset, load_image_folder
 from jaxgen.errors import UserError
-from jaxgen.evolve.identity import PixelEmbedder
+from jaxgen.evolve.pixel_embedder import PixelEmbedder
 from jaxgen.metrics import datasheet as DS
 from jaxgen.metrics import task_features as TF
 from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net
 from jaxgen.runs import open_run
+from jaxgen.workflows.datasheet import datasheet_for_folders
 
 CONFIG = str(pathlib.Path(__file__).resolve().parents[2] / "configs" / "acne_classifier.py") + ":tiny"
 PER_CLASS = 48   # x 4 classes = 192 images a set
@@ -136,7 +137,7 @@ def test_datasheet_section_and_dlib_caveat_on_drawn_faces(faces):
 def test_a_bad_feature_classifier_is_refused_before_the_output_exists(faces, tmp_path):
     root, out = faces["root"], tmp_path / "sheet"
     with pytest.raises(UserError, match="nope does not exist"):
-        DS.datasheet_for_folders(str(root / "holdout"), str(root / "train"), str(root / "holdout"), str(out),
-                                 feature_net="random_inception", identity_model="none",
-                                 feature_classifier=str(tmp_path / "nope"))
+        datasheet_for_folders(str(root / "holdout"), str(root / "train"), str(root / "holdout"), str(out),
+                              feature_net="random_inception", identity_model="none",
+                              feature_classifier=str(tmp_path / "nope"))
     assert not out.exists()

@@ -3,7 +3,7 @@ makes the same update as the 32 at once, and a batch_gpu that cannot split the b
 
 The step compared is step 0, so every phase runs (Gmain, Greg path length, Dmain, Dreg R1),
 with ADA's full 'bgc' pipeline at p = 0.5, style mixing on every batch and 'const' synthesis
-noise (random noise is drawn per round: same distribution, other numbers; see step.py).
+noise (random noise is drawn per round: same distribution, other numbers; see accumulation.py).
 
 Tolerance. Both steps compute the same sums in another order (4 partial sums of 8 instead of
 one of 32, another fusion of the scanned round), so they differ by float32 round-off, which
@@ -32,7 +32,8 @@ import pytest
 import tiny_gan
 from jaxgen.config import load_config
 from jaxgen.errors import ConfigError
-from jaxgen.stylegan2 import networks, state as state_lib
+from jaxgen.stylegan2 import loss as L, networks, state as state_lib
+from jaxgen.stylegan2.accumulation import WHOLE, Part, round_keys, take_round
 from jaxgen.stylegan2.loss import LossConfig
 from jaxgen.stylegan2.step import StepConfig, make_train_step, sample_labels
 from jaxgen.stylegan2.train import step_config, train_and_evaluate
@@ -137,3 +138,17 @@ def test_generated_labels_come_from_the_real_batch():
     freq = np.bincount(np.asarray(sample_labels(key, 4000, mixed)).argmax(-1), minlength=4) / 4000
     np.testing.assert_allclose(freq, [3 / 8, 3 / 8, 0, 2 / 8], atol=0.03)   # 4.5 binomial sd
     assert sample_labels(key, 5, np.zeros((8, 0), np.float32)).shape == (5, 0)
+
+
+def test_a_round_takes_its_strided_rows_of_the_draws_and_its_own_noise_key():
+    """Round r of R holds rows r, r + R, ... of every per-sample array (inputs and draws), the
+    batch's one style-mixing cutoff and its own synthesis-noise key; one round is the batch."""
+    x = np.arange(16, dtype=np.float32).reshape(8, 2)
+    key = jax.random.key(0)
+    g = L.GDraws(L.Mixing(np.int32(3), x + 100), round_keys(key, 4))
+    rows, gr = take_round((x, g), Part(np.int32(1), 4))
+    assert np.array_equal(rows, x[[1, 5]]) and np.array_equal(gr.mixing.z2, x[[1, 5]] + 100)
+    assert int(gr.mixing.cutoff) == 3
+    assert np.array_equal(jax.random.key_data(gr.noise), jax.random.key_data(jax.random.fold_in(key, 1)))
+    whole, gw = take_round((x, L.GDraws(g.mixing, round_keys(key, 1))), WHOLE)
+    assert whole is x and np.array_equal(jax.random.key_data(gw.noise), jax.random.key_data(key))

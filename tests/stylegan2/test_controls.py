@@ -15,6 +15,7 @@ from flax import traverse_util
 from PIL import Image
 
 import tiny_gan
+from jaxgen.commands import images as images_command
 from jaxgen.errors import ConfigError, OutputError, UserError
 from jaxgen.harness.checkpoint import save_networks, write_descriptor
 from jaxgen.runs import open_run
@@ -172,17 +173,17 @@ def _png(path):
 
 def test_command_modes(run, tmp_path):
     out = tmp_path / "pics"
-    images.main(["seeds", run.path, "--out", str(out), "--seeds", "2-4", "--class", "mild", "--psi", "0.6"])
+    images_command.main(["seeds", run.path, "--out", str(out), "--seeds", "2-4", "--class", "mild", "--psi", "0.6"])
     ws = controls.ws_for(run, [2, 3, 4], "mild", psi=0.6)
     want = to_uint8(controls.render(run, ws))
     np.testing.assert_array_equal(_png(out / "mild_seed0003.png"), want[1])
     np.testing.assert_array_equal(np.load(out / "mild_seeds_ws.npz")["w"], ws)
     rec = json.loads((out / "mild_seeds.json").read_text())
     assert (rec["seeds"], rec["cls"], rec["psi"]) == ([2, 3, 4], "mild", 0.6)
-    images.main(["w", run.path, "--out", str(out), "--projected_w", str(out / "mild_seeds_ws.npz")])
+    images_command.main(["w", run.path, "--out", str(out), "--projected_w", str(out / "mild_seeds_ws.npz")])
     np.testing.assert_array_equal(_png(out / "projected_0002.png"), want[2])   # the round trip
 
-    images.main(["mix", run.path, "--out", str(out), "--rows", "1,2", "--cols", "3-5", "--layers", "0-1",
+    images_command.main(["mix", run.path, "--out", str(out), "--rows", "1,2", "--cols", "3-5", "--layers", "0-1",
                  "--class", "healthy"])
     _, _, mixed = controls.style_mix(run, [1, 2], [3, 4, 5], [0, 1], "healthy")
     grid = _png(out / "healthy_mix.png")
@@ -193,7 +194,7 @@ def test_command_modes(run, tmp_path):
     np.testing.assert_array_equal(grid[y:y + 8 * scale:scale, x:x + 8 * scale:scale], cell)
     assert grid.shape[0] == 3 * 8 * scale
 
-    images.main(["interp", run.path, "--out", str(out), "--seeds", "1,5,9", "--steps", "3", "--class", "2"])
+    images_command.main(["interp", run.path, "--out", str(out), "--seeds", "1,5,9", "--steps", "3", "--class", "2"])
     with Image.open(out / "severe_interp.gif") as gif:
         assert gif.n_frames == 7 and gif.size == (128, 128)
     assert _png(out / "severe_interp.png").shape[0] == 2 * 64
@@ -214,18 +215,18 @@ def test_command_refusals(run, tmp_path, capsys):
     ]
     for argv, why in cases:
         with pytest.raises(ConfigError, match=why):
-            images.main(argv)
+            images_command.main(argv)
         assert not out.exists()                                          # nothing created
     for kind in ("dcgan", "classifier"):
         other = tmp_path / kind
         write_descriptor(other, kind, class_names=NAMES, resolution=8, channels=3)
         with pytest.raises(UserError, match=f"is a {kind} run; these controls need a StyleGAN2 run"):
-            images.main(["seeds", str(other), "--out", str(out), "--seeds", "1"])
+            images_command.main(["seeds", str(other), "--out", str(out), "--seeds", "1"])
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "holiday.jpg").write_text("x")
     with pytest.raises(OutputError, match="not empty and was not written by jaxgen"):
-        images.main(["seeds", run.path, "--out", str(mine), "--seeds", "1", "--class", "mild"])
+        images_command.main(["seeds", run.path, "--out", str(mine), "--seeds", "1", "--class", "mild"])
     assert sorted(p.name for p in mine.iterdir()) == ["holiday.jpg"]
     assert not out.exists()
 
@@ -257,7 +258,7 @@ def test_seeds_are_written_a_chunk_at_a_time_and_pictures_are_bounded(run, tmp_p
     monkeypatch.setattr(images, "RENDER_CHUNK", 3)
     monkeypatch.setattr(images, "GRID_MAX", 4)
     out = tmp_path / "pics"
-    images.main(["seeds", run.path, "--out", str(out), "--seeds", "2-6", "--class", "mild"])
+    images_command.main(["seeds", run.path, "--out", str(out), "--seeds", "2-6", "--class", "mild"])
     want = to_uint8(controls.render(run, controls.ws_for(run, [2, 3, 4, 5, 6], "mild")))
     for i, seed in enumerate(range(2, 7)):                 # chunks [2, 3, 4] and [5, 6]
         np.testing.assert_array_equal(_png(out / f"mild_seed{seed:04d}.png"), want[i])
@@ -266,10 +267,10 @@ def test_seeds_are_written_a_chunk_at_a_time_and_pictures_are_bounded(run, tmp_p
     np.testing.assert_array_equal(grid[::8, 3 * 64::8], want[3])
     monkeypatch.setattr(images, "PICTURE_BYTES", 10 * 128 * 128 * 3)     # 10 GIF frames of 128 px
     with pytest.raises(ConfigError, match=r"--steps 5 with 3 seeds: 11 images of 8 px .* give at most 10 images"):
-        images.main(["interp", run.path, "--out", str(tmp_path / "x"), "--seeds", "1,5,9", "--steps", "5",
+        images_command.main(["interp", run.path, "--out", str(tmp_path / "x"), "--seeds", "1,5,9", "--steps", "5",
                      "--class", "2"])
     with pytest.raises(ConfigError, match=r"--rows x --cols: 12 images of 8 px"):
-        images.main(["mix", run.path, "--out", str(tmp_path / "x"), "--rows", "1,2", "--cols", "3-5",
+        images_command.main(["mix", run.path, "--out", str(tmp_path / "x"), "--rows", "1,2", "--cols", "3-5",
                      "--class", "mild"])
     assert not (tmp_path / "x").exists()
 
@@ -288,7 +289,7 @@ def test_huge_counts_end_in_one_line_under_a_4gb_address_space(run, tmp_path):
     repo = pathlib.Path(__file__).resolve().parents[2]
     for argv, message in ((["seeds", "--seeds", "0-99999999"], "--seeds '0-99999999': 100,000,000 values"),
                           (["interp", "--seeds", "1,5,9", "--steps", "100000000"], "200,000,001 frames")):
-        cmd = [sys.executable, "-c", _LIMITED, "-m", "jaxgen.workflows.images", argv[0], str(run.path), "--out",
+        cmd = [sys.executable, "-c", _LIMITED, "-m", "jaxgen", "images", argv[0], str(run.path), "--out",
                str(tmp_path / "out"), "--class", "mild", *argv[1:]]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=repo)
         lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith(("WARNING", "I0", "W0"))]

@@ -14,7 +14,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxgen.cli import run_main
+from jaxgen.commands import export_nvidia as export_command
+from jaxgen.commands.common import run_main
 from jaxgen.dcgan import models as dcgan_models
 from jaxgen.errors import OutputError
 from jaxgen.harness.checkpoint import TrainCheckpointer, save_networks, write_descriptor
@@ -84,7 +85,7 @@ def _export(name, fixtures_dir, tmp_path_factory):
                       nets)
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        assert export_nvidia.main([str(run), str(root / "out")]) == 0
+        assert export_command.main([str(run), str(root / "out")]) == 0
     return dict(name=name, cfg=cfg, G=G, D=D, nets=nets, run=run, out=root / "out",
                 stdout=stdout.getvalue(), g_kw=g_kw, d_kw=d_kw)
 
@@ -254,14 +255,14 @@ def test_refusals(export_small, tmp_path, capsys):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit) as e:
-        run_main(lambda: export_nvidia.main([run, str(foreign)]))
+        run_main(lambda: export_command.main([run, str(foreign)]))
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: OUT (the 2nd argument) ") and "not written by jaxgen" in err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     # A second export into the same folder would mix two runs' files.
     with pytest.raises(OutputError, match="already holds an export"):
-        export_nvidia.main([run, str(exported["out"])])
+        export_command.main([run, str(exported["out"])])
     # A DCGAN run is not a StyleGAN2 run.
     cfg = ml_collections.ConfigDict(dict(z_dim=8, embed_dim=4, widths=(16, 8)))
     gk, dk = dcgan_models.model_kwargs(cfg, 16, 1, 3)
@@ -276,10 +277,10 @@ def test_refusals(export_small, tmp_path, capsys):
     write_descriptor(tmp_path / "dcgan", "dcgan", class_names=["a", "b", "c"], resolution=16, channels=1,
                      G_kwargs=gk, D_kwargs=dk)
     with pytest.raises(RunError, match="is a dcgan run; expected stylegan2"):
-        export_nvidia.main([str(tmp_path / "dcgan"), str(tmp_path / "out1")])
+        export_command.main([str(tmp_path / "dcgan"), str(tmp_path / "out1")])
     # Weights that do not fit the run's kwargs (3 mapping layers claimed, 2 stored).
     bad = tmp_path / "bad"
     save_networks(bad, dict(exported["g_kw"], mapping_layers=3), exported["d_kw"], exported["nets"])
     with pytest.raises(ConversionError, match="missing key mapping.fc2.weight"):
-        export_nvidia.main([str(bad), str(tmp_path / "out2")])
+        export_command.main([str(bad), str(tmp_path / "out2")])
     assert not (tmp_path / "out1").exists() and not (tmp_path / "out2").exists()

@@ -2,6 +2,7 @@
 weights -> orbax networks checkpoint -> the same images as NVIDIA's code, with
 the snapshot's embedded source never executed."""
 import json
+import logging
 import pickle
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from fake_nvidia import write_fake_packages
+from jaxgen.commands import pkl_to_orbax as convert_command
 from jaxgen.stylegan2 import pkl_to_orbax
 from jaxgen.stylegan2 import networks
 from jaxgen.runs import open_run
@@ -92,7 +94,7 @@ def test_snapshot_would_run_code_under_plain_pickle(snapshot):
 
 def test_pkl_to_orbax_reproduces_nvidia_images(snapshot, fixtures_dir, tmp_path, capsys):
     out = tmp_path / "converted"
-    assert pkl_to_orbax.main([str(snapshot["path"]), str(out)]) == 0
+    assert convert_command.main([str(snapshot["path"]), str(out)]) == 0
     assert not snapshot["marker"].exists(), "the snapshot's embedded code ran"
     assert "converted" in capsys.readouterr().out
     assert (out / "preview.png").stat().st_size > 0
@@ -110,16 +112,16 @@ def test_pkl_to_orbax_reproduces_nvidia_images(snapshot, fixtures_dir, tmp_path,
     np.testing.assert_allclose(np.asarray(logits), gold["logits_img_const"], atol=1e-4)
     # A second conversion into the same directory is refused, not silently merged.
     with pytest.raises(ValueError, match="already exists"):
-        pkl_to_orbax.main([str(snapshot["path"]), str(out), "--no-preview"])
+        convert_command.main([str(snapshot["path"]), str(out), "--no-preview"])
 
 
-def test_transfer_copies_every_matching_array(snapshot, fixtures_dir):
+def test_transfer_copies_every_matching_array(snapshot, fixtures_dir, caplog):
+    caplog.set_level(logging.INFO, logger="jaxgen")
     cfg = snapshot["cfg"]
     G, D = networks.build(pkl_to_orbax.generator_kwargs(cfg["G_init_kwargs"]),
                           pkl_to_orbax.discriminator_kwargs(cfg["D_init_kwargs"]))
     g_vars, d_vars = networks.init_variables(G, D, jax.random.key(0))
-    lines = []
-    g2, d2, ema2, report = transfer(g_vars, d_vars, str(snapshot["path"]), log=lines.append)
+    g2, d2, ema2, report = transfer(g_vars, d_vars, str(snapshot["path"]))
     ref = dict(np.load(fixtures_dir / "sg2_small_G.npz"))
     np.testing.assert_array_equal(np.asarray(g2["params"]["mapping"]["fc0"]["weight"]),
                                   ref["mapping.fc0.weight"].T)
@@ -128,7 +130,7 @@ def test_transfer_copies_every_matching_array(snapshot, fixtures_dir):
     n_g = len(jax.tree_util.tree_leaves(g_vars))
     assert report["G"]["copied"] == report["G"]["arrays"] == n_g and report["G"]["share"] == 1.0
     assert report["D"]["share"] == 1.0 and not report["D"]["shape_mismatch"] + report["D"]["not_in_source"]
-    assert lines[0].startswith(f"transfer G: {n_g}/{n_g} arrays, 100.0% of ")
+    assert caplog.messages[0].startswith(f"transfer G: {n_g}/{n_g} arrays, 100.0% of ")
 
 
 def test_transfer_to_other_widths_fails_loudly_unless_allowed(snapshot):
@@ -139,8 +141,8 @@ def test_transfer_to_other_widths_fails_loudly_unless_allowed(snapshot):
     G, D = networks.build(g_kw, pkl_to_orbax.discriminator_kwargs(cfg["D_init_kwargs"]))
     g_vars, d_vars = networks.init_variables(G, D, jax.random.key(0))
     with pytest.raises(ConfigError, match=r"only \d+\.\d% of G's parameters transfer \(e\.g\. params/synthesis/"):
-        transfer(g_vars, d_vars, str(snapshot["path"]), log=lambda s: None)
-    _, _, _, report = transfer(g_vars, d_vars, str(snapshot["path"]), min_share=0.0, log=lambda s: None)
+        transfer(g_vars, d_vars, str(snapshot["path"]))
+    _, _, _, report = transfer(g_vars, d_vars, str(snapshot["path"]), min_share=0.0)
     r = report["G"]
     sizes = {k: v.size for k, v in flat_paths(g_vars).items()}
     copied = r["arrays"] - len(r["shape_mismatch"]) - len(r["not_in_source"])

@@ -22,12 +22,12 @@ import numpy as np
 import pytest
 
 from jaxgen.runs import open_run
-from jaxgen.stylegan2 import pkl_to_orbax
+from jaxgen.commands import pkl_to_orbax as convert_command
 from jaxgen.stylegan2.nvidia import ConversionError, discriminator_from_state_dict, generator_from_state_dict
 from jaxgen.stylegan2.nvidia_tf import (discriminator_from_tf, discriminator_state_dict, generator_init_kwargs,
                                         generator_state_dict)
-from jaxgen.utils.safe_pickle import (InvalidCheckpointError, TFNetwork, is_tf_network_pkl,
-                                      load_network_pkl, load_tf_network_pkl)
+from jaxgen.utils.pickle_records import InvalidCheckpointError, TFNetwork
+from jaxgen.utils.safe_pickle import is_tf_network_pkl, load_network_pkl, load_tf_network_pkl
 
 
 
@@ -220,7 +220,7 @@ def test_tf_pickle_loads_inert_and_maps_to_nvidia_state_dicts(tf_pkl, tmp_path):
 
 def test_tf_pickle_reproduces_nvidia_golden(tf_pkl, fixtures_dir, tmp_path):
     out = tmp_path / "converted"
-    assert pkl_to_orbax.main([str(tf_pkl.path), str(out), "--no_preview"]) == 0
+    assert convert_command.main([str(tf_pkl.path), str(out), "--no_preview"]) == 0
     run, saved = open_run(tf_pkl.path), open_run(out)
     jax.tree_util.tree_map(np.testing.assert_array_equal, saved.networks, run.networks)
     assert run.kind == "stylegan2" and run.resolution == 32 and run.info["D_kwargs"]["mbstd_group_size"] == 4
@@ -246,7 +246,7 @@ def _refused(tf_pkl, name, nets, error, match, tmp_path):
     path = dump(nets, tf_pkl.root / name)
     out = tmp_path / name.replace(".pkl", "_out")
     with pytest.raises(error, match=match) as exc:
-        pkl_to_orbax.main([str(path), str(out)])
+        convert_command.main([str(path), str(out)])
     assert "\n" not in str(exc.value) and not out.exists()
 
 

@@ -184,7 +184,7 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(tmp_path, base_run, m
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(after["d_params"]))
 
 
-def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, capsys):
+def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, log_lines):
     """The hierarchical pipeline's per-class stage: transfer from the base run, freeze-D."""
     c = _micro(base_run["data"] / "severe", "micro,finetune", init_from=base_run["workdir"])
     c.data.fixed_label = "severe"          # conditional, every image that class (the pipeline's way)
@@ -200,7 +200,7 @@ def test_finetune_from_base_workdir_with_freeze_d(tmp_path, base_run, capsys):
     g0, g1 = base["g_params"]["synthesis"]["b16"]["conv1"]["weight"], ft["g_params"]["synthesis"]["b16"]["conv1"]["weight"]
     assert not same(g0, g1) and float(np.max(np.abs(np.asarray(g0) - np.asarray(g1)))) < 0.5
     # Still conditional: every array carries over, the label embedding and first mapping layer too.
-    out = capsys.readouterr().out
+    out = log_lines.read()
     for net in ("G", "D", "G_ema"):
         assert f"transfer {net}: " in out and "% of" in out
     assert all(" 100.0% of " in ln and "0 skipped" in ln for ln in out.splitlines() if ln.startswith("transfer "))

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from fake_nvidia import write_fake_packages
-from jaxgen.utils.safe_pickle import (InvalidCheckpointError, PersistentModule, TorchModule,
-                                        UnsafePickleError, load_network_pkl, load_torch_file)
+from jaxgen.utils.pickle_records import InvalidCheckpointError, PersistentModule, TorchModule, UnsafePickleError
+from jaxgen.utils.safe_pickle import load_network_pkl, load_torch_file
 
 
 def _state_dict():

@@ -112,7 +112,7 @@ def test_missing_source_is_skipped_with_the_command(first, capsys):
     assert "python evolve.py --out nope" in (out / "comparison.md").read_text()
 
 
-def test_rerun_reuses_cached_samples_and_metrics(first, data, monkeypatch, capsys):
+def test_rerun_reuses_cached_samples_and_metrics(first, data, monkeypatch, log_lines):
     out, res = first
     pngs = sorted((out / "samples").rglob("*.png"))
     stamps = {p: p.stat().st_mtime_ns for p in pngs}
@@ -123,7 +123,7 @@ def test_rerun_reuses_cached_samples_and_metrics(first, data, monkeypatch, capsy
     monkeypatch.setattr(C, "score_method", boom)
     res2 = run(data, out, methods(data))
     assert {p: p.stat().st_mtime_ns for p in pngs} == stamps
-    assert "reusing" in capsys.readouterr().out
+    assert "reusing" in log_lines.read()
     assert [r["fid"] for r in res2["rows"]] == [r["fid"] for r in res["rows"]]
 
 

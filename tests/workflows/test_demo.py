@@ -1,5 +1,6 @@
 """make demo's workflow on micro settings: unconditional GAN, sorter, labelled export, judge, fidelity."""
 import json
+import logging
 import pathlib
 
 import pytest
@@ -14,13 +15,13 @@ XLA_FAST_COMPILE = True
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_demo_judges_the_labelled_export_with_a_classifier_of_other_real_faces(tmp_path):
-    lines = []
+def test_demo_judges_the_labelled_export_with_a_classifier_of_other_real_faces(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="jaxgen")
     w = tmp_path / "demo"
     names = ["healthy", "severe"]
     kw = dict(gan=f"{REPO}/configs/acne.py:micro", classifier_overrides=["train.epochs=1", "train.batch_size=4"],
               pool_multiple=8, sorter=brightness_sorter(tmp_path / "sorter", names), classes=names)
-    fid = run_demo(str(w), [f"data.path={tmp_path / 'faces'}", "data.cache_dir="], log=lines.append, **kw)
+    fid = run_demo(str(w), [f"data.path={tmp_path / 'faces'}", "data.cache_dir="], **kw)
     assert list(fid["per_class"]) == names
     rows = [json.loads(x) for x in (w / "synthetic" / "metadata.jsonl").read_text().splitlines()]
     per_class = {n: sum(r["class_name"] == n for r in rows) for n in names}
@@ -37,8 +38,8 @@ def test_demo_judges_the_labelled_export_with_a_classifier_of_other_real_faces(t
     assert judge_cfg["data"]["path"] == gan_cfg["data"]["path"] + "_judge"
     assert judge_cfg["data"]["classes"] == names
     assert (w / "samples.png").stat().st_size > 1000 and (w / "synthetic" / "datasheet.md").exists()
-    assert any("| **mean** |" in x for x in lines)
-    again = run_demo(str(w), [f"data.path={tmp_path / 'faces'}", "data.cache_dir="], log=lines.append, **kw)
+    assert any("| **mean** |" in x for x in caplog.messages)
+    again = run_demo(str(w), [f"data.path={tmp_path / 'faces'}", "data.cache_dir="], **kw)
     assert again == fid                                # a rerun resumes every step: the same figures
 
 

@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 
 from jaxgen.classifiers.models import build_classifier
+from jaxgen.commands import generate as generate_command
+from jaxgen.commands.common import run_main
 from jaxgen.errors import ConfigError, OutputError
 from jaxgen.harness.checkpoint import TrainCheckpointer, write_descriptor
 from jaxgen.metrics.suite import FeatureNet
@@ -87,7 +89,7 @@ def _rows(out):
     return [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
 
 
-def test_classes_by_name_progress_and_resume(fake_run, real, tmp_path, capsys):
+def test_classes_by_name_progress_and_resume(fake_run, real, tmp_path, log_lines):
     out = tmp_path / "syn"
     r = generate.export_dataset("runs/x", str(out), num_per_class=5, batch=2, classes=["healthy", "severe"],
                                 progress_every=0.0, real=real, datasheet=False, identity="pixel")
@@ -102,7 +104,7 @@ def test_classes_by_name_progress_and_resume(fake_run, real, tmp_path, capsys):
     assert ident["embedder"] == "pixel_not_identity" and not ident["is_identity_model"]
     assert ident["threshold"] == 0.3 and ident["passed"] and ident["nearest_real_distance"] > 0.3
     assert ident["nearest_real_file"].startswith(real)
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("generate: images")]
+    lines = [ln for ln in log_lines.read().splitlines() if ln.startswith("generate: images")]
     counts = [ln.split(": ", 2)[2].split()[0] for ln in lines]
     assert counts == ["2/10", "4/10", "5/10", "7/10", "9/10", "10/10"]      # one line per batch
     assert "ETA" in lines[0] and "done in" in lines[-1]
@@ -163,7 +165,7 @@ def test_datasheet_beside_the_export(fake_run, real, tmp_path, monkeypatch):
 def test_cli_checks_its_inputs_before_writing(fake_run, real, tmp_path, capsys):
     g, _ = fake_run
     out = tmp_path / "cli"
-    assert generate.main(["--checkpoint", "runs/x", "--out", str(out), "--num_per_class", "2",
+    assert generate_command.main(["--checkpoint", "runs/x", "--out", str(out), "--num_per_class", "2",
                           "--classes", "mild", "--real", real, "--no_datasheet", "--identity", "pixel"]) == 0
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["mild"]
     assert "wrote 2 new images; 2 in" in capsys.readouterr().out
@@ -193,7 +195,7 @@ def test_user_folder_is_refused_before_the_generator_is_opened(fake_run, real, t
         generate.export_dataset("runs/x", str(user), 2, real=real)
     monkeypatch.delenv("JAXGEN_DEBUG", raising=False)
     with pytest.raises(SystemExit) as e:   # the command line: one line, exit status 2
-        generate.run_main(lambda: generate.main(["--checkpoint", "runs/x", "--out", str(user)]))
+        run_main(lambda: generate_command.main(["--checkpoint", "runs/x", "--out", str(user)]))
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --out {user} is not empty")
@@ -283,14 +285,14 @@ def _kept_ids(out, name):
 
 
 def test_label_by_keeps_the_most_confident_per_class(uncond_run, brightness_classifier, real, tmp_path,
-                                                     capsys):
+                                                     log_lines):
     out, n = tmp_path / "top", 6
     r = generate.export_dataset("runs/u", str(out), n, batch=16, real=real, datasheet=False, identity="pixel",
                                 label_by=brightness_classifier, progress_every=0.0)
     probs, copy = _pool(uncond_run["u"], 4 * n * 3)
     acc = json.loads((out / "acceptance.json").read_text())
     assert acc["keep"] == "top" and acc["pool_per_stream"] == 72 and acc["teacher"] == brightness_classifier
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("generate: acceptance")]
+    lines = [ln for ln in log_lines.read().splitlines() if ln.startswith("generate: acceptance")]
     for k, name in enumerate(NAMES):
         order = [i for i in np.argsort(-probs[:, k], kind="stable") if probs[i].argmax() == k]
         tried = order[:[j for j, i in enumerate(order) if not copy[i]][n - 1] + 1]   # up to the n-th non-copy
@@ -369,12 +371,12 @@ def test_label_by_errors_before_output_and_conditional_filter(uncond_run, bright
         generate.export_dataset("runs/x", str(out), 2, real=real, datasheet=False,
                                 label_by=brightness_classifier)
     with pytest.raises(ConfigError, match="--keep, --min_conf: only with --label_by"):
-        generate.main(["--checkpoint", "runs/x", "--out", str(out), "--keep", "top", "--min_conf", "0.2"])
+        generate_command.main(["--checkpoint", "runs/x", "--out", str(out), "--keep", "top", "--min_conf", "0.2"])
     assert not out.exists()
     # A conditional generator: class-filtered sampling, each kept face put in its own class.
     uncond_run["x"].class_names = NAMES
     cond = tmp_path / "cond"
-    assert generate.main(["--checkpoint", "runs/x", "--out", str(cond), "--num_per_class", "3", "--real", real,
+    assert generate_command.main(["--checkpoint", "runs/x", "--out", str(cond), "--num_per_class", "3", "--real", real,
                           "--no_datasheet", "--identity", "pixel", "--label_by", brightness_classifier,
                           "--allow_short", "--pool_multiple", "2"]) == 0
     acc = json.loads((cond / "acceptance.json").read_text())["per_class"]
@@ -419,7 +421,7 @@ def test_changed_rerun_refused_rebuild_and_crash_strays_removed(fake_run, real, 
         generate.export_dataset("runs/x", str(out), **kw)
     monkeypatch.delenv("JAXGEN_DEBUG", raising=False)
     with pytest.raises(SystemExit) as e:     # the command line: one line, exit status 2
-        generate.run_main(lambda: generate.main(["--checkpoint", "runs/x", "--out", str(out), "--num_per_class",
+        run_main(lambda: generate_command.main(["--checkpoint", "runs/x", "--out", str(out), "--num_per_class",
                                                  "4", "--real", real, "--identity", "pixel"]))
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "identity_threshold: 1.02 -> -1.0" in err[0]

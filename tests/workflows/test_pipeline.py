@@ -31,7 +31,7 @@ def _configs(root: pathlib.Path) -> Configs:
     return Configs(gan, ft, cls, evo)
 
 
-def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
+def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, log_lines):
     w = tmp_path / "pipe"
     out = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0, min_accept=0.0)
     for step in STEPS:
@@ -69,9 +69,9 @@ def test_pipeline_micro_runs_every_step_and_resumes(tmp_path, capsys):
     rows = (w / "datasheet" / "images.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[1].split(",")[-1] in ("True", "False")
     assert (w / "datasheet" / "nearest_real.png").stat().st_size > 500
-    capsys.readouterr()
+    log_lines.read()
     again = run_pipeline(_configs(tmp_path), str(w), num_sort=8, min_conf=0.0, min_accept=0.0)
-    assert again["timing"] == {} and capsys.readouterr().out.count("done before, skipped") == len(STEPS)
+    assert again["timing"] == {} and log_lines.read().count("done before, skipped") == len(STEPS)
 
 
 def test_too_few_sorted_faces_is_an_error_naming_the_class():

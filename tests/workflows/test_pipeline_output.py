@@ -43,7 +43,7 @@ def test_changed_settings_of_a_done_step_are_refused_before_anything_runs(tmp_pa
     claim_output(w, "pipeline", "--workdir")
     first = Pipeline(_configs(tmp_path), str(w), num_sort=8)
     for step in ("base", "sorter", "sort"):   # finished steps record what they were computed from
-        run_marked_step(SimpleNamespace(w=w, timing={}, log=lambda _: None, **{f"step_{step}": dict}), step,
+        run_marked_step(SimpleNamespace(w=w, timing={}, **{f"step_{step}": dict}), step,
                         "pipeline", first.step_settings(step))
     assert json.loads((w / ".sort.done").read_text())["settings"] == dict(num_sort=8, min_conf=0.5, min_accept=0.1,
                                                                           seed=0)

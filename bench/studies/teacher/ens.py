@@ -2,7 +2,7 @@
 labelled generator's samples, keep top vs threshold; students at 1x/4x, 3 seeds each."""
 import sys, json, numpy as np
 sys.path.insert(0, "/work/main")
-from jaxgen.cli import use_compile_cache
+from jaxgen.commands.common import use_compile_cache
 use_compile_cache()
 import jaxgen.workflows.generate as G
 from jaxgen.classifiers.utility import run_utility

@@ -1,4 +1,10 @@
-"""evolve.py's library entry: config -> per-class tasks -> GA rounds -> exported dataset."""
+"""The evolve command's work: config -> per-class tasks -> GA rounds -> exported dataset.
+
+`run_evolve` is what the evolve command (evolve.py, jaxgen/commands/evolve.py) and the
+pipeline's evolve stage run; the pieces are jaxgen/evolve/: `tasks` builds the per-class
+fitness tasks, `export` runs the GA rounds and writes the images, `export_folder` guards the
+output folder.
+"""
 from __future__ import annotations
 
 import pathlib
@@ -7,11 +13,14 @@ from typing import Any
 
 import jax
 
-from jaxgen.evolve.export import check_export_folder, config_settings, evolve_dataset, refuse_changed
+from jaxgen.evolve.export import evolve_dataset
+from jaxgen.evolve.export_config import config_settings
+from jaxgen.evolve.export_folder import check_export_folder, refuse_changed
 from jaxgen.evolve.tasks import build_tasks
+from jaxgen.utils.logger import logger
 
 
-def run_evolve(config: Any, out: str, log=print, rebuild: bool = False) -> dict:
+def run_evolve(config: Any, out: str, rebuild: bool = False) -> dict:
     """Build the fitness tasks from the evolve config and export to `out` (resumable).
 
     config: an evolve config (``jaxgen.config.evolve`` and configs/evolve_*.py); with
@@ -29,11 +38,11 @@ def run_evolve(config: Any, out: str, log=print, rebuild: bool = False) -> dict:
         refuse_changed(pathlib.Path(out), dict(config=config_now))
     if config.get("distributed", False):
         jax.distributed.initialize()
-    tasks, ga_cfg, exp_cfg, settings = build_tasks(config, log)
-    log(f"evolve: {len(tasks)} classes x {exp_cfg.num_per_class} images; {ga_cfg.strategy} "
-        f"pop {ga_cfg.popsize} x {ga_cfg.generations} generations, crossover {ga_cfg.crossover}; "
-        f"terms {list(tasks[0].scorer.names)}")
-    summary = evolve_dataset(tasks, ga_cfg, exp_cfg, out, settings, log, rebuild=rebuild, config=config_now)
-    log(f"evolve: done in {time.time() - t0:.0f}s: " + ", ".join(
+    tasks, ga_cfg, exp_cfg, settings = build_tasks(config)
+    logger.info(f"evolve: {len(tasks)} classes x {exp_cfg.num_per_class} images; {ga_cfg.strategy} "
+                f"pop {ga_cfg.popsize} x {ga_cfg.generations} generations, crossover {ga_cfg.crossover}; "
+                f"terms {list(tasks[0].scorer.names)}")
+    summary = evolve_dataset(tasks, ga_cfg, exp_cfg, out, settings, rebuild=rebuild, config=config_now)
+    logger.info(f"evolve: done in {time.time() - t0:.0f}s: " + ", ".join(
         f"{k} {v['exported']}" for k, v in summary["classes"].items()) + f" images in {out}")
     return summary
