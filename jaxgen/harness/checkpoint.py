@@ -215,8 +215,7 @@ def _leaf_shapes(tree: Any) -> Optional[Dict[str, Tuple[int, ...]]]:
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         if not hasattr(leaf, "shape"):
             return None
-        name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
-        out[name] = tuple(leaf.shape)
+        out[jax.tree_util.keystr(path, simple=True, separator="/")] = tuple(leaf.shape)
     return out
 
 

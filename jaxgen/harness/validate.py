@@ -31,6 +31,7 @@ import pathlib
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import jax
+from flax.traverse_util import flatten_dict
 
 from jaxgen.errors import ConfigError, InputMissing, OutputError
 from jaxgen.harness.checkpoint import DESCRIPTOR, CheckpointError, descriptor_fields, read_descriptor
@@ -225,10 +226,10 @@ def check_same_config(config: Any, workdir: pathlib.Path, fields: Sequence[str] 
     if not path.is_file():
         return
     try:
-        old = _flat(json.loads(path.read_text()))
+        old = _flat_dotted(json.loads(path.read_text()))
     except (OSError, ValueError):
         return                      # unreadable: check_same_descriptor and the restore decide
-    _refuse(workdir, config_differences(old, _flat(_plain(config)), fields))
+    _refuse(workdir, config_differences(old, _flat_dotted(_plain(config)), fields))
 
 
 def check_same_descriptor(kind: str, descriptor: Dict[str, Any], workdir: pathlib.Path) -> None:
@@ -242,8 +243,8 @@ def check_same_descriptor(kind: str, descriptor: Dict[str, Any], workdir: pathli
         return
     new = json.loads(json.dumps(descriptor_fields(kind, **descriptor)))
     keep = ("kind", "resolution", "channels", "model") + (("class_names",) if _labelled(new) else ())
-    flat_old = {f"run.json {k}": v for k, v in _flat(old).items()}
-    flat_new = {f"run.json {k}": v for k, v in _flat(new).items()}
+    flat_old = {f"run.json {k}": v for k, v in _flat_dotted(old).items()}
+    flat_new = {f"run.json {k}": v for k, v in _flat_dotted(new).items()}
     fields = [f"run.json {k}" for k in keep + tuple(k for k in new if k.endswith("_kwargs"))]
     skip = [k for k in flat_new if k.rsplit(".", 1)[-1] in _KWARGS_MAY_CHANGE and "_kwargs." in k]
     _refuse(workdir, config_differences(flat_old, flat_new, fields, skip))
@@ -285,15 +286,9 @@ def _leaves(tree: Any, prefix: str = "") -> Iterable[Tuple[str, Any]]:
         yield prefix, tree
 
 
-def _flat(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+def _flat_dotted(tree: Dict[str, Any]) -> Dict[str, Any]:
     """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
-    out: Dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return flatten_dict(tree, sep=".")
 
 
 def _show(v: Any) -> str:

@@ -18,10 +18,11 @@ with the list of mismatching keys and shapes instead of producing garbage.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from typing import Any, Dict, Mapping, Sequence
 
 import jax
 import numpy as np
+from flax.traverse_util import flatten_dict, unflatten_dict
 
 from jaxgen.stylegan2.discriminator import Discriminator
 from jaxgen.stylegan2.generator import Generator
@@ -124,22 +125,6 @@ def _collection(key: str) -> str:
     return "buffers" if leaf in ("w_avg", "noise_const") else "params"
 
 
-def _set(tree: Dict[str, Any], path: Tuple[str, ...], value: Any) -> None:
-    for p in path[:-1]:
-        tree = tree.setdefault(p, {})
-    tree[path[-1]] = value
-
-
-def _flatten(tree: Mapping[str, Any], prefix: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...], Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
-
-
 def state_dict_to_variables(state_dict: StateDict, reference: Variables) -> Variables:
     """Convert an NVIDIA state dict into Flax variables shaped like `reference`.
 
@@ -147,8 +132,8 @@ def state_dict_to_variables(state_dict: StateDict, reference: Variables) -> Vari
     `model.init` or `jax.eval_shape(model.init, ...)`). Raises ConversionError
     naming every missing, unexpected or mis-shaped key.
     """
-    expected = {(col,) + path: v for col in reference for path, v in _flatten(reference[col]).items()}
-    out: Variables = {}
+    expected = flatten_dict(dict(reference))
+    flat = {}
     problems = []
     seen = set()
     default_f = setup_filter((1, 3, 3, 1))
@@ -169,21 +154,21 @@ def state_dict_to_variables(state_dict: StateDict, reference: Variables) -> Vari
             problems.append(f"{key}: shape {tuple(np.shape(value))} converts to {arr.shape}, "
                             f"but the model built from the config needs {want}")
             continue
-        _set(out, path, arr)
+        flat[path] = arr
         seen.add(path)
     for path in sorted(set(expected) - seen):
         problems.append(f"missing key {'.'.join(path[1:])} ({path[0]}) {tuple(expected[path].shape)}")
     if problems:
         raise ConversionError("weights do not match the model config:\n  " + "\n  ".join(problems[:40])
                               + (f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""))
-    return out
+    return unflatten_dict(flat)
 
 
 def variables_to_state_dict(variables: Variables) -> Dict[str, np.ndarray]:
     """Inverse of `state_dict_to_variables` (without the resample filters)."""
     out = {}
     for col in ("params", "buffers"):
-        for path, v in _flatten(variables.get(col, {})).items():
+        for path, v in flatten_dict(dict(variables.get(col, {}))).items():
             key = ".".join(path)
             out[key] = _permute(key, np.asarray(v), inverse=True)
     return out
