@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 from jaxgen.evolve import terms as T  # noqa: E402
 from jaxgen.evolve.fitness import Inputs, make_scorer  # noqa: E402
 from jaxgen.evolve.ga import GAConfig, run_ga  # noqa: E402
-from jaxgen.evolve.pixel_embedder import pixel_features  # noqa: E402
+from jaxgen.identity.pixel_embedder import pixel_features  # noqa: E402
 from jaxgen.evolve.latents import w_statistics  # noqa: E402
 from jaxgen.stylegan2 import networks  # noqa: E402
 

@@ -67,7 +67,7 @@ from jaxgen.evolve.export_config import ClassTask, ExportConfig, export_settings
 from jaxgen.evolve.export_folder import OpenExport, open_export
 from jaxgen.evolve.fitness import Inputs, Scorer, jit_terms
 from jaxgen.evolve.ga import GAConfig, run_ga
-from jaxgen.evolve.pixel_embedder import pixel_features
+from jaxgen.identity.pixel_embedder import pixel_features
 from jaxgen.evolve.terms import FEATURE_SIZE
 from jaxgen.utils.files import inside, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8

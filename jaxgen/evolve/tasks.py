@@ -35,9 +35,9 @@ from jaxgen.evolve import terms as T
 from jaxgen.evolve.export_config import ClassTask, ExportConfig
 from jaxgen.evolve.fitness import Inputs, Scorer, Term, make_scorer
 from jaxgen.evolve.ga import GAConfig
-from jaxgen.evolve.identity import IdentityCheck, make_embedder
+from jaxgen.identity.search import IdentityCheck, make_embedder
 from jaxgen.evolve.latents import decoder_for, w_statistics
-from jaxgen.evolve.pixel_embedder import PixelEmbedder
+from jaxgen.identity.pixel_embedder import PixelEmbedder
 from jaxgen.harness.checkpoint import CheckpointError
 from jaxgen.runs import GENERATOR_KINDS, Run, RunError, open_run
 from jaxgen.utils.labels import one_hot_labels

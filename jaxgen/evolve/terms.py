@@ -46,7 +46,7 @@ import numpy as np
 from jaxgen.classifiers.sorting import to_classifier_input
 from jaxgen.errors import ConfigError
 from jaxgen.evolve.fitness import Inputs, Term
-from jaxgen.evolve.pixel_embedder import PixelEmbedder, pixel_features
+from jaxgen.identity.pixel_embedder import PixelEmbedder, pixel_features
 
 FEATURE_SIZE = 16  # pixel features (size x size x 3) of the diversity term and bank
 

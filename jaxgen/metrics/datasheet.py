@@ -88,7 +88,7 @@ def diversity(train_f, hold_f, syn_f, k_pr: int = 3, k_dc: int = 5) -> Dict[str,
 
 
 def identity(check, syn_images) -> Dict[str, Any]:
-    """Nearest training identity of every synthetic image (check: a jaxgen.evolve.identity
+    """Nearest training identity of every synthetic image (check: a jaxgen.identity.search
     IdentityCheck, the training faces its references, embedded once), and whether the embedder
     separates the training faces at all (the share of them within the threshold of another one)."""
     r = check.check(syn_images)
@@ -131,7 +131,7 @@ def compute(syn, train, hold, net: FeatureNet, check=None, k_pr: int = 3, k_dc: 
             task_dlib: bool = True) -> Dict[str, Any]:
     """Every measure of the datasheet for ImageDatasets syn, train, hold (same class names).
 
-    check: the identity check (a jaxgen.evolve.identity.IdentityCheck whose references are
+    check: the identity check (a jaxgen.identity.search.IdentityCheck whose references are
     train's faces, already embedded), or None (no identity section).
     projection: {'run': Run, 'steps': N, 'max_images': 64, 'config': ProjectConfig} (the last two
     optional) also projects training and holdout images into the run's generator (privacy's

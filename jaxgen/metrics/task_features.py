@@ -8,7 +8,7 @@ space the downstream task uses show what random features miss:
               Dense `predictions`) of a classifier trained on the REAL faces, e.g. the
               pipeline's sorter runs/<pipeline>/cls_real; D = 8 * width for small_cnn,
               2048 for resnet50v2 (jaxgen/classifiers/models.py, `return_features=True`)
-  dlib        dlib's 128-d ResNet face descriptor (jaxgen/evolve/dlib_embedder.py), for photos:
+  dlib        dlib's 128-d ResNet face descriptor (jaxgen/identity/dlib_embedder.py), for photos:
               only faces dlib's detector finds are embedded; drawn faces (the demo set) mostly
               are not, or are not told apart, and the section then says so instead of scoring
 
@@ -32,8 +32,8 @@ import numpy as np
 
 from jaxgen.classifiers.evaluate import model_input
 from jaxgen.classifiers.sorting import to_classifier_input
-from jaxgen.evolve.dlib_embedder import DlibEmbedder
-from jaxgen.evolve.embedder_interface import embed_with_status
+from jaxgen.identity.dlib_embedder import DlibEmbedder
+from jaxgen.identity.embedder_interface import embed_with_status
 from jaxgen.metrics import formulas, privacy
 from jaxgen.runs import Run, open_run
 

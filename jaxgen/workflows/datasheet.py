@@ -26,8 +26,8 @@ from jaxgen.classifiers.utility import run_utility
 from jaxgen.data import load_image_folder
 from jaxgen.data.folder import ImageDataset, prepare_image, scan_image_folder
 from jaxgen.errors import ConfigError
-from jaxgen.evolve import identity as identity_models
-from jaxgen.evolve.identity import IdentityCheck
+from jaxgen.identity import search as identity_models
+from jaxgen.identity.search import IdentityCheck
 from jaxgen.metrics import task_features
 from jaxgen.metrics.datasheet import compute, write
 from jaxgen.metrics.suite import FeatureNet, make_feature_net

@@ -19,7 +19,7 @@ than the identity model's threshold to any of them is refused (not written; its
 file number stays unused); more candidates are drawn until num_per_class pass,
 and a class where fewer than one in --max_tries pass stops the export with an
 error (the generator copies its training faces). Identity models
-(jaxgen/evolve/identity.py, the embedders beside it): dlib's face descriptor (threshold 0.6); 'auto' uses
+(jaxgen/identity/search.py, the embedders beside it): dlib's face descriptor (threshold 0.6); 'auto' uses
 the pixel near-copy check, which is NOT an identity model, for a run trained on the
 drawn demo faces, which dlib cannot tell apart. The pixel check is shift-tolerant (a
 copy moved by 1-2 px is found) and, without --identity_threshold, its threshold is

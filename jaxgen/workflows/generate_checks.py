@@ -17,7 +17,7 @@ from jaxgen.data import load_dataset, load_image_folder
 from jaxgen.data.demo_faces import write_demo_holdout
 from jaxgen.data.folder import ImageDataset
 from jaxgen.errors import ConfigError
-from jaxgen.evolve.identity import IdentityCheck, make_embedder
+from jaxgen.identity.search import IdentityCheck, make_embedder
 from jaxgen.runs import Run
 from jaxgen.utils.logger import logger
 

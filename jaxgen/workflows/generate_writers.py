@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from jaxgen.errors import ConfigError
-from jaxgen.evolve.identity import IdentityCheck
+from jaxgen.identity.search import IdentityCheck
 from jaxgen.runs import Run
 from jaxgen.utils.files import inside, png_complete, save_png_atomic, write_text_atomic
 from jaxgen.utils.images import to_uint8

@@ -297,7 +297,7 @@ class Pipeline:
         e.real = copy.deepcopy(self.c.gan.data)
         if self._evolve_identity() != e.identity:
             logger.info("pipeline: demo faces are drawn: dlib cannot tell them apart (see "
-                        "jaxgen/evolve/dlib_embedder.py), using the pixel near-copy check instead")
+                        "jaxgen/identity/dlib_embedder.py), using the pixel near-copy check instead")
             e.identity = self._evolve_identity()
         return dict(classes=run_evolve(e, str(self.w / "synthetic"))["classes"])
 

@@ -21,8 +21,8 @@ from jaxgen.evolve.export import evolve_dataset
 from jaxgen.evolve.export_config import ClassTask, ExportConfig
 from jaxgen.evolve.ga import GAConfig
 from jaxgen.errors import OutputError
-from jaxgen.evolve.identity import IdentityCheck, make_embedder, nearest_identity
-from jaxgen.evolve.pixel_embedder import pixel_features
+from jaxgen.identity.search import IdentityCheck, make_embedder, nearest_identity
+from jaxgen.identity.pixel_embedder import pixel_features
 from jaxgen.evolve.tasks import build_tasks
 from jaxgen.harness.checkpoint import save_networks
 from jaxgen.stylegan2 import networks

@@ -8,8 +8,8 @@ import pytest
 
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.data.folder import load_image_folder
-from jaxgen.evolve.identity import IdentityCheck
-from jaxgen.evolve.pixel_embedder import PixelEmbedder
+from jaxgen.identity.search import IdentityCheck
+from jaxgen.identity.pixel_embedder import PixelEmbedder
 from jaxgen.metrics import datasheet as DS
 from jaxgen.metrics.suite import FeatureNet
 

@@ -14,7 +14,7 @@ from jaxgen.config import load_config
 from jaxgen.data.demo_faces import write_demo_dataset
 from jaxgen.data.folder import ImageDataset, load_image_folder
 from jaxgen.errors import UserError
-from jaxgen.evolve.pixel_embedder import PixelEmbedder
+from jaxgen.identity.pixel_embedder import PixelEmbedder
 from jaxgen.metrics import datasheet as DS
 from jaxgen.metrics import task_features as TF
 from jaxgen.metrics.suite import FeatureNet, extract, make_feature_net

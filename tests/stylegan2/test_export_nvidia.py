@@ -19,7 +19,7 @@ from jaxgen.commands.common import run_main
 from jaxgen.dcgan import models as dcgan_models
 from jaxgen.errors import OutputError
 from jaxgen.harness.checkpoint import TrainCheckpointer, save_networks, write_descriptor
-from jaxgen.runs import RunError, open_run
+from jaxgen.runs import RunError
 from jaxgen.stylegan2 import export_nvidia, nvidia
 from jaxgen.stylegan2.nvidia import ConversionError
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen.evolve.identity import IdentityCheck, make_embedder, nearest_identity
-from jaxgen.evolve.pixel_embedder import FIXED_PIXEL_THRESHOLD, PixelEmbedder, pixel_features
+from jaxgen.identity.search import IdentityCheck, make_embedder, nearest_identity
+from jaxgen.identity.pixel_embedder import FIXED_PIXEL_THRESHOLD, PixelEmbedder, pixel_features
 from jaxgen.metrics.suite import FeatureNet
 from jaxgen.workflows import generate
 

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.evolve.embedder_interface import as_images
-from jaxgen.evolve.pixel_embedder import FIXED_PIXEL_THRESHOLD, PixelEmbedder
+from jaxgen.identity.embedder_interface import as_images
+from jaxgen.identity.pixel_embedder import FIXED_PIXEL_THRESHOLD, PixelEmbedder
 
 __all__ = ["calibrate_near_copy", "CALIBRATION_FLOOR", "CALIBRATION_SAMPLE"]
 

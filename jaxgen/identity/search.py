@@ -14,16 +14,16 @@ counted as "anonymous": it is reported with its reason and fails the check.
 
 Embedders (all take uint8 images [N, H, W, 3], RGB, and return
 `(embeddings float32 [N, D], ok bool [N])`; rows with ok=False are zeros; the interface:
-jaxgen.evolve.embedder_interface):
+jaxgen.identity.embedder_interface):
 
   DlibEmbedder  dlib's ResNet face descriptor (D=128, threshold 0.6, dlib's
                 same-person Euclidean distance). Face found with dlib's HOG
                 frontal detector (or its CNN detector), 5-point landmarks,
                 aligned 150x150 chip, descriptor. Needs the `dlib-bin` and
                 `face-recognition-models` packages; the model files ship in
-                the latter, nothing is downloaded. (jaxgen.evolve.dlib_embedder)
+                the latter, nothing is downloaded. (jaxgen.identity.dlib_embedder)
   PixelEmbedder pure JAX: downsampled (antialiased), mean-centred, unit-norm
-                pixels (jaxgen.evolve.pixel_embedder). NOT an identity model - it only says
+                pixels (jaxgen.identity.pixel_embedder). NOT an identity model - it only says
                 "these pixels are nearly the same picture". For tests and CPU
                 demos on drawn faces, where dlib is missing or cannot tell
                 the cartoons apart (below).
@@ -41,7 +41,7 @@ Here: `make_embedder(kind)` (what a --identity flag names),
 `IdentityCheck(embedder, references, files).check(images)` (references embedded once;
 the per-image records every export path writes; a pixel check is shift-tolerant and,
 without a given threshold, calibrated on the references by
-`calibrate_near_copy(embedder, references, ref_emb)` of jaxgen.evolve.near_copy_calibration) and
+`calibrate_near_copy(embedder, references, ref_emb)` of jaxgen.identity.near_copy_calibration) and
 `deidentification_report(candidates, references, embedder) -> dict`.
 """
 from __future__ import annotations
@@ -52,10 +52,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.evolve.dlib_embedder import DlibEmbedder
-from jaxgen.evolve.embedder_interface import EmbedResult, as_images, embed_with_status
-from jaxgen.evolve.near_copy_calibration import calibrate_near_copy
-from jaxgen.evolve.pixel_embedder import PixelEmbedder
+from jaxgen.identity.dlib_embedder import DlibEmbedder
+from jaxgen.identity.embedder_interface import EmbedResult, as_images, embed_with_status
+from jaxgen.identity.near_copy_calibration import calibrate_near_copy
+from jaxgen.identity.pixel_embedder import PixelEmbedder
 
 __all__ = ["nearest_identity", "deidentification_report", "make_embedder", "IdentityCheck"]
 

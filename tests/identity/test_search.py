@@ -1,4 +1,4 @@
-"""Identity embedders and the de-identification report (jaxgen.evolve.identity).
+"""Identity embedders and the de-identification report (jaxgen.identity.search).
 
 The faces are the procedural demo faces (jaxgen.data.demo_faces) at 128 px.
 dlib's HOG detector finds most of them (7 of the 8 used here; face 3 needs the
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from jaxgen.data.demo_faces import render_face
-from jaxgen.evolve.dlib_embedder import DlibEmbedder
-from jaxgen.evolve.embedder_interface import IdentityEmbedder
-from jaxgen.evolve.identity import deidentification_report, nearest_identity
-from jaxgen.evolve.pixel_embedder import PixelEmbedder
+from jaxgen.identity.dlib_embedder import DlibEmbedder
+from jaxgen.identity.embedder_interface import IdentityEmbedder
+from jaxgen.identity.search import deidentification_report, nearest_identity
+from jaxgen.identity.pixel_embedder import PixelEmbedder
 
 RES = 128
 N_TRAIN = 8

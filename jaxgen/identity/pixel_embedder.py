@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.evolve.embedder_interface import EmbedResult, as_images
+from jaxgen.identity.embedder_interface import EmbedResult, as_images
 
 __all__ = ["PixelEmbedder", "pixel_features", "FIXED_PIXEL_THRESHOLD"]
 

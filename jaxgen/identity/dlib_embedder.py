@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from jaxgen.evolve.embedder_interface import EmbedResult, as_images
+from jaxgen.identity.embedder_interface import EmbedResult, as_images
 
 __all__ = ["DlibEmbedder", "dlib_model_dir"]
 

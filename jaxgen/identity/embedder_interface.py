@@ -1,4 +1,4 @@
-"""What every identity embedder offers (`jaxgen.evolve.identity` runs the check with one).
+"""What every identity embedder offers (`jaxgen.identity.search` runs the check with one).
 
 `IdentityEmbedder`: `embed(uint8 [N, H, W, 3]) -> (float32 [N, D], ok bool [N])`, rows with
 ok=False are zeros; `EmbedResult` adds one status string per image (`embed_with_status`
