@@ -1,8 +1,8 @@
 """`evaluate.py`: score a generator checkpoint (or a folder of images) against real data.
 
-  python evaluate.py --checkpoint runs/acne --real data/acne \
+  python evaluate.py fid --checkpoint runs/acne --real data/acne \
       --inception_weights weights/pt_inception-2015-12-05-6726825d.pth
-  python evaluate.py --fakes out/synthetic --real data/acne --metrics fid,kid,pr \
+  python evaluate.py fid --fakes out/synthetic --real data/acne --metrics fid,kid,pr \
       --feature_net random_inception        # no Inception weights: labelled fallback
 
 --checkpoint takes any generator run `jaxgen.runs.open_run` opens: a StyleGAN2 or
