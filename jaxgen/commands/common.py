@@ -25,7 +25,7 @@ import sys
 from typing import Any, Callable, Iterator, List, NoReturn, Optional, Sequence
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 
 from jaxgen.config import load_config
 from jaxgen.errors import TrainingStopped, UserError
@@ -94,7 +94,8 @@ def run_main(main: Callable[[], object]) -> object:
 def run_absl(main: Callable[[Any], object], parse: Callable[[List[str]], Any],
              config_flags: Sequence[str] = ("config",)) -> None:
     """`absl.app.run(main, flags_parser=parse)`: `parse(sys.argv)` reads the flags and its result
-    is main's argument. Expected errors are one line (`one_line_errors`); so is an exception of
+    is main's argument; main starts with the XLA compile cache on and absl's log at WARNING.
+    Expected errors are one line (`one_line_errors`); so is an exception of
     the flag parsing, a bad `--<config flag>.<field>` override above all (`override_error`)."""
     def parse_or_fail(argv: List[str]) -> Any:
         try:
@@ -104,8 +105,13 @@ def run_absl(main: Callable[[Any], object], parse: Callable[[List[str]], Any],
                 raise
             fail(override_error(sys.argv[1:], config_flags) or f"could not parse the flags: {e}")
 
+    def started(parsed: Any) -> object:
+        use_compile_cache()
+        logging.set_verbosity(logging.WARNING)   # after app.run's own logging set-up
+        return main(parsed)
+
     with lines_to_stdout(), one_line_errors():
-        app.run(main, flags_parser=parse_or_fail)
+        app.run(started, flags_parser=parse_or_fail)
 
 
 def parse_flags(fv: flags.FlagValues, argv: Sequence[str], doc: str) -> flags.FlagValues:

@@ -26,12 +26,12 @@ import dataclasses
 import sys
 from typing import Callable, Dict, List, Sequence, Tuple
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from jaxgen.classifiers.evaluate import evaluate_classifiers
 from jaxgen.classifiers.utility import parse_multiples, run_utility
-from jaxgen.commands.common import fail, parse_flags, run_absl, use_compile_cache
+from jaxgen.commands.common import HELP_FLAGS, fail, parse_flags, run_absl
 from jaxgen.errors import ConfigError
 from jaxgen.metrics.evaluate import run as run_fid
 from jaxgen.workflows.compare import compare_from_config
@@ -247,7 +247,7 @@ def new_spelling(argv: Sequence[str]) -> List[str]:
     prog, args = argv[0], list(argv[1:])
     if args and args[0] in MODES:
         return list(argv)
-    if not args or args[0] in ("-h", "--help", "--helpshort", "--helpfull"):
+    if not args or args[0] in HELP_FLAGS:
         print(modes_help(_spoken(prog)))
         sys.exit(0)
     if not args[0].startswith("-"):
@@ -282,8 +282,6 @@ def parse(argv: Sequence[str]) -> Tuple[str, flags.FlagValues]:
 def main(parsed: Tuple[str, flags.FlagValues]) -> None:
     """Run the mode on its flags."""
     mode, fv = parsed
-    use_compile_cache()
-    logging.set_verbosity(logging.WARNING)
     MODES[mode].run(fv)
 
 

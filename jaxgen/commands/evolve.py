@@ -16,10 +16,10 @@ exit status 2; JAXGEN_DEBUG=1 shows the traceback.
 """
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from jaxgen.commands.common import parse_flags, run_absl, use_compile_cache
+from jaxgen.commands.common import parse_flags, run_absl
 from jaxgen.errors import ConfigError
 from jaxgen.workflows.evolve import run_evolve
 
@@ -34,8 +34,6 @@ flags.mark_flags_as_required(["config"], flag_values=FLAGS)
 
 def main(fv: flags.FlagValues) -> None:
     """Evolve and export `fv.config` into --out (or config.out)."""
-    use_compile_cache()
-    logging.set_verbosity(logging.WARNING)
     out = fv.out or fv.config.out
     if not out:
         raise ConfigError("give --out <dataset folder> (or --config.out)")

@@ -15,11 +15,11 @@ stops with one line and exit status 2; JAXGEN_DEBUG=1 shows the traceback.
 """
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from jaxgen.classifiers.train import train_classifier
-from jaxgen.commands.common import parse_flags, run_absl, use_compile_cache
+from jaxgen.commands.common import parse_flags, run_absl
 from jaxgen.dcgan.train import train_and_evaluate as train_dcgan
 from jaxgen.errors import ConfigError
 from jaxgen.stylegan2.train import train_and_evaluate as train_stylegan2
@@ -36,8 +36,6 @@ TRAINERS = {"stylegan2": train_stylegan2, "dcgan": train_dcgan, "classifier": tr
 
 def main(fv: flags.FlagValues) -> None:
     """Train `fv.config` in `fv.workdir` with the trainer its `task` names."""
-    use_compile_cache()
-    logging.set_verbosity(logging.WARNING)
     task = fv.config.get("task", "stylegan2")
     if task not in TRAINERS:
         raise ConfigError(f"config.task={task!r}: choose one of {', '.join(TRAINERS)}")
