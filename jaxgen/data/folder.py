@@ -317,8 +317,16 @@ def _unreadable_error(root: Path, bad: List[Tuple[str, str]], total: int) -> Dat
     more = f"; ... and {len(bad) - 10} more" if len(bad) > 10 else ""
     return DatasetError(
         f"{len(bad)} of {total} image(s) under {root} could not be read: {shown}{more}. Delete or "
-        "re-save them, or set --config.data.skip_corrupt=True (skip_corrupt=True in Python) to "
-        "leave them out; the skipped files are then listed in the data summary.")
+        "re-save them, or set --config.data.skip_corrupt=True (--skip_corrupt for python -m jaxgen "
+        "pack, skip_corrupt=True in Python) to leave them out; the skipped files are then listed in "
+        "the data summary.")
+
+
+def _none_readable_error(root: Path, bad: List[Tuple[str, str]]) -> DatasetError:
+    """One line for a source whose every image was unreadable (skip_corrupt leaves nothing)."""
+    return DatasetError(f"none of the {len(bad)} image(s) under {root} could be read (e.g. "
+                        f"{os.path.relpath(bad[0][0], root)}: {' '.join(bad[0][1].split())[:120]}); "
+                        "check that they are images (PNG/JPEG/BMP/WebP) and not empty")
 
 
 def _decode_all(root: Path, items, class_names: List[str], resolution: int, channels: int,
@@ -334,9 +342,7 @@ def _decode_all(root: Path, items, class_names: List[str], resolution: int, chan
         raise _unreadable_error(root, bad, len(items))
     keep = [(it, arr, info) for it, (arr, info, err) in zip(items, results) if err is None]
     if not keep:
-        raise DatasetError(f"none of the {len(items)} image(s) under {root} could be read (e.g. "
-                           f"{os.path.relpath(bad[0][0], root)}: {' '.join(bad[0][1].split())[:120]}); "
-                           "check that they are images (PNG/JPEG/BMP/WebP) and not empty")
+        raise _none_readable_error(root, bad)
     images = np.stack([arr for _, arr, _ in keep])
     labels = np.array([label for (_, label), _, _ in keep], np.int32)
     paths = [p for (p, _), _, _ in keep]

@@ -252,8 +252,10 @@ def _write_rows(source: _Source, tmp: Path, resolution: int, channels: int, enco
             labels.append(label)
             paths.write(json.dumps(path) + "\n")
             tally.add(path, info)
-    if tally.bad and (not skip_corrupt or not labels):
+    if tally.bad and not skip_corrupt:
         raise folder_lib._unreadable_error(source.root or Path("."), tally.bad, len(tally.bad) + len(labels))
+    if tally.bad and not labels:
+        raise folder_lib._none_readable_error(source.root or Path("."), tally.bad)
     if not labels:
         raise DatasetError(f"the source {source.root or ''} has no images; nothing was packed")
     labels = np.asarray(labels, np.int32)

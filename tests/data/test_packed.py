@@ -139,6 +139,12 @@ def test_out_is_refused_unless_new_empty_or_an_earlier_pack_and_src_is_checked_f
     with pytest.raises(DatasetError, match="1 of 15 image.*broken.png.*skip_corrupt"):
         pack_dataset(src, out, 8)
     assert read_meta(out)["encoding"] == "png" and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "out", "src"]
+    only_bad = tmp_path / "only_bad" / "mild"
+    only_bad.mkdir(parents=True)
+    (only_bad / "broken.png").write_bytes(b"not a png")       # skip_corrupt would leave nothing
+    with pytest.raises(DatasetError, match=r"none of the 1 image\(s\) under .*only_bad could be read"):
+        pack_dataset(only_bad.parent, tmp_path / "none", 8, skip_corrupt=True)
+    assert not (tmp_path / "none").exists()
     with pytest.raises(DatasetError, match=r"packed at 8px x3 but 16px x3 was asked.*resolution=8"):
         load_dataset(dict(source="folder", path=str(out), resolution=16))
 
